@@ -1,0 +1,82 @@
+"""Typed errors. Every message names the file and says what was expected, so a
+user (or a daemon client) can act on it without a traceback."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SbExportError(Exception):
+    """Base class of every error sbexportd raises on purpose."""
+
+    code = "error"  # stable machine-readable name (the daemon maps it to a JSON-RPC code)
+
+    def __init__(self, message: str, path: str | Path | None = None):
+        self.path = str(path) if path is not None else None
+        super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+# --- reading: file -> archive -------------------------------------------------
+class ModelFileError(SbExportError):
+    """The file cannot be read as a Stable Baselines 2 save file."""
+    code = "bad_model_file"
+
+
+class NotAModelFile(ModelFileError):
+    code = "not_a_model_file"
+
+
+class TruncatedFile(ModelFileError):
+    code = "truncated_file"
+
+
+class MissingMember(ModelFileError):
+    code = "missing_member"
+
+
+class MemberTooLarge(ModelFileError):
+    code = "member_too_large"
+
+
+class UnsafeArchiveMember(ModelFileError):
+    code = "unsafe_archive_member"
+
+
+class ForbiddenPickleGlobal(ModelFileError):
+    """The pickle asks to import or call something outside the allow-list."""
+    code = "forbidden_pickle_global"
+
+
+class ObjectArrayInParameters(ModelFileError):
+    code = "object_array_in_parameters"
+
+
+class VecNormalizeError(ModelFileError):
+    code = "bad_vecnormalize_file"
+
+
+# --- understanding: archive -> spec -----------------------------------------
+class UnsupportedModel(SbExportError):
+    """The file is an SB2 model, but its algorithm or policy is not understood."""
+    code = "unsupported_policy"
+
+
+class UnknownAlgorithm(UnsupportedModel):
+    code = "unknown_algorithm"
+
+
+class UnknownPolicy(UnsupportedModel):
+    code = "unknown_policy"
+
+
+class InconsistentParameters(UnsupportedModel):
+    """Parameter names or shapes do not fit the policy the file describes."""
+    code = "inconsistent_parameters"
+
+
+# --- using a model ------------------------------------------------------------
+class BadObservation(SbExportError):
+    code = "bad_observation"
+
+
+class BackendUnavailable(SbExportError):
+    code = "backend_unavailable"

@@ -1,0 +1,238 @@
+"""The policy spec: one framework-neutral description of an SB2 inference network.
+
+An adapter (one per algorithm, in `sbexportd.understand.adapters`) turns an
+`Archive` into a `PolicySpec`. Backends and exporters only *realize* a spec: each
+op below has one implementation per backend, and nothing downstream looks at
+parameter names or re-derives architecture.
+
+The network is a straight-line program: `nodes` run in order, each reading named
+tensors and writing named tensors. Tensor names are free-form strings; three are
+reserved inputs:
+
+    "obs"    the raw environment observation, batch first (dtype as the env gives it)
+    "state"  recurrent state in, (batch, 2 * n_lstm) float32   [recurrent only]
+    "mask"   episode-start flags, (batch,) float32, 1.0 = reset [recurrent only]
+
+`outputs` maps the public output names to tensor names:
+
+    actions          exactly SB2's predict(deterministic=True)
+    probs            Discrete / MultiBinary action probabilities (action_probability)
+    probs_<i>        MultiDiscrete: one softmax per sub-action
+    mean, std        Box: the Gaussian's mean and std (SAC: pre-tanh mean)
+    values           the critic's V(s)
+    q_values         DQN's Q(s, .)
+    state            recurrent state out
+
+Constants (space bounds, VecNormalize statistics, DDPG's observation statistics)
+live in `tensors` beside the trained weights, so every export embeds them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import numpy as np
+
+SPEC_VERSION = 1
+
+
+# --- spaces ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Box:
+    low: np.ndarray
+    high: np.ndarray
+    dtype: str = "float32"
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.low.shape)
+
+    def describe(self) -> dict[str, Any]:
+        def bound(a: np.ndarray):
+            return float(a.flat[0]) if a.size and np.all(a == a.flat[0]) else a.tolist()
+        return {"type": "Box", "shape": list(self.shape), "dtype": self.dtype,
+                "low": bound(self.low), "high": bound(self.high)}
+
+
+@dataclass(frozen=True)
+class Discrete:
+    n: int
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return ()
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "Discrete", "n": self.n}
+
+
+@dataclass(frozen=True)
+class MultiDiscrete:
+    nvec: tuple[int, ...]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.nvec),)
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "MultiDiscrete", "nvec": list(self.nvec)}
+
+
+@dataclass(frozen=True)
+class MultiBinary:
+    n: int
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.n,)
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "MultiBinary", "n": self.n}
+
+
+@dataclass(frozen=True)
+class DictSpace:
+    """A goal-conditioned observation (HER): sub-spaces in SB2's KEY_ORDER."""
+    spaces: tuple[tuple[str, "Space"], ...]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (sum(int(np.prod(s.shape or (1,))) for _, s in self.spaces),)
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "Dict", "spaces": {k: s.describe() for k, s in self.spaces}}
+
+
+Space = Union[Box, Discrete, MultiDiscrete, MultiBinary, DictSpace]
+
+
+# --- the program ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Node:
+    """One op application: `outputs = op(inputs; attrs, params)`.
+
+    `params` maps an op's parameter role ("w", "b", "gamma", ...) to a key of
+    `PolicySpec.tensors`. Ops and their contracts are listed in OPS.
+    """
+    op: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+
+
+# op name -> (inputs, outputs, attrs, params): the contract every backend implements.
+OPS: dict[str, str] = {
+    "cast_float": "x -> float32(x)",
+    "one_hot": "x (int) -> one_hot(x, n) float32; attrs n",
+    "multi_one_hot": "x (batch, k) int -> concat_i one_hot(x[:, i], nvec[i]); attrs nvec",
+    "scale_box": "x -> (x - low) / (high - low), float32; params low, high",
+    "vecnormalize": "x -> float32(clip((x - mean) / sqrt(var + eps), -clip, clip)) computed in "
+                    "float64 like SB2's VecNormalize; params mean, var (float64); attrs eps, clip",
+    "running_norm": "x -> clip((x - mean) / std, lo, hi) (DDPG's in-graph observation "
+                    "normalization); params mean, std (float32); attrs lo, hi",
+    "concat_dict": "dict obs -> concat of its keys in attrs keys order (HER), float32",
+    "flatten": "x -> reshape(x, (batch, -1))",
+    "dense": "x -> x @ w + b; params w (in, out), b (out,)",
+    "conv2d": "x NHWC -> conv(x, w HWIO, stride, VALID) + b; params w, b; attrs stride",
+    "activation": "x -> fn(x); attrs fn in ACTIVATIONS",
+    "layer_norm": "x -> (x - mean) * rsqrt(var + eps) * gamma + beta over all non-batch axes "
+                  "(tf.contrib.layers.layer_norm); params gamma, beta; attrs eps",
+    "lstm": "x, state, mask -> h, state' (SB2 tf_layers.lstm, one step, mask resets state "
+            "first); params wx, wh, b [+ gx, bx, gh, bh, gc, bc when attrs layer_norm]; "
+            "attrs n_hidden, layer_norm",
+    "concat": "xs... -> concat(xs, axis=-1)",
+    "dueling": "a, v -> v + (a - mean(a, axis=1, keepdims))",
+    "squeeze_last": "x (batch, 1) -> x[:, 0]",
+    "softmax": "x -> softmax(x, axis=-1)",
+    "argmax": "x -> argmax(x, axis=-1) int64",
+    "split": "x -> xs split along the last axis; attrs sizes",
+    "stack_last": "xs... -> stack(xs, axis=-1)",
+    "sigmoid_round": "x -> round_half_even(sigmoid(x)) (Bernoulli mode)",
+    "exp_broadcast": "like (batch, n), logstd (1, n) -> exp(like * 0 + logstd); params logstd",
+    "clip_value": "x -> clip(x, lo, hi) with scalar attrs lo, hi",
+    "clip_box": "x -> clip(x, low, high); params low, high",
+    "unscale_box": "x in [-1, 1] -> low + 0.5 * (x + 1) * (high - low); params low, high",
+}
+
+ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid", "elu", "softplus", "softsign",
+               "relu6", "selu", "leaky_relu", "swish")
+
+
+# --- stochastic sampling -------------------------------------------------------
+@dataclass(frozen=True)
+class Distribution:
+    """How SB2 samples a non-deterministic action, on tensors of the program.
+
+    kind                 tensors used
+    categorical          logits
+    multi_categorical    logits (split by nvec)
+    bernoulli            logits
+    diag_gaussian        mean, std            then the action post-processing
+    squashed_gaussian    mean, std            tanh, then unscale (SAC)
+    deterministic        (none)               TD3/DDPG: SB2 adds exploration noise
+                                              outside the policy; no sampling here
+    softmax_q            q                    DQN samples from softmax(Q)
+    """
+    kind: str
+    tensors: dict[str, str] = field(default_factory=dict)
+    nvec: tuple[int, ...] = ()
+
+
+# --- the spec ----------------------------------------------------------------------
+@dataclass
+class Layer:
+    """A human-readable summary row for `inspect` (not used to compute anything)."""
+    name: str
+    kind: str
+    shape: str
+    activation: str = ""
+    params: tuple[str, ...] = ()
+
+
+@dataclass
+class PolicySpec:
+    algo: str                       # a2c, acer, acktr, ddpg, dqn, gail, her, ppo1, ppo2, sac, td3, trpo
+    policy: str                     # the SB2 policy class name as saved
+    observation_space: Space
+    action_space: Space
+    nodes: list[Node]
+    outputs: dict[str, str]
+    tensors: dict[str, np.ndarray]  # trained weights (by SB2 name) and constants
+    distribution: Distribution
+    recurrent: int = 0              # n_lstm for recurrent policies, else 0
+    summary: list[Layer] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # decisions a user should know about
+    preprocessing: list[str] = field(default_factory=list)  # human-readable obs pipeline
+    postprocessing: str = ""        # human-readable action pipeline
+    sb2_params: list[str] = field(default_factory=list)  # every parameter in the file
+
+    @property
+    def state_size(self) -> int:
+        return 2 * self.recurrent
+
+    def used_tensors(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for node in self.nodes:
+            for key in node.params.values():
+                seen[key] = None
+        return list(seen)
+
+    def validate(self) -> None:
+        """Every tensor a node reads exists (as an input, an earlier output or a
+        parameter), and every op is a known op: a spec bug surfaces here, not in a
+        backend."""
+        known = {"obs"} | ({"state", "mask"} if self.recurrent else set())
+        for i, node in enumerate(self.nodes):
+            if node.op not in OPS:
+                raise ValueError(f"node {i}: unknown op {node.op!r}")
+            for name in node.inputs:
+                if name not in known:
+                    raise ValueError(f"node {i} ({node.op}) reads {name!r} before it is written")
+            for role, key in node.params.items():
+                if key not in self.tensors:
+                    raise ValueError(f"node {i} ({node.op}) param {role}={key!r} missing")
+            known.update(node.outputs)
+        for out, name in self.outputs.items():
+            if name not in known:
+                raise ValueError(f"output {out!r} -> {name!r} is never written")
