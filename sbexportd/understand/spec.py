@@ -123,7 +123,7 @@ class Node:
 
 # op name -> (inputs, outputs, attrs, params): the contract every backend implements.
 OPS: dict[str, str] = {
-    "cast_float": "x -> float32(x)",
+    "cast_float": "x -> float32(x), going through attrs via (the placeholder dtype SB2 fed) first",
     "one_hot": "x (int) -> one_hot(x, n) float32; attrs n",
     "multi_one_hot": "x (batch, k) int -> concat_i one_hot(x[:, i], nvec[i]); attrs nvec",
     "scale_box": "x -> (x - low) / (high - low), float32; params low, high",
@@ -148,8 +148,9 @@ OPS: dict[str, str] = {
     "argmax": "x -> argmax(x, axis=-1) int64",
     "split": "x -> xs split along the last axis; attrs sizes",
     "stack_last": "xs... -> stack(xs, axis=-1)",
-    "sigmoid_round": "x -> round_half_even(sigmoid(x)) (Bernoulli mode)",
+    "round": "x -> round half to even (tf.round; Bernoulli mode)",
     "exp_broadcast": "like (batch, n), logstd (1, n) -> exp(like * 0 + logstd); params logstd",
+    "exp": "x -> exp(x)",
     "clip_value": "x -> clip(x, lo, hi) with scalar attrs lo, hi",
     "clip_box": "x -> clip(x, low, high); params low, high",
     "unscale_box": "x in [-1, 1] -> low + 0.5 * (x + 1) * (high - low); params low, high",
@@ -200,12 +201,15 @@ class PolicySpec:
     outputs: dict[str, str]
     tensors: dict[str, np.ndarray]  # trained weights (by SB2 name) and constants
     distribution: Distribution
+    input_dtype: str = "float32"    # dtype of "obs" (SB2's placeholder dtype; feeding casts to it)
     recurrent: int = 0              # n_lstm for recurrent policies, else 0
     summary: list[Layer] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # decisions a user should know about
     preprocessing: list[str] = field(default_factory=list)  # human-readable obs pipeline
     postprocessing: str = ""        # human-readable action pipeline
     sb2_params: list[str] = field(default_factory=list)  # every parameter in the file
+    goal_observation: DictSpace | None = None  # HER: the dict obs, flattened in KEY_ORDER into "obs"
+    vecnormalize: bool = False      # VecNormalize statistics are baked into the program
 
     @property
     def state_size(self) -> int:

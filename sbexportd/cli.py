@@ -1,0 +1,121 @@
+"""The `sbexportd` command line. Errors print one line and exit non-zero."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import SbExportError
+
+
+def _load_archive(args):
+    from .read import read_model
+    return read_model(args.file)
+
+
+def cmd_inspect(args) -> int:
+    from .describe import describe, render
+    from .model import load
+    model = load(args.file, args.vecnormalize, algo=args.algo, activation=args.activation)
+    info = describe(model)
+    print(json.dumps(info, indent=2) if args.json else render(info))
+    return 0
+
+
+def cmd_params(args) -> int:
+    from .params import dump, stats
+    archive = _load_archive(args)
+    if args.out:
+        dump(archive.params, Path(args.out))
+        print(f"wrote {len(archive.params)} parameters to {args.out}")
+        return 0
+    rows = stats(archive.params)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max((len(r["name"]) for r in rows), default=4)
+    for r in rows:
+        rng = f"[{r['min']:+.4g}, {r['max']:+.4g}]" if r["min"] is not None else ""
+        print(f"{r['name']:<{width}}  {str(r['shape']):<14} {r['dtype']:<8} {rng}")
+    print(f"{len(rows)} parameters, {sum(r['size'] for r in rows)} values")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import numpy as np
+    from .model import load
+    model = load(args.file, args.vecnormalize, algo=args.algo, activation=args.activation)
+    obs = np.load(args.obs, allow_pickle=False)
+    kw = {}
+    if args.state:
+        kw["state"] = np.load(args.state, allow_pickle=False)
+    if args.mask:
+        kw["mask"] = np.load(args.mask, allow_pickle=False)
+    out = model.predict(obs, deterministic=not args.stochastic, seed=args.seed, backend=args.backend, **kw)
+    if args.out:
+        np.savez(args.out, **out)
+        print(f"wrote {', '.join(sorted(out))} to {args.out}")
+    else:
+        np.set_printoptions(precision=6, suppress=True, threshold=50)
+        for name in sorted(out):
+            print(f"{name}:\n{out[name]}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sbexportd", description="Stable Baselines 2 agents, without TensorFlow 1")
+    parser.add_argument("--version", action="version", version=f"sbexportd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_args(p, policy=True):
+        p.add_argument("file", help="an SB2 save file (.zip or legacy .pkl)")
+        if policy:
+            p.add_argument("--vecnormalize", metavar="PATH|auto",
+                           help="VecNormalize statistics (vecnormalize.pkl, obs_rms.pkl or their folder; "
+                                "'auto' = the zoo's folder beside the model)")
+            p.add_argument("--algo", help="override the detected algorithm")
+            p.add_argument("--activation", help="hidden activation of a custom policy class whose code is absent")
+
+    p = sub.add_parser("inspect", help="describe the policy (no TensorFlow, no torch)")
+    model_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("params", help="list or dump the parameters")
+    model_args(p, policy=False)
+    p.add_argument("--out", help="x.npz, x.json or x.msgpack")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_params)
+
+    p = sub.add_parser("predict", help="run the policy on observations")
+    model_args(p)
+    p.add_argument("--obs", required=True, help="observations (.npy), one or a batch")
+    p.add_argument("--state", help="recurrent state (.npy)")
+    p.add_argument("--mask", help="episode-start mask (.npy)")
+    p.add_argument("--stochastic", action="store_true", help="sample instead of the deterministic action")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--backend", default="numpy", choices=("numpy", "tensorflow", "torch"))
+    p.add_argument("--out", help="write every output to this .npz")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SbExportError as exc:
+        print(f"sbexportd: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        print(f"sbexportd: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"sbexportd: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""`sbexportd.load`: a read, understood model with warm backends."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import BackendUnavailable, BadObservation
+from .read import find_vecnormalize, read_model, read_vecnormalize
+from .read.archive import Archive, VecNormalizeStats
+from .understand import understand
+from .understand.spec import DictSpace, PolicySpec
+
+BACKENDS = ("numpy", "tensorflow", "torch")
+
+
+def load(path: str | Path, vecnormalize: str | Path | VecNormalizeStats | None = None, *,
+         algo: str | None = None, activation: str | None = None) -> "Model":
+    """Read an SB2 .zip or .pkl safely and understand its policy.
+
+    vecnormalize: a vecnormalize.pkl / obs_rms.pkl path (or its folder), "auto" to use
+    the statistics the zoo keeps beside the model, or None for none."""
+    archive = read_model(path)
+    stats = _resolve_vecnormalize(archive.path, vecnormalize)
+    spec = understand(archive, algo=algo, activation=activation, vecnormalize=stats)
+    return Model(archive, spec, stats)
+
+
+def _resolve_vecnormalize(model_path: Path, vn) -> VecNormalizeStats | None:
+    if vn is None or isinstance(vn, VecNormalizeStats):
+        return vn
+    if str(vn) == "auto":
+        found = find_vecnormalize(model_path)
+        return read_vecnormalize(found) if found else None
+    return read_vecnormalize(vn)
+
+
+class Model:
+    def __init__(self, archive: Archive, spec: PolicySpec, vecnormalize: VecNormalizeStats | None = None):
+        self.archive = archive
+        self.spec = spec
+        self.vecnormalize = vecnormalize
+        self._backends: dict[str, Any] = {}
+
+    @property
+    def path(self) -> Path:
+        return self.archive.path
+
+    # -- backends (built once, kept warm) ----------------------------------------
+    def backend(self, name: str = "numpy"):
+        if name not in self._backends:
+            if name == "numpy":
+                from .realize.numpy_backend import NumpyPolicy as impl
+            elif name == "tensorflow":
+                from .realize.tf_backend import TFPolicy as impl
+            elif name == "torch":
+                from .realize.torch_backend import TorchPolicy as impl
+            else:
+                raise BackendUnavailable(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+            self._backends[name] = impl(self.spec)
+        return self._backends[name]
+
+    # -- inference --------------------------------------------------------------------
+    def predict(self, obs: Any, state: np.ndarray | None = None, mask: np.ndarray | None = None,
+                deterministic: bool = True, backend: str = "numpy", seed: int | None = None,
+                outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        """SB2's predict(obs, state, mask, deterministic) and more: returns a dict with
+        `actions` and, where they apply, `probs` (probs_<i>), `mean`, `std`, `values`,
+        `q_values`, `state`. A single unbatched observation gives unbatched outputs."""
+        batch, single = self._batch(obs)
+        n = batch.shape[0]
+        if self.spec.recurrent:
+            state = np.zeros((n, self.spec.state_size), np.float32) if state is None else np.asarray(state, np.float32)
+            mask = np.zeros((n,), np.float32) if mask is None else np.asarray(mask, np.float32).reshape(-1)
+            if state.shape != (n, self.spec.state_size) or mask.shape != (n,):
+                raise BadObservation(f"recurrent policy: state must be ({n}, {self.spec.state_size}) and "
+                                     f"mask ({n},); got {list(state.shape)} and {list(mask.shape)}", self.path)
+        impl = self.backend(backend)
+        result = impl.run(batch, state, mask, outputs)
+        if not deterministic:
+            rng = np.random.default_rng(seed)
+            result["actions"] = impl.sample(batch, state, mask, rng)
+        result = {k: np.asarray(v) for k, v in result.items()}
+        if single:
+            result = {k: v[0] for k, v in result.items()}
+        return result
+
+    def _batch(self, obs: Any) -> tuple[np.ndarray, bool]:
+        spec = self.spec
+        if spec.goal_observation is not None and isinstance(obs, dict):
+            obs = self._flatten_goal(obs)
+        x = np.asarray(obs)
+        if x.dtype == object:
+            raise BadObservation("observations must be numbers (got ragged or object data)", self.path)
+        shape = spec.observation_space.shape
+        if x.shape == shape:
+            return x[None], True
+        if x.shape[1:] == shape:
+            return x, False
+        raise BadObservation(f"observation shape {list(x.shape)} fits neither the observation space "
+                             f"{list(shape)} nor a batch of it {['N'] + list(shape)}", self.path)
+
+    def _flatten_goal(self, obs: dict) -> np.ndarray:
+        goal: DictSpace = self.spec.goal_observation
+        missing = [k for k, _ in goal.spaces if k not in obs]
+        if missing:
+            raise BadObservation(f"goal observation lacks {missing}; expected keys "
+                                 f"{[k for k, _ in goal.spaces]}", self.path)
+        parts = [np.asarray(obs[k], np.float32) for k, _ in goal.spaces]
+        batched = parts[0].ndim == (len(goal.spaces[0][1].shape) or 1) + 1
+        return np.concatenate([p if batched else p.reshape(-1) for p in parts], axis=-1)
+
+    # -- description -----------------------------------------------------------------
+    def inspect(self) -> dict[str, Any]:
+        from .describe import describe
+        return describe(self)
+

@@ -1,0 +1,144 @@
+"""What every adapter starts from: the archive, its spaces and the policy's settings."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import NotAModelFile, UnknownAlgorithm
+from ..read.archive import Archive, VecNormalizeStats
+from .spaces import attr, class_name, to_space
+from .spec import ACTIVATIONS, Space
+
+ALGORITHMS = ("a2c", "acer", "acktr", "ddpg", "dqn", "gail", "her", "ppo1", "ppo2", "sac", "td3", "trpo")
+
+# Data keys only one algorithm saves (each algorithm's `save`), most telling first.
+_SIGNATURES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("her", ("model_class", "her_obs_space", "goal_selection_strategy")),
+    ("td3", ("policy_delay", "target_policy_noise")),
+    ("ddpg", ("nb_rollout_steps", "actor_lr", "normalize_observations")),
+    ("sac", ("target_entropy",)),
+    ("dqn", ("exploration_fraction", "double_q", "prioritized_replay")),
+    ("acktr", ("kfac_clip", "vf_fisher_coef", "kfac_update")),
+    ("acer", ("q_coef", "replay_ratio", "rprop_alpha")),
+    ("ppo2", ("cliprange", "nminibatches", "noptepochs")),
+    ("ppo1", ("clip_param", "optim_epochs", "timesteps_per_actorbatch")),
+    ("trpo", ("max_kl", "cg_iters", "timesteps_per_batch")),
+    ("a2c", ("alpha", "lr_schedule")),
+)
+
+# Policy modules, for files whose data keys say too little.
+_POLICY_MODULES = {
+    "stable_baselines.deepq.policies": "dqn",
+    "stable_baselines.sac.policies": "sac",
+    "stable_baselines.td3.policies": "td3",
+    "stable_baselines.ddpg.policies": "ddpg",
+}
+
+_ALGO_CLASSES = {"A2C": "a2c", "ACER": "acer", "ACKTR": "acktr", "DDPG": "ddpg", "DQN": "dqn",
+                 "GAIL": "gail", "HER": "her", "PPO1": "ppo1", "PPO2": "ppo2", "SAC": "sac",
+                 "TD3": "td3", "TRPO": "trpo"}
+
+
+def detect_algorithm(data: dict[str, Any], source: str = "") -> str:
+    if "using_gail" in data:
+        return "gail" if data.get("using_gail") else "trpo"
+    for algo, keys in _SIGNATURES:
+        if any(k in data for k in keys):
+            return algo
+    policy = data.get("policy")
+    module = getattr(policy, "sb_module", "") or ""
+    if module in _POLICY_MODULES:
+        return _POLICY_MODULES[module]
+    raise UnknownAlgorithm(
+        "cannot tell which SB2 algorithm saved this file (its data has none of the keys A2C, ACER, "
+        "ACKTR, DDPG, DQN, GAIL, HER, PPO1, PPO2, SAC, TD3 or TRPO save); pass algo=... to say so",
+        source)
+
+
+def algorithm_of_class(cls: Any) -> str | None:
+    return _ALGO_CLASSES.get(class_name(cls))
+
+
+@dataclass
+class PolicyInfo:
+    """The saved policy class: a stand-in, so only its name and pedigree are known."""
+    name: str
+    module: str
+    known: bool               # an SB2 class sbexportd knows by name
+    by_value: bool            # its code was pickled into the file (a user's __main__ class)
+    bases: tuple[str, ...]    # names of its base classes, when pickled by value
+
+    @classmethod
+    def of(cls, policy: Any) -> "PolicyInfo":
+        if isinstance(policy, str):
+            return cls(policy, "", False, False, ())
+        bases = tuple(class_name(b) for b in (getattr(policy, "sb_bases", ()) or ()))
+        module = getattr(policy, "sb_module", "") or getattr(policy, "__module__", "")
+        return cls(class_name(policy), module, bool(getattr(policy, "sb_known", False)) and
+                   module.startswith("stable_baselines"), bool(getattr(policy, "sb_by_value", False)), bases)
+
+    @property
+    def custom(self) -> bool:
+        return not self.known
+
+
+@dataclass
+class Context:
+    archive: Archive
+    algo: str
+    policy: PolicyInfo
+    observation_space: Space
+    action_space: Space
+    policy_kwargs: dict[str, Any]
+    activation_override: str | None = None
+    vecnormalize: VecNormalizeStats | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        return str(self.archive.path)
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        return self.archive.params
+
+    def activation(self, default: str) -> str:
+        """Caller override > the file's policy_kwargs act_fun > the base class default."""
+        if self.activation_override:
+            if self.activation_override not in ACTIVATIONS:
+                raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}")
+            return self.activation_override
+        fn = self.policy_kwargs.get("act_fun")
+        if fn is not None:
+            name = getattr(fn, "sb_activation", None) or class_name(fn)
+            if name in ACTIVATIONS:
+                return name
+            self.notes.append(f"act_fun {name!r} is not a known activation; assumed {default!r} "
+                              f"(override with activation=...)")
+            return default
+        if self.policy.custom:
+            self.notes.append(f"custom policy {self.policy.name!r}: its code is not in the file, so the "
+                              f"activation is assumed to be {default!r}, the default of its base class "
+                              f"(override with activation=...)")
+        return default
+
+
+def make_context(archive: Archive, *, algo: str | None = None, activation: str | None = None,
+                 vecnormalize: VecNormalizeStats | None = None) -> Context:
+    data = archive.data
+    for key in ("observation_space", "action_space", "policy"):
+        if key not in data:
+            raise NotAModelFile(f"the model data has no {key!r}: not a Stable Baselines 2 model", archive.path)
+    if algo is not None and algo not in ALGORITHMS:
+        raise UnknownAlgorithm(f"unknown algorithm {algo!r}; expected one of {', '.join(ALGORITHMS)}",
+                               archive.path)
+    algo = algo or detect_algorithm(data, str(archive.path))
+    kwargs = data.get("policy_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        kwargs = dict(attr(kwargs, "__dict__", {}) or {})
+    return Context(archive=archive, algo=algo, policy=PolicyInfo.of(data["policy"]),
+                   observation_space=to_space(data["observation_space"], str(archive.path)),
+                   action_space=to_space(data["action_space"], str(archive.path)),
+                   policy_kwargs=kwargs, activation_override=activation, vecnormalize=vecnormalize)
