@@ -1,0 +1,78 @@
+"""Every fixture family (tools/legacy/make_fixtures.py: tiny models trained and saved
+by SB2 2.10.2 itself, both formats) against SB2's recorded answers, every backend."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+import sbexportd
+from sbexportd.understand.spec import Box, Discrete, MultiBinary, MultiDiscrete
+
+from conftest import fixture_cases, load_meta
+from parity import check
+
+CASES = fixture_cases()
+BACKENDS = ("numpy", "tensorflow", "torch")
+FILES = [(name, d, fmt) for name, d in CASES for fmt in ("zip", "pkl") if (d / f"model.{fmt}").is_file()]
+# Golden keys that are not policy outputs.
+INPUT_KEYS = {"obs", "obs_raw", "state", "mask", "actions_obs_single", "obs_observation",
+              "obs_achieved_goal", "obs_desired_goal"}
+
+
+@lru_cache(maxsize=None)
+def model(path, vecnormalize=None):
+    return sbexportd.load(path, vecnormalize)
+
+
+def test_fixtures_exist():
+    assert len(CASES) >= 40, "tests/fixtures is missing: run `make fixtures` (needs the legacy stack)"
+
+
+def _outputs(golden: dict, space) -> list[str]:
+    return [k for k in golden if k not in INPUT_KEYS and not k.endswith("_error")]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", FILES, ids=[f"{n}.{fmt}" for n, _, fmt in FILES])
+def test_fixture_parity(case, backend, record_property):
+    if backend != "numpy":
+        pytest.importorskip(backend, reason=f"{backend} not installed (run the README's install command)")
+    name, folder, fmt = case
+    meta = load_meta(folder)
+    golden = dict(np.load(folder / "golden.npz"))
+    m = model(folder / f"model.{fmt}")
+    discrete = isinstance(m.spec.action_space, (Discrete, MultiDiscrete, MultiBinary))
+    keys = _outputs(golden, m.spec.action_space)
+    assert "actions" in keys
+    if meta.get("recurrent"):
+        assert m.spec.recurrent, "SB2 says recurrent, the spec does not"
+        steps = golden["obs"].shape[0]
+        for t in range(steps):
+            out = m.predict(golden["obs"][t], state=golden["state"][t], mask=golden["mask"][t], backend=backend)
+            for key in keys:
+                ours = "state" if key == "state_out" else key
+                err = check(key, out[ours], golden[key][t], discrete)
+                record_property(f"t{t}_{key}", err)
+        return
+    out = m.predict(golden["obs"], backend=backend)
+    for key in keys:
+        assert key in out, f"{key} missing from outputs {sorted(out)}"
+        record_property(key, check(key, out[key], golden[key], discrete))
+    if "actions_obs_single" in golden:
+        single = m.predict(golden["obs"][0], backend=backend)["actions"]
+        check("actions", np.asarray(single)[None], np.asarray(golden["actions_obs_single"])[None], discrete)
+
+
+def test_vecnormalize_fixture():
+    """VecNormalize statistics, in both layouts, give SB2's actions from RAW observations."""
+    cases = [d for _, d in CASES if (d / "vecnormalize.pkl").is_file()]
+    if not cases:
+        pytest.fail("no VecNormalize fixture")
+    for folder in cases:
+        golden = dict(np.load(folder / "golden.npz"))
+        for stats in ("vecnormalize.pkl", "obs_rms.pkl"):
+            m = sbexportd.load(folder / "model.zip", folder / stats)
+            out = m.predict(golden["obs_raw"])
+            check("actions", out["actions"], golden["actions"], isinstance(m.spec.action_space, Discrete))
