@@ -54,6 +54,11 @@ class VecNormalizeError(ModelFileError):
     code = "bad_vecnormalize_file"
 
 
+class ZooConfigError(ModelFileError):
+    """An rl-baselines-zoo config.yml that cannot be read safely."""
+    code = "bad_zoo_config"
+
+
 # --- understanding: archive -> spec -----------------------------------------
 class UnsupportedModel(SbExportError):
     """The file is an SB2 model, but its algorithm or policy is not understood."""

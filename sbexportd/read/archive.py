@@ -23,6 +23,10 @@ class Archive:
     data: dict[str, Any]
     params: dict[str, np.ndarray]  # insertion order = SB2's parameter_list order
     members: dict[str, int] = field(default_factory=dict)  # zip member -> size (zip only)
+    # zip only: SB2's JSON `data` as written, where each cloudpickled entry keeps its
+    # human-readable side fields (":type:", first-level attributes as str) but not
+    # the ":serialized:" blob. Empty for .pkl files.
+    data_json: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -1,0 +1,174 @@
+"""VecNormalize statistics saved beside an agent.
+
+Two layouts:
+- SB2 >= 2.10: `vecnormalize.pkl`, a pickled VecNormalize (obs_rms, epsilon,
+  clip_obs, norm_obs, ...);
+- older zoo agents: `obs_rms.pkl` (and ret_rms.pkl), a pickled RunningMeanStd
+  (mean, var, count). epsilon / clip_obs / norm_obs then come from the zoo's
+  config.yml `normalize` entry when it gives them (else 1e-8, 10.0, True).
+"""
+from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sbexportd.errors import SbExportError, VecNormalizeError, ZooConfigError
+from sbexportd.read.archive import VecNormalizeStats
+from sbexportd.read.safe_pickle import safe_loads
+from sbexportd.read.standins import StandIn
+from sbexportd.read.zoo_config import read_zoo_config
+
+__all__ = ["read_vecnormalize", "find_vecnormalize", "vecnormalize_kwargs"]
+
+MAX_VECNORMALIZE_BYTES = 64 << 20
+NAMES = ("vecnormalize.pkl", "obs_rms.pkl")
+
+
+def find_vecnormalize(model_path: str | os.PathLike) -> Path | None:
+    """The zoo convention: <dir>/<model stem>/vecnormalize.pkl or obs_rms.pkl, else
+    <dir>/vecnormalize.pkl beside the model; None when there is none."""
+    p = Path(model_path)
+    folder = p.parent / p.stem
+    for cand in (folder / NAMES[0], folder / NAMES[1], p.parent / NAMES[0]):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _literal_kwargs(text: str) -> dict | None:
+    """"{'norm_obs': True}" or "dict(norm_obs=True)" -> dict, without eval."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval").body
+        if isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) \
+                and tree.func.id == "dict" and not tree.args:
+            return {kw.arg: ast.literal_eval(kw.value) for kw in tree.keywords if kw.arg}
+        value = ast.literal_eval(tree)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def vecnormalize_kwargs(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The VecNormalize keyword arguments a zoo config asks for: None when it does
+    not normalize, {} for `normalize: true`, the parsed dict for a string such as
+    "{'norm_obs': True, 'norm_reward': False}"."""
+    value = config.get("normalize")
+    if value in (None, False):
+        return None
+    if value is True:
+        return {}
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, str):
+        parsed = _literal_kwargs(value)
+        if parsed is not None:
+            return parsed
+        if value.strip().lower() in ("true", "1"):
+            return {}
+    raise ValueError(f"normalize: {value!r:.80} is not understood")
+
+
+def _array(value: Any, what: str, source: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise VecNormalizeError(f"{what} is a {type(value).__name__}, expected numbers",
+                                source) from e
+    if not np.all(np.isfinite(arr)):
+        raise VecNormalizeError(f"{what} has non-finite values", source)
+    return arr
+
+
+def _number(value: Any, default: float, what: str, source: str) -> float:
+    if value is None:
+        return default
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return float(value)
+    raise VecNormalizeError(f"{what} is {value!r:.40}, expected a number", source)
+
+
+def read_vecnormalize(path: str | os.PathLike, *,
+                      config: dict[str, Any] | None = None) -> VecNormalizeStats:
+    """Read vecnormalize.pkl, obs_rms.pkl, or a folder holding either.
+
+    `config` (a zoo config dict) overrides looking for config.yml beside an obs_rms.pkl."""
+    p = Path(path)
+    if p.is_dir():
+        found = next((p / n for n in NAMES if (p / n).is_file()), None)
+        if found is None:
+            raise VecNormalizeError("folder has neither vecnormalize.pkl nor obs_rms.pkl",
+                                    str(p))
+        p = found
+    source = str(p)
+    try:
+        try:
+            size = p.stat().st_size
+            if size > MAX_VECNORMALIZE_BYTES:
+                raise VecNormalizeError(f"{size} bytes is more than the "
+                                        f"{MAX_VECNORMALIZE_BYTES} expected of VecNormalize "
+                                        "statistics", source)
+            raw = p.read_bytes()
+        except OSError as e:
+            raise VecNormalizeError(f"cannot read: {e.strerror or e}", source) from e
+        if not raw:
+            raise VecNormalizeError("empty file; expected a pickled VecNormalize or "
+                                    "RunningMeanStd", source)
+        obj = safe_loads(raw, source, MAX_VECNORMALIZE_BYTES)
+        return _stats(obj, p, source, config)
+    except SbExportError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise VecNormalizeError(f"cannot read VecNormalize statistics: {type(e).__name__}: "
+                                f"{str(e)[:200]}", source) from e
+
+
+def _stats(obj: Any, p: Path, source: str, config: dict | None) -> VecNormalizeStats:
+    if not isinstance(obj, StandIn):
+        raise VecNormalizeError(f"pickle holds a {type(obj).__name__}, expected a pickled "
+                                "VecNormalize or RunningMeanStd", source)
+    name = type(obj).sb_name
+    if "obs_rms" in obj.__dict__:  # VecNormalize (any release)
+        rms = obj.obs_rms
+        if not isinstance(rms, StandIn):
+            raise VecNormalizeError("VecNormalize.obs_rms is not a RunningMeanStd", source)
+        epsilon = _number(obj.sb_get("epsilon"), 1e-8, "VecNormalize.epsilon", source)
+        clip_obs = _number(obj.sb_get("clip_obs"), 10.0, "VecNormalize.clip_obs", source)
+        norm_obs = obj.sb_get("norm_obs", True)
+        if not isinstance(norm_obs, (bool, np.bool_)):
+            raise VecNormalizeError("VecNormalize.norm_obs is not a bool", source)
+        norm_obs = bool(norm_obs)
+    elif "mean" in obj.__dict__ and "var" in obj.__dict__:  # RunningMeanStd (obs_rms.pkl)
+        rms = obj
+        kwargs: dict[str, Any] = {}
+        if config is None and (p.parent / "config.yml").is_file():
+            try:
+                config = read_zoo_config(p.parent / "config.yml")
+            except ZooConfigError:
+                config = None
+        if config is not None:
+            try:
+                kwargs = vecnormalize_kwargs(config) or {}
+            except ValueError as e:
+                raise VecNormalizeError(f"config.yml beside it: {e}", source) from e
+        epsilon = _number(kwargs.get("epsilon"), 1e-8, "config normalize epsilon", source)
+        clip_obs = _number(kwargs.get("clip_obs"), 10.0, "config normalize clip_obs", source)
+        norm_obs = bool(kwargs.get("norm_obs", True))
+    else:
+        raise VecNormalizeError(f"pickle holds {type(obj).sb_module}.{name}, expected a "
+                                "VecNormalize or a RunningMeanStd (mean, var)", source)
+    mean = _array(rms.sb_get("mean"), "obs_rms.mean", source)
+    var = _array(rms.sb_get("var"), "obs_rms.var", source)
+    if mean.shape != var.shape:
+        raise VecNormalizeError(f"obs_rms.mean has shape {mean.shape} but obs_rms.var "
+                                f"{var.shape}; expected equal shapes", source)
+    if np.any(var < 0):
+        raise VecNormalizeError("obs_rms.var has negative values", source)
+    if epsilon < 0 or clip_obs <= 0:
+        raise VecNormalizeError(f"epsilon={epsilon}, clip_obs={clip_obs}: expected "
+                                "epsilon >= 0 and clip_obs > 0", source)
+    return VecNormalizeStats(mean=mean, var=var, epsilon=epsilon, clip_obs=clip_obs,
+                             norm_obs=norm_obs, source=source)
