@@ -728,6 +728,31 @@ def _check_tree(obj: Any, source: str | None) -> None:
             todo.append((k, depth + 1))
 
 
+class _EofTrackingIO(io.BytesIO):
+    """Remembers whether the unpickler ever asked for bytes past the end, so that a
+    failure after that point is reported as truncation, whatever its form."""
+
+    hit_eof = False
+
+    def read(self, n: int | None = -1) -> bytes:
+        out = super().read(n)
+        if n is not None and 0 <= n and len(out) < n:
+            self.hit_eof = True
+        return out
+
+    def readinto(self, buf) -> int:
+        got = super().readinto(buf)
+        if got < len(buf):
+            self.hit_eof = True
+        return got
+
+    def readline(self, size: int | None = -1) -> bytes:
+        out = super().readline(size)
+        if not out.endswith(b"\n"):
+            self.hit_eof = True
+        return out
+
+
 _TRUNCATION_HINTS = ("truncated", "exhausted", "ran out of input", "unexpected end")
 
 
@@ -742,20 +767,21 @@ def safe_loads(data: bytes, source: str | None,
     if not data:
         raise TruncatedFile("empty pickle, expected pickled data", source)
     token = S.current_source.set(source)
+    stream = _EofTrackingIO(bytes(data))
     try:
-        result = SafeUnpickler(io.BytesIO(bytes(data)), source, max_bytes).load()
+        result = SafeUnpickler(stream, source, max_bytes).load()
         _check_tree(result, source)
         return result
     except SbExportError:
         raise
-    except EOFError as e:
-        raise TruncatedFile("pickle ends before its STOP opcode: the file is truncated",
-                            source) from e
-    except RecursionError as e:
-        raise ModelFileError("pickle nests too deeply", source) from e
-    except MemoryError as e:
-        raise MemberTooLarge("pickle needs more memory than is available", source) from e
-    except Exception as e:  # noqa: BLE001 - every other failure is a bad file
+    except Exception as e:
+        if isinstance(e, EOFError) or stream.hit_eof:
+            raise TruncatedFile("pickle ends before its STOP opcode: the file is truncated",
+                                source) from e
+        if isinstance(e, RecursionError):
+            raise ModelFileError("pickle nests too deeply", source) from e
+        if isinstance(e, MemoryError):
+            raise MemberTooLarge("pickle needs more memory than is available", source) from e
         msg = str(e)
         if isinstance(e, pickle.UnpicklingError) and any(h in msg.lower()
                                                          for h in _TRUNCATION_HINTS):

@@ -253,6 +253,9 @@ def update_by_value_class(cls: Any, class_dict: Any) -> Any:
     mod = class_dict.get("__module__")
     if isinstance(mod, str) and len(mod) <= MAX_NAME_LEN:
         type.__setattr__(cls, "sb_module", mod)
+    doc = class_dict.get("__doc__")
+    if isinstance(doc, str):
+        type.__setattr__(cls, "sb_doc", doc)
     qn = class_dict.get("__qualname__")
     if isinstance(qn, str) and len(qn) <= MAX_NAME_LEN:
         type.__setattr__(cls, "sb_name", qn)

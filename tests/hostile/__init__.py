@@ -1,0 +1,1 @@
+"""Helpers that build hostile and malformed model files for the read tests."""
