@@ -102,7 +102,7 @@ def _vecnormalize(node, xs, t):
     x = np.asarray(xs[0], np.float64)
     mean, var = t[node.params["mean"]], t[node.params["var"]]
     clip = node.attrs["clip"]
-    return (np.clip((x - mean) / np.sqrt(var + node.attrs["eps"]), -clip, clip),)
+    return (np.clip((x - mean) / np.sqrt(var + node.attrs["eps"]), -clip, clip).astype(F32),)
 
 
 @op("running_norm")
@@ -260,7 +260,9 @@ class NumpyPolicy:
         if missing:
             raise NotImplementedError(f"numpy backend lacks ops {missing}")
         self.spec = spec
-        self.tensors = {k: (v if v.dtype == np.float64 and k.startswith("vecnormalize/") else
+        # float32 like TF1, except the statistics SB2's VecNormalize applies in float64.
+        keep64 = {name for n in spec.nodes if n.op == "vecnormalize" for name in n.params.values()}
+        self.tensors = {k: (np.asarray(v, np.float64) if k in keep64 else
                             np.asarray(v, F32) if v.dtype.kind == "f" else v)
                         for k, v in spec.tensors.items()}
 

@@ -5,6 +5,7 @@ from ..read.archive import Archive, VecNormalizeStats
 from .adapters import ADAPTERS
 from .builder import input_dtype
 from .context import ALGORITHMS, detect_algorithm, make_context
+from .param_order import build_with
 from .spec import PolicySpec
 
 __all__ = ["understand", "PolicySpec", "ALGORITHMS", "detect_algorithm"]
@@ -18,7 +19,7 @@ def understand(archive: Archive, *, algo: str | None = None, activation: str | N
     a custom policy class whose code is absent (relu, tanh, ...). vecnormalize:
     statistics to bake in front of the policy."""
     ctx = make_context(archive, algo=algo, activation=activation, vecnormalize=vecnormalize)
-    spec = ADAPTERS[ctx.algo](ctx)
+    spec = build_with(ctx, ADAPTERS[ctx.algo])
     spec.input_dtype = input_dtype(spec.observation_space)
     spec.vecnormalize = vecnormalize is not None and vecnormalize.norm_obs
     if spec.vecnormalize:

@@ -126,7 +126,8 @@ OPS: dict[str, str] = {
     "cast_float": "x -> float32(x), going through attrs via (the placeholder dtype SB2 fed) first",
     "one_hot": "x (int) -> one_hot(x, n) float32; attrs n",
     "multi_one_hot": "x (batch, k) int -> concat_i one_hot(x[:, i], nvec[i]); attrs nvec",
-    "scale_box": "x -> (x - low) / (high - low), float32; params low, high",
+    "scale_box": "x -> (x - low) / range, float32; params low, range (= high - low computed in the "
+                 "space's dtype, as SB2 did)",
     "vecnormalize": "x -> float32(clip((x - mean) / sqrt(var + eps), -clip, clip)) computed in "
                     "float64 like SB2's VecNormalize; params mean, var (float64); attrs eps, clip",
     "running_norm": "x -> clip((x - mean) / std, lo, hi) (DDPG's in-graph observation "

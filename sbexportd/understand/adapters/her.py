@@ -11,13 +11,14 @@ from ..spec import DictSpace, PolicySpec
 
 
 def build(ctx: Context) -> PolicySpec:
+    from ..param_order import build_with
     from . import ADAPTERS
 
     inner = algorithm_of_class(ctx.archive.data.get("model_class")) if "model_class" in ctx.archive.data else None
     if inner is None or inner == "her":
         inner = _guess_inner(ctx)
     ctx.algo = inner
-    spec = ADAPTERS[inner](ctx)
+    spec = build_with(ctx, ADAPTERS[inner])
     spec.algo = "her"
     spec.notes.append(f"HER over {inner.upper()}: a dict observation is flattened in the order "
                       f"observation, achieved_goal, desired_goal")

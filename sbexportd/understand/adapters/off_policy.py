@@ -55,14 +55,20 @@ def trunk(prog: Program, x: str, shape: tuple[int, ...], scope: str, hidden: str
 
 
 def ddpg_obs_normalization(prog: Program, ctx: Context, x: str, steps: list[str]) -> str:
-    """DDPG(normalize_observations=True): clip((obs - mean) / std, *observation_range)
-    inside the graph, with mean/std from mpi_running_mean_std.RunningMeanStd's
-    float64 sum/sumsq/count, cast to float32 exactly as its TF ops do."""
-    if ctx.algo != "ddpg" or not ctx.archive.data.get("normalize_observations"):
+    """DDPG feeds its actor clip(normalize(obs), *observation_range) (ddpg.py
+    `normalized_obs`): the clip applies even without normalize_observations. The
+    statistics are mpi_running_mean_std.RunningMeanStd's float64 sum/sumsq/count,
+    cast to float32 exactly as its TF ops do."""
+    if ctx.algo != "ddpg":
         return x
+    lo, hi = (float(v) for v in (ctx.archive.data.get("observation_range") or (-5.0, 5.0)))
+    if not ctx.archive.data.get("normalize_observations"):
+        steps.append(f"DDPG observation_range: clip(obs, {lo:g}, {hi:g})")
+        return prog.emit("clip_value", (x,), attrs={"lo": lo, "hi": hi})
     p = ctx.params
-    names = [k for k in ("obs_rms/runningsum:0", "obs_rms/runningsumsq:0", "obs_rms/count:0") if k in p]
-    if len(names) != 3:
+    names = [next((k for k in p if k.endswith(f"obs_rms/{v}:0")), None)
+             for v in ("runningsum", "runningsumsq", "count")]
+    if None in names:
         raise InconsistentParameters("normalize_observations=True but the obs_rms/runningsum, "
                                      "runningsumsq and count parameters are missing", ctx.source)
     total, sumsq, count = (np.asarray(p[k], np.float64) for k in names)
@@ -70,7 +76,6 @@ def ddpg_obs_normalization(prog: Program, ctx: Context, x: str, steps: list[str]
         prog.tensors[k] = p[k]
     mean = (total / count).astype(np.float32)
     std = np.sqrt(np.maximum((sumsq / count).astype(np.float32) - np.square(mean), np.float32(1e-2)))
-    lo, hi = (float(v) for v in (ctx.archive.data.get("observation_range") or (-5.0, 5.0)))
     steps.append(f"DDPG observation normalization: clip((obs - mean) / std, {lo:g}, {hi:g})")
     return prog.emit("running_norm", (x,), attrs={"lo": lo, "hi": hi}, params={
         "mean": prog.const("obs_rms/mean#f32", mean), "std": prog.const("obs_rms/std#f32", std.astype(np.float32))})
