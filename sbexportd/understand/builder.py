@@ -24,6 +24,7 @@ class Program:
     source: str = ""
     nodes: list[Node] = field(default_factory=list)
     tensors: dict[str, np.ndarray] = field(default_factory=dict)
+    consumed: set[str] = field(default_factory=set)  # SB2 parameters the program accounts for
     summary: list[Layer] = field(default_factory=list)
     _count: int = 0
 
@@ -43,6 +44,7 @@ class Program:
                 f"parameter {name!r} has shape {list(value.shape)}, the policy needs {list(shape)}",
                 self.source)
         self.tensors[name] = value
+        self.consumed.add(name)
         return name
 
     def const(self, name: str, value: np.ndarray) -> str:
@@ -109,6 +111,7 @@ class Program:
             # SB2 stores conv biases as [1, n, 1, 1] (one_dim_bias=False) and reshapes
             # them to NHWC [1, 1, 1, n]; the spec keeps a flat (n,) bias.
             flat_b = self.const(bname + "#flat", np.asarray(self.params[bname]).reshape(n))
+            self.consumed.add(bname)
             x = self.emit("conv2d", (x,), hint=name, attrs={"stride": stride},
                           params={"w": wname, "b": flat_b})
             h, w_ = (h - kh) // stride + 1, (w_ - kw) // stride + 1

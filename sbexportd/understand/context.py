@@ -69,6 +69,7 @@ class PolicyInfo:
     known: bool               # an SB2 class sbexportd knows by name
     by_value: bool            # its code was pickled into the file (a user's __main__ class)
     bases: tuple[str, ...]    # names of its base classes, when pickled by value
+    init_names: tuple[str, ...] = ()  # names its pickled __init__ refers to (by value only)
 
     @classmethod
     def of(cls, policy: Any) -> "PolicyInfo":
@@ -76,8 +77,11 @@ class PolicyInfo:
             return cls(policy, "", False, False, ())
         bases = tuple(class_name(b) for b in (getattr(policy, "sb_bases", ()) or ()))
         module = getattr(policy, "sb_module", "") or getattr(policy, "__module__", "")
+        init = (getattr(policy, "sb_class_dict", None) or {}).get("__init__")
+        names = tuple(n for n in (getattr(getattr(init, "code", None), "co_names", ()) or ()) if isinstance(n, str))
         return cls(class_name(policy), module, bool(getattr(policy, "sb_known", False)) and
-                   module.startswith("stable_baselines"), bool(getattr(policy, "sb_by_value", False)), bases)
+                   module.startswith("stable_baselines"), bool(getattr(policy, "sb_by_value", False)), bases,
+                   names)
 
     @property
     def custom(self) -> bool:
@@ -118,6 +122,13 @@ class Context:
             self.notes.append(f"act_fun {name!r} is not a known activation; assumed {default!r} "
                               f"(override with activation=...)")
             return default
+        named = [n for n in self.policy.init_names if n in ACTIVATIONS and n != "identity"]
+        if len(set(named)) == 1:
+            # A class pickled by value: its __init__'s code is data we can read (never
+            # run); `act_fun=tf.nn.relu` leaves "relu" among the names it refers to.
+            self.notes.append(f"custom policy {self.policy.name!r}: activation {named[0]!r} read from "
+                              f"the names its pickled __init__ refers to")
+            return named[0]
         if self.policy.custom:
             self.notes.append(f"custom policy {self.policy.name!r}: its code is not in the file, so the "
                               f"activation is assumed to be {default!r}, the default of its base class "

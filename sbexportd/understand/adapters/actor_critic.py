@@ -116,7 +116,7 @@ def _check_all_used(ctx: Context, prog: Program, prefix: str) -> None:
     """A parameter of the policy that no op reads means a layer we did not
     understand: refuse rather than compute something else than SB2 did."""
     unused = [name for name in ctx.params
-              if name.startswith(prefix) and name not in prog.tensors
+              if name.startswith(prefix) and name not in prog.consumed
               and not any(name == prefix + h for h in _UNUSED_HEADS)]
     if unused:
         raise UnknownPolicy(

@@ -59,7 +59,7 @@ def build(ctx: Context) -> PolicySpec:
         q = prog.emit("dueling", (scores, state_score))
     else:
         q = scores
-    unused = [k for k in params if k.startswith(PREFIX) and k not in prog.tensors]
+    unused = [k for k in params if k.startswith(PREFIX) and k not in prog.consumed]
     if unused:
         raise UnknownPolicy(f"DQN policy {ctx.policy.name!r} has parameters sbexportd cannot place: "
                             f"{', '.join(unused[:6])}", ctx.source)

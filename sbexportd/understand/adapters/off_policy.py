@@ -72,8 +72,7 @@ def ddpg_obs_normalization(prog: Program, ctx: Context, x: str, steps: list[str]
         raise InconsistentParameters("normalize_observations=True but the obs_rms/runningsum, "
                                      "runningsumsq and count parameters are missing", ctx.source)
     total, sumsq, count = (np.asarray(p[k], np.float64) for k in names)
-    for k in names:
-        prog.tensors[k] = p[k]
+    prog.consumed.update(names)
     mean = (total / count).astype(np.float32)
     std = np.sqrt(np.maximum((sumsq / count).astype(np.float32) - np.square(mean), np.float32(1e-2)))
     steps.append(f"DDPG observation normalization: clip((obs - mean) / std, {lo:g}, {hi:g})")
@@ -83,7 +82,7 @@ def ddpg_obs_normalization(prog: Program, ctx: Context, x: str, steps: list[str]
 
 def _spec(ctx: Context, prog: Program, outputs: dict[str, str], distribution: Distribution,
           steps: list[str], post: str) -> PolicySpec:
-    unused = [k for k in ctx.params if k.startswith(ACTOR) and k not in prog.tensors]
+    unused = [k for k in ctx.params if k.startswith(ACTOR) and k not in prog.consumed]
     if unused:
         raise UnknownPolicy(f"{ctx.algo.upper()} policy {ctx.policy.name!r} has actor parameters "
                             f"sbexportd cannot place: {', '.join(unused[:6])}", ctx.source)
