@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"sbexportd: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `sbexportd ... | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

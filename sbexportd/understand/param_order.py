@@ -245,10 +245,12 @@ def name_parameters(ctx: Context, build: Callable[[Context], PolicySpec]) -> Pol
         named = dict(zip(names, values))
         named.update({f"#{i}": v for i, v in enumerate(values) if i >= len(names)})
         ctx.archive.params = named
+        notes = list(ctx.notes)
         try:
             spec = build(ctx)
         except SbExportError as exc:
             first_error = first_error or exc
+            ctx.notes[:] = notes
             continue
         ctx.notes.append(f"parameters were saved without names (an old SB2 release); named by SB2's "
                          f"creation order for this architecture ({len(names)} of {len(values)} used)")

@@ -49,7 +49,13 @@ class Box:
 
     def describe(self) -> dict[str, Any]:
         def bound(a: np.ndarray):
-            return float(a.flat[0]) if a.size and np.all(a == a.flat[0]) else a.tolist()
+            # float32's max stands for "unbounded" in gym spaces
+            v = np.where(np.abs(a.astype(np.float64)) >= 3.4e38, np.sign(a) * np.inf, a.astype(np.float64))
+            def num(x):  # JSON has no infinity: "inf" / "-inf"
+                return float(f"{x:.7g}") if np.isfinite(x) else ("inf" if x > 0 else "-inf")
+            if v.size and np.all(v == v.flat[0]):
+                return num(v.flat[0])
+            return [num(x) for x in v.ravel()] if v.size <= 16 else f"array{list(v.shape)}"
         return {"type": "Box", "shape": list(self.shape), "dtype": self.dtype,
                 "low": bound(self.low), "high": bound(self.high)}
 

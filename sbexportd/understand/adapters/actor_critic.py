@@ -79,9 +79,9 @@ def build(ctx: Context) -> PolicySpec:
         vf_dim = dim
     elif not recurrent:
         # mlp_extractor: shared_fc{idx} (idx = position in net_arch), then pi_fc / vf_fc.
-        x, dim = branch("shared", x, dim)
-        vf_latent, vf_dim = branch("vf", x, dim)
-        pi_latent, dim = branch("pi", x, dim)
+        x, shared_dim = branch("shared", x, dim)
+        pi_latent, dim = branch("pi", x, shared_dim)
+        vf_latent, vf_dim = branch("vf", x, shared_dim)
     else:
         layer_norm = f"{prefix}lstm1/gx:0" in params
         layout, lstm_at = _lstm_layout(ctx, prefix, dim)
@@ -94,9 +94,9 @@ def build(ctx: Context) -> PolicySpec:
         else:
             x, dim = branch("shared", x, dim, lambda i: i < lstm_at)
             x, state_out, n_lstm = prog.lstm(x, dim, prefix + "lstm1/", layer_norm)
-            x, dim = branch("shared", x, n_lstm, lambda i: i > lstm_at)
-            vf_latent, vf_dim = branch("vf", x, dim)
-            pi_latent, dim = branch("pi", x, dim)
+            x, shared_dim = branch("shared", x, n_lstm, lambda i: i > lstm_at)
+            pi_latent, dim = branch("pi", x, shared_dim)
+            vf_latent, vf_dim = branch("vf", x, shared_dim)
 
     value, _ = prog.dense(vf_latent, f"{prefix}vf/w:0", f"{prefix}vf/b:0", vf_dim, f"{prefix}vf")
     outputs, distribution, post = probability_head(prog, ctx, pi_latent, dim, prefix)
