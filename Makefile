@@ -3,7 +3,7 @@ PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test demo fixtures
+.PHONY: install test demo fixtures parity-table
 
 install:  ## everything the tests need, on a fresh machine
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,3 +21,6 @@ demo:  ## the main job on the bundled example agent
 fixtures:  ## regenerate tests/fixtures from the authentic SB2 stack (Python 3.7, TF 1.15)
 	sh tools/legacy/setup_env.sh /tmp/sb2legacy
 	/tmp/sb2legacy/bin/python tools/legacy/make_fixtures.py tests/fixtures
+
+parity-table:  ## docs/parity.md from the parity tests' measurements
+	SBEXPORTD_PARITY_TABLE=docs/parity.md $(BIN)/python -m pytest -q tests/test_parity_fixtures.py tests/test_parity_zoo.py

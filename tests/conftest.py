@@ -47,3 +47,57 @@ def zoo_dir() -> Path:
     if not (ZOO / "agents").is_dir():
         pytest.skip(ZOO_REASON)
     return ZOO
+
+
+# --- the parity table (docs/parity.md), from what the parity tests measured -------------
+_PARITY: list[tuple[str, str, list]] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and ("::test_fixture_parity[" in report.nodeid or "::test_zoo_parity[" in report.nodeid):
+        _PARITY.append((report.nodeid, report.outcome, list(report.user_properties)))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    path = os.environ.get("SBEXPORTD_PARITY_TABLE")
+    if path and _PARITY:
+        Path(path).write_text(parity_table(_PARITY))
+
+
+def parity_table(results) -> str:
+    rows: dict[tuple, dict[str, str]] = {}
+    for nodeid, outcome, props in results:
+        param = nodeid.split("[", 1)[1].rstrip("]")
+        subject, backend = param.rsplit("-", 1)
+        errs: dict[str, float] = {}
+        for key, err in props:
+            errs[key] = max(errs.get(key, 0.0), err)
+        if "::test_zoo_parity[" in nodeid:
+            algo, agent = subject.split("/", 1)
+            key = ("zoo", algo, agent, "", "", "")
+        else:
+            case, fmt = subject.rsplit(".", 1)
+            meta = load_meta(FIXTURES / case)
+            key = ("fixture", meta["algo"] + (f" ({meta['inner_algo']})" if meta.get("inner_algo") else ""),
+                   case, meta["policy"], meta["observation_space"]["type"] + ("-image" if len(
+                       meta["observation_space"].get("shape") or []) == 3 else ""),
+                   meta["action_space"]["type"] + f" .{fmt}")
+        worst = max(errs.values(), default=0.0)
+        mark = "ok" if outcome == "passed" else outcome.upper()
+        rows.setdefault(key, {})[backend] = f"{mark} {worst:.1e}" if outcome == "passed" else mark
+    backends = ("numpy", "tensorflow", "torch")
+    lines = ["# Parity with Stable Baselines 2.10.2 (TensorFlow 1.15.5)", "",
+             "Measured by `tests/test_parity_fixtures.py` and `tests/test_parity_zoo.py`",
+             "(regenerate: `make parity-table`). Each cell: the rule of tests/parity.py held",
+             "(discrete actions equal; continuous actions within 1e-5; probabilities, means,",
+             "stds, values and Q-values within 1e-5 relative to max(1, |SB2|)), and the largest",
+             "absolute difference from SB2's own output over every output and observation.", "",
+             "| source | algorithm | case | policy | observation | action / format | "
+             + " | ".join(backends) + " |",
+             "|---|---|---|---|---|---|" + "---|" * len(backends)]
+    for key in sorted(rows):
+        cells = [rows[key].get(b, "-") for b in backends]
+        lines.append("| " + " | ".join(key) + " | " + " | ".join(cells) + " |")
+    passed = sum(1 for _, o, _ in results if o == "passed")
+    lines += ["", f"{passed} of {len(results)} file x backend checks passed."]
+    return "\n".join(lines) + "\n"

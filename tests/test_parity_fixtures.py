@@ -54,7 +54,7 @@ def test_fixture_parity(case, backend, record_property):
             for key in keys:
                 ours = "state" if key == "state_out" else key
                 err = check(key, out[ours], golden[key][t], discrete)
-                record_property(f"t{t}_{key}", err)
+                record_property(key, err)
         return
     out = m.predict(golden["obs"], backend=backend)
     for key in keys:
