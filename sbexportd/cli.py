@@ -64,6 +64,61 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .export import export
+    from .model import load
+    model = load(args.file, args.vecnormalize, algo=args.algo, activation=args.activation)
+    bar = ProgressBar(sys.stderr)
+    results = export(model, args.to, args.out, force=args.force, verify=not args.no_verify, progress=bar)
+    bar.close()
+    print(summary_table(results))
+    return 0
+
+
+class ProgressBar:
+    """One line on a terminal, nothing on a pipe."""
+
+    def __init__(self, stream, width: int = 30):
+        self.stream, self.width = stream, width
+        self.tty = stream.isatty()
+
+    def __call__(self, target: str, stage: str, fraction: float) -> None:
+        if self.tty:
+            done = int(self.width * fraction)
+            self.stream.write(f"\r{target:<11} [{'#' * done}{'.' * (self.width - done)}] {stage:<10}")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\r" + " " * (self.width + 30) + "\r")
+            self.stream.flush()
+
+
+def summary_table(results) -> str:
+    rows = [("target", "files", "size", "parity (max abs error)", "seconds")]
+    for r in results:
+        p = r.parity
+        if p.get("verified"):
+            parity = f"ok {max(p['max_abs_error'].values(), default=0.0):.1e} ({p['runtime']})"
+        else:
+            parity = "not verified"
+        rows.append((r.target, str(len(r.files) + 1), _size(r.size), parity, f"{r.seconds:.2f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    if results:
+        lines.append(f"written under {results[0].path.parent}/ (each with manifest.json)")
+    return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sbexportd", description="Stable Baselines 2 agents, without TensorFlow 1")
     parser.add_argument("--version", action="version", version=f"sbexportd {__version__}")
@@ -88,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="x.npz, x.json or x.msgpack")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_params)
+
+    p = sub.add_parser("export", help="export to pytorch, onnx, savedmodel, graphdef, tfjs, tflite, portable, params")
+    model_args(p)
+    p.add_argument("--to", required=True, metavar="TARGET[,TARGET...]|all")
+    p.add_argument("--out", required=True, help="output folder: one subfolder per target")
+    p.add_argument("--force", action="store_true", help="replace existing outputs")
+    p.add_argument("--no-verify", action="store_true", help="keep an export even if its parity check fails")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("predict", help="run the policy on observations")
     model_args(p)

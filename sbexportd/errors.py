@@ -85,3 +85,25 @@ class BadObservation(SbExportError):
 
 class BackendUnavailable(SbExportError):
     code = "backend_unavailable"
+
+
+# --- exporting ---------------------------------------------------------------------
+class ExportError(SbExportError):
+    code = "export_failed"
+
+
+class OutputExists(ExportError):
+    code = "output_exists"
+
+
+class ParityFailed(ExportError):
+    """An export, loaded back in its own runtime, does not reproduce the reference."""
+    code = "parity_failed"
+
+
+class TargetUnavailable(ExportError):
+    code = "target_unavailable"
+
+
+class Cancelled(SbExportError):
+    code = "cancelled"

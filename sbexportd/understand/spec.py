@@ -50,7 +50,8 @@ class Box:
     def describe(self) -> dict[str, Any]:
         def bound(a: np.ndarray):
             # float32's max stands for "unbounded" in gym spaces
-            v = np.where(np.abs(a.astype(np.float64)) >= 3.4e38, np.sign(a) * np.inf, a.astype(np.float64))
+            v = a.astype(np.float64)
+            v = np.where(v >= 3.4e38, np.inf, np.where(v <= -3.4e38, -np.inf, v))
             def num(x):  # JSON has no infinity: "inf" / "-inf"
                 return float(f"{x:.7g}") if np.isfinite(x) else ("inf" if x > 0 else "-inf")
             if v.size and np.all(v == v.flat[0]):

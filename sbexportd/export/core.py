@@ -1,0 +1,189 @@
+"""Export one model to targets: staged writes, a manifest, and verification of each
+export in its own runtime against the NumPy reference."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from .. import __version__
+from ..errors import Cancelled, ExportError, OutputExists, ParityFailed, SbExportError, TargetUnavailable
+from ..parity import compare
+from ..understand.spec import Discrete, MultiBinary, MultiDiscrete
+from .conventions import export_name, io, sample_inputs
+from .targets import TARGETS, Target
+
+Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+Progress = Callable[[str, str, float], None]  # (target, stage, fraction done)
+
+VERIFY_N = 64
+VERIFY_SEED = 0
+
+
+@dataclass
+class TargetResult:
+    target: str
+    path: Path
+    files: list[dict[str, Any]] = field(default_factory=list)
+    parity: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def size(self) -> int:
+        return sum(f["bytes"] for f in self.files)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "path": str(self.path), "files": self.files,
+                "bytes": self.size, "parity": self.parity, "seconds": round(self.seconds, 3)}
+
+
+def resolve_targets(to: str | list[str]) -> list[str]:
+    names = list(TARGETS) if to == "all" or to == ["all"] else (
+        [t.strip() for t in to.split(",")] if isinstance(to, str) else list(to))
+    unknown = [t for t in names if t not in TARGETS]
+    if unknown:
+        raise TargetUnavailable(f"unknown target {', '.join(unknown)}; choose from {', '.join(TARGETS)} or all")
+    return names
+
+
+def export(model, to: str | list[str], out: str | Path, *, force: bool = False, verify: bool = True,
+           progress: Progress | None = None, cancelled: Callable[[], bool] | None = None) -> list[TargetResult]:
+    """Write out/<target>/ for each target. Each target is staged in a hidden folder
+    and renamed into place only when written and verified: a failure, an
+    interruption or a cancellation leaves nothing behind."""
+    out = Path(out)
+    names = resolve_targets(to)
+    if not force:
+        taken = [n for n in names if (out / n).exists()]
+        if taken:
+            raise OutputExists(f"{', '.join(str(out / n) for n in taken)} already exist; pass --force to replace",
+                               out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = progress or (lambda *_: None)
+    results = []
+    for name in names:
+        target = TARGETS[name]
+        start = time.perf_counter()
+        progress(name, "writing", 0.0)
+        with staged(out / name, force) as tmp:
+            target.load_module().write(model, tmp)
+            _check_cancel(cancelled)
+            progress(name, "verifying", 0.5)
+            parity = verify_export(model, target, tmp) if verify else {"verified": False}
+            _check_cancel(cancelled)
+            files = _files(tmp)
+            write_manifest(model, name, tmp, files, parity)
+            files = _files(tmp)
+        results.append(TargetResult(name, out / name, files, parity, time.perf_counter() - start))
+        progress(name, "done", 1.0)
+    return results
+
+
+def _check_cancel(cancelled) -> None:
+    if cancelled is not None and cancelled():
+        raise Cancelled("export cancelled; nothing was written")
+
+
+@contextmanager
+def staged(final: Path, force: bool) -> Iterator[Path]:
+    """A temporary sibling of `final`, renamed onto it on success, removed otherwise."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the export is an ordinary folder
+    try:
+        yield tmp
+        if final.exists():
+            if not force:
+                raise OutputExists(f"{final} appeared while exporting; pass --force to replace", final)
+            old = final.with_name(f".{final.name}.old-{os.getpid()}")
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _files(folder: Path) -> list[dict[str, Any]]:
+    files = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        files.append({"path": path.relative_to(folder).as_posix(), "bytes": len(data),
+                      "sha256": hashlib.sha256(data).hexdigest()})
+    return [f for f in files if f["path"] != "manifest.json"]
+
+
+def reference_outputs(model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    ref = model.backend("numpy").run(feeds["obs"], feeds.get("state"), feeds.get("mask"))
+    return {export_name(k): v for k, v in ref.items()}
+
+
+def verify_export(model, target: Target, folder: Path) -> dict[str, Any]:
+    """Load the export in its own runtime, run seeded observations, compare every
+    output with the NumPy reference. Raises ParityFailed when the rule does not hold."""
+    mod = target.load_module()
+    runner, runtime = mod.load(folder, model.spec)
+    feeds = sample_inputs(model.spec, VERIFY_N, VERIFY_SEED)
+    try:
+        got = runner(feeds)
+    except SbExportError:
+        raise
+    except Exception as exc:  # the runtime itself failed on our file
+        raise ExportError(f"{target.name}: {runtime} could not run the export: {exc}", folder) from exc
+    ref = reference_outputs(model, feeds)
+    discrete = isinstance(model.spec.action_space, (Discrete, MultiDiscrete, MultiBinary))
+    checks = {}
+    for name, value in ref.items():
+        if name not in got:
+            raise ParityFailed(f"{target.name}: output {name!r} missing from the export", folder)
+        checks[name] = compare(name, got[name], value, discrete and name == "action")
+    failed = [c for c in checks.values() if not c.passed]
+    parity = {"verified": True, "reference": "numpy", "runtime": runtime, "observations": VERIFY_N,
+              "seed": VERIFY_SEED, "max_abs_error": {k: c.max_abs_error for k, c in checks.items()},
+              "passed": not failed}
+    if failed:
+        raise ParityFailed(f"{target.name}: the export does not reproduce the policy in {runtime}: "
+                           + "; ".join(c.describe() for c in failed) + " (use --no-verify to keep it anyway)",
+                           folder)
+    return parity
+
+
+def write_manifest(model, target: str, folder: Path, files: list[dict[str, Any]], parity: dict[str, Any]) -> None:
+    spec, archive = model.spec, model.archive
+    inputs, outputs = io(spec)
+    vn = model.vecnormalize
+    manifest = {
+        "format": "sbexportd-export",
+        "format_version": 1,
+        "sbexportd_version": __version__,
+        "target": target,
+        "files": files,
+        "inputs": inputs,
+        "outputs": outputs,
+        "preprocessing": spec.preprocessing,
+        "postprocessing": spec.postprocessing,
+        "observation_space": spec.observation_space.describe(),
+        "action_space": spec.action_space.describe(),
+        "goal_observation": ({"keys": [k for k, _ in spec.goal_observation.spaces],
+                              "note": "concatenate the goal dict in this key order into obs"}
+                             if spec.goal_observation else None),
+        "vecnormalize": ({"applied": True, "source": vn.source, "epsilon": vn.epsilon, "clip_obs": vn.clip_obs}
+                         if spec.vecnormalize else {"applied": False}),
+        "source": {"file": archive.path.name, "sha256": archive.sha256, "format": archive.format,
+                   "algorithm": spec.algo, "policy": spec.policy},
+        "parity": parity,
+        "notes": spec.notes,
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -1,0 +1,34 @@
+"""The export targets: one module each, with
+
+    write(model, folder) -> None                     write the files into folder
+    load(folder, spec) -> (runner, runtime)          load them back in their own runtime;
+                                                     runner(feeds) -> {export name: array}
+
+Modules are imported only when their target is used (TensorFlow, torch, the
+tensorflowjs converter and onnxruntime are heavy)."""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    module: str
+    summary: str
+
+    def load_module(self):
+        return importlib.import_module(f"{__name__}.{self.module}")
+
+
+TARGETS: dict[str, Target] = {t.name: t for t in (
+    Target("pytorch", "pytorch", "standalone nn.Module source, state_dict (.pt) and TorchScript"),
+    Target("onnx", "onnx", "ONNX (opset 17), checked with onnxruntime"),
+    Target("savedmodel", "savedmodel", "TF2 SavedModel, serving_default (TF Serving, TF Java, C API)"),
+    Target("graphdef", "graphdef", "frozen GraphDef (.pb) and MetaGraph for the TF C/C++ Session API"),
+    Target("tfjs", "tfjs", "TensorFlow.js graph model (tensorflowjs converter)"),
+    Target("tflite", "tflite", "TensorFlow Lite flatbuffer with a signature runner"),
+    Target("portable", "portable", "versioned msgpack: the spec and little-endian weights"),
+    Target("params", "params", "raw weights by SB2 name: .npz, .json and .msgpack"),
+)}
