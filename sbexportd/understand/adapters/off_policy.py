@@ -139,14 +139,46 @@ def build_td3(ctx: Context) -> PolicySpec:
 
 def build_ddpg(ctx: Context) -> PolicySpec:
     """ddpg.policies.FeedForwardPolicy: tanh(dense 'pi'); predict: clip to [-1, 1]
-    (a no-op after tanh), then unscale."""
+    (a no-op after tanh), then unscale. values: critic_with_actor_tf, Q(s, actor(s))."""
     n = _need_box(ctx)
     prog = Program(params=ctx.params, source=ctx.source)
+    act = ctx.activation("relu")
     obs, shape, steps = front(prog, ctx)
-    h, dim = trunk(prog, obs, shape, ACTOR, "", ctx.activation("relu"))
+    h, dim = trunk(prog, obs, shape, ACTOR, "", act)
     out, k = _dense(prog, h, dim, ACTOR + "pi/")
     if k != n:
         raise InconsistentParameters(f"the actor has {k} outputs, the action space {n}", ctx.source)
     squashed = prog.activation(out, "tanh")
-    return _spec(ctx, prog, {"actions": unscale_head(prog, ctx, squashed)}, Distribution("deterministic"),
+    outputs = {"actions": unscale_head(prog, ctx, squashed)}
+    if "model/qf/qf_output/kernel:0" in ctx.params:
+        if ctx.archive.data.get("normalize_returns"):
+            ctx.notes.append("normalize_returns=True: the critic's values are not exported")
+        else:
+            outputs["values"] = _ddpg_critic(prog, ctx, obs, shape, squashed, n, act)
+    return _spec(ctx, prog, outputs, Distribution("deterministic"),
                  steps, "unscale(tanh(actor)) from [-1, 1] to [low, high]")
+
+
+def _ddpg_critic(prog: Program, ctx: Context, obs: str, shape: tuple[int, ...], action: str, n: int,
+                 act: str) -> str:
+    """ddpg.policies.FeedForwardPolicy.make_critic on the actor's own action: fc0
+    [+ LayerNorm] + activation, then the action joins (concat) before fc1, ...,
+    qf_output; clipped to return_range."""
+    scope = "model/qf/"
+    x, dim = (prog.nature_cnn(obs, scope, shape) if f"{scope}c1/w:0" in ctx.params
+              else flatten(prog, obs, shape))
+    layers = indexed(ctx.params, scope + "fc{i}/kernel:0")
+    norms = contrib_suffixes(ctx.params, scope, "LayerNorm")
+    for i, idx in enumerate(layers):
+        x, dim = _dense(prog, x, dim, f"{scope}fc{idx}/")
+        if norms:
+            x = prog.layer_norm(x, f"{scope}{norms[i]}/gamma:0", f"{scope}{norms[i]}/beta:0", dim,
+                                f"{scope}{norms[i]}")
+        x = prog.activation(x, act)
+        if i == 0:
+            x, dim = prog.emit("concat", (x, action)), dim + n
+    q, _ = _dense(prog, x, dim, scope + "qf_output/")
+    lo, hi = (float(v) for v in (ctx.archive.data.get("return_range") or (-np.inf, np.inf)))
+    if np.isfinite(lo) or np.isfinite(hi):
+        q = prog.emit("clip_value", (q,), attrs={"lo": lo, "hi": hi})
+    return prog.emit("squeeze_last", (q,))
