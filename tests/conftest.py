@@ -74,7 +74,9 @@ def parity_table(results) -> str:
             errs[key] = max(errs.get(key, 0.0), err)
         if "::test_zoo_parity[" in nodeid:
             algo, agent = subject.split("/", 1)
-            key = ("zoo", algo, agent, "", "", "")
+            meta = json.loads((ZOO / "goldens" / algo / (agent.rsplit(".", 1)[0] + ".json")).read_text())
+            key = ("zoo", algo, agent.rsplit(".", 1)[0], meta["policy"], meta["observation_space"].split("(")[0],
+                   meta["action_space"].split("(")[0] + " ." + agent.rsplit(".", 1)[1])
         else:
             case, fmt = subject.rsplit(".", 1)
             meta = load_meta(FIXTURES / case)
