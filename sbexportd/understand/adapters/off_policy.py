@@ -29,9 +29,13 @@ def front(prog: Program, ctx: Context) -> tuple[str, tuple[int, ...], list[str]]
     return ddpg_obs_normalization(prog, ctx, x, steps), shape, steps
 
 
-def trunk(prog: Program, x: str, shape: tuple[int, ...], scope: str, hidden: str, act: str) -> tuple[str, int]:
+def trunk(prog: Program, x: str, shape: tuple[int, ...], scope: str, hidden: str, act: str,
+          joins: tuple[str, int] | None = None) -> tuple[str, int]:
     """processed_obs -> the last hidden layer: nature_cnn under `scope` if present, then
-    tf_layers.mlp's fc{i} [+ LayerNorm] + activation under `scope + hidden`."""
+    tf_layers.mlp's fc{i} [+ LayerNorm] + activation under `scope + hidden`.
+
+    joins=(tensor, width): concatenated after the first hidden layer (DDPG's critic
+    takes the action there)."""
     params = prog.params
     if f"{scope}c1/w:0" in params:
         x, dim = prog.nature_cnn(x, scope, shape)
@@ -51,6 +55,8 @@ def trunk(prog: Program, x: str, shape: tuple[int, ...], scope: str, hidden: str
             x = prog.layer_norm(x, f"{scope}{norms[i]}/gamma:0", f"{scope}{norms[i]}/beta:0", dim,
                                 f"{scope}{norms[i]}")
         x = prog.activation(x, act)
+        if i == 0 and joins is not None:
+            x, dim = prog.emit("concat", (x, joins[0])), dim + joins[1]
     return x, dim
 
 
@@ -165,18 +171,7 @@ def _ddpg_critic(prog: Program, ctx: Context, obs: str, shape: tuple[int, ...], 
     [+ LayerNorm] + activation, then the action joins (concat) before fc1, ...,
     qf_output; clipped to return_range."""
     scope = "model/qf/"
-    x, dim = (prog.nature_cnn(obs, scope, shape) if f"{scope}c1/w:0" in ctx.params
-              else flatten(prog, obs, shape))
-    layers = indexed(ctx.params, scope + "fc{i}/kernel:0")
-    norms = contrib_suffixes(ctx.params, scope, "LayerNorm")
-    for i, idx in enumerate(layers):
-        x, dim = _dense(prog, x, dim, f"{scope}fc{idx}/")
-        if norms:
-            x = prog.layer_norm(x, f"{scope}{norms[i]}/gamma:0", f"{scope}{norms[i]}/beta:0", dim,
-                                f"{scope}{norms[i]}")
-        x = prog.activation(x, act)
-        if i == 0:
-            x, dim = prog.emit("concat", (x, action)), dim + n
+    x, dim = trunk(prog, obs, shape, scope, "", act, joins=(action, n))
     q, _ = _dense(prog, x, dim, scope + "qf_output/")
     lo, hi = (float(v) for v in (ctx.archive.data.get("return_range") or (-np.inf, np.inf)))
     if np.isfinite(lo) or np.isfinite(hi):
