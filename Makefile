@@ -9,6 +9,7 @@ install:  ## everything the tests need, on a fresh machine
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements.lock
 	$(BIN)/pip install -q --no-deps -e .
+	cd clients/node && npm ci --ignore-scripts
 
 test:
 	$(BIN)/python -m pytest -q
