@@ -1,0 +1,169 @@
+"""What the TensorFlow-based targets (savedmodel, graphdef, tflite, tfjs, onnx) share:
+the serving module (the TF backend's `serve`, outputs renamed to the convention),
+feeding, and the Node runner used to check tfjs and ONNX files in Node."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import ExportError, TargetUnavailable
+from ...understand.spec import PolicySpec
+from ..conventions import action_dtype, output_names
+
+NODE_RUNNER = Path(__file__).with_name("node_runner.mjs")
+# clients/node of a source checkout; SBEXPORTD_NODE_CLIENT names another folder whose
+# node_modules holds @tensorflow/tfjs and onnxruntime-node.
+DEFAULT_NODE_CLIENT = Path(__file__).resolve().parents[3] / "clients" / "node"
+NODE_TIMEOUT = 120
+
+
+def import_tf():
+    from ...realize.tf_backend import _import_tf
+    return _import_tf()
+
+
+def tf_version() -> str:
+    return import_tf().__version__
+
+
+# Formats with one namespace for inputs and outputs (a GraphDef's nodes, an ONNX
+# graph's values) cannot have both an input and an output named `state`: there the
+# recurrent state output is `state_out`.
+STATE_OUT = "state_out"
+
+
+def serving_module(spec: PolicySpec, float64: bool = True, state_output: str = "state"):
+    """A tf.Module whose tf.function `serve(obs[, state, mask])` returns
+    {export name: tensor} (each an Identity named as the export), around the TF
+    backend's module. Its input signature is the backend's: obs (dynamic batch, the
+    spec's input dtype), state (batch, 2n) and mask (batch,) float32. The recurrent
+    state output is keyed `state_output`."""
+    from ...realize.tf_backend import make_module
+    tf = import_tf()
+    inner = make_module(spec, float64=float64)
+    signature = list(inner.serve.input_signature)
+    if isinstance(signature[0], dict):
+        raise TargetUnavailable("a goal-dict observation input cannot be exported: the export convention "
+                                "takes obs as the concatenated goal observation")
+    names = [(state_output if export == "state" else export, key) for export, key in output_names(spec)]
+
+    def rename(out):
+        return {export: tf.identity(out[key], name=export) for export, key in names}
+
+    if spec.recurrent:
+        def serve(self, obs, state, mask):
+            return rename(self.inner.serve(obs, state, mask))
+    else:
+        def serve(self, obs):
+            return rename(self.inner.serve(obs))
+
+    cls = type("SbExportServing", (tf.Module,), {
+        "serve": tf.function(serve, input_signature=signature, autograph=False)})
+    module = cls(name="sbexportd_serving")
+    module.inner = inner
+    return module
+
+
+# Grappler's remapper, with oneDNN on (TensorFlow's default on x86), fuses the layer
+# norms of LN policies into _MklLayerNorm, which is off by up to ~1e-3 from SB2
+# (measured on dqn_lnmlp: q_values 1.4e-3). Session-based consumers of the frozen
+# graph run with this option; io.json carries it serialized for TF_SetConfig.
+SESSION_CONFIG_NOTE = ("run the Session with Grappler's remapper off (ConfigProto graph_options."
+                       "rewrite_options.remapping = OFF; serialized below for TF_SetConfig) or with "
+                       "TF_ENABLE_ONEDNN_OPTS=0: oneDNN's fused layer norm is off by up to 1e-3 on LN policies")
+
+
+def session_config():
+    """A ConfigProto for tf.compat.v1.Session: the remapper off (see above)."""
+    tf = import_tf()
+    from tensorflow.core.protobuf import rewriter_config_pb2
+    config = tf.compat.v1.ConfigProto()
+    config.graph_options.rewrite_options.remapping = rewriter_config_pb2.RewriterConfig.OFF
+    return config
+
+
+def input_names(spec: PolicySpec) -> list[str]:
+    return ["obs", "state", "mask"] if spec.recurrent else ["obs"]
+
+
+def feed_arrays(spec: PolicySpec, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The feeds cast to the exported inputs' dtypes (as SB2's feed_dict cast them)."""
+    out = {"obs": np.ascontiguousarray(np.asarray(feeds["obs"]).astype(spec.input_dtype))}
+    if spec.recurrent:
+        n = out["obs"].shape[0]
+        state = feeds.get("state")
+        mask = feeds.get("mask")
+        out["state"] = np.ascontiguousarray(np.zeros((n, spec.state_size), np.float32) if state is None
+                                            else np.asarray(state, np.float32))
+        out["mask"] = np.ascontiguousarray(np.zeros((n,), np.float32) if mask is None
+                                           else np.asarray(mask, np.float32).reshape(-1))
+    return out
+
+
+def conform(spec: PolicySpec, got: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Outputs as NumPy by export name (`state_out` read as `state`), the action in the
+    convention's dtype (runtimes without int64 give int32)."""
+    out = {("state" if k == STATE_OUT else k): np.asarray(v) for k, v in got.items()}
+    if "action" in out:
+        out["action"] = out["action"].astype(action_dtype(spec))
+    return out
+
+
+# --- Node ----------------------------------------------------------------------------
+def node_client() -> tuple[Path | None, str]:
+    """(folder with node_modules, "") when Node and the client packages are there, else
+    (None, why not)."""
+    node = shutil.which("node")
+    if node is None:
+        return None, "node not found on PATH"
+    folder = Path(os.environ.get("SBEXPORTD_NODE_CLIENT", DEFAULT_NODE_CLIENT))
+    if not (folder / "node_modules").is_dir():
+        return None, f"{folder}/node_modules missing (run `make install`)"
+    return folder, ""
+
+
+def node_package_version(client: Path, package: str) -> str:
+    try:
+        return json.loads((client / "node_modules" / package / "package.json").read_text())["version"]
+    except (OSError, ValueError, KeyError):
+        return "?"
+
+
+def _encode(a: np.ndarray) -> dict[str, Any]:
+    a = np.ascontiguousarray(a)
+    return {"dtype": a.dtype.name, "shape": list(a.shape),
+            "data": base64.b64encode(a.astype(a.dtype.newbyteorder("<")).tobytes()).decode()}
+
+
+def _decode(d: dict[str, Any]) -> np.ndarray:
+    dtype = np.dtype(d["dtype"]).newbyteorder("<")
+    return np.frombuffer(base64.b64decode(d["data"]), dtype).reshape(d["shape"]).astype(dtype.newbyteorder("="))
+
+
+def run_node(kind: str, model_path: Path, feeds: dict[str, np.ndarray], client: Path) -> tuple[dict, str]:
+    """Run node_runner.mjs on one model: ({output: array}, runtime description)."""
+    with tempfile.TemporaryDirectory(prefix="sbexportd-node-") as tmp:
+        request = Path(tmp) / "request.json"
+        reply = Path(tmp) / "reply.json"
+        request.write_text(json.dumps({"kind": kind, "model": str(model_path), "modules": str(client),
+                                       "out": str(reply), "feeds": {k: _encode(v) for k, v in feeds.items()}}))
+        try:
+            proc = subprocess.run(["node", str(NODE_RUNNER), str(request)], capture_output=True, text=True,
+                                  timeout=NODE_TIMEOUT)
+        except subprocess.TimeoutExpired as exc:
+            raise ExportError(f"node_runner.mjs ({kind}) did not finish in {NODE_TIMEOUT} s", model_path) from exc
+        if proc.returncode != 0 or not reply.is_file():
+            lines = (proc.stderr or proc.stdout).strip().splitlines()
+            said = [ln for ln in lines if ln.startswith("node_runner: ")] or lines[-3:]
+            raise ExportError(f"node_runner.mjs ({kind}) failed (exit {proc.returncode}): " + " | ".join(said),
+                              model_path)
+        doc = json.loads(reply.read_text())
+    return {k: _decode(v) for k, v in doc["outputs"].items()}, doc["runtime"]
