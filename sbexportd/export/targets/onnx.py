@@ -1,0 +1,91 @@
+"""`onnx`: policy.onnx (opset 17), converted by tf2onnx from the serving function;
+inputs obs (state, mask) and outputs named as the convention (no ":0" suffixes),
+except the recurrent state output: `state_out` (an ONNX graph cannot have an input
+and an output both named `state`); dynamic batch. Verified with onnxruntime's InferenceSession (Python), and in Node
+with onnxruntime-node through node_runner.mjs when Node and clients/node's packages
+are there (both must reproduce the reference)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...errors import ExportError
+from ...parity import compare
+from ..conventions import output_names
+from ._tf_common import (STATE_OUT, conform, feed_arrays, input_names, node_client, node_package_version, run_node,
+                         serving_module)
+
+FILE = "policy.onnx"
+OPSET = 17
+
+
+def _rename(model_proto, renames: dict[str, str]) -> None:
+    graph = model_proto.graph
+    for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
+        vi.name = renames.get(vi.name, vi.name)
+    for node in graph.node:
+        node.input[:] = [renames.get(x, x) for x in node.input]
+        node.output[:] = [renames.get(x, x) for x in node.output]
+
+
+def write(model, folder: Path) -> None:
+    import onnx
+    import tf2onnx
+
+    spec = model.spec
+    module = serving_module(spec, state_output=STATE_OUT)
+    model_proto, _ = tf2onnx.convert.from_function(module.serve, input_signature=module.serve.input_signature,
+                                                   opset=OPSET)
+    want_in = input_names(spec)
+    want_out = [STATE_OUT if e == "state" else e for e, _ in output_names(spec)]
+    got_in = [i.name for i in model_proto.graph.input]
+    got_out = [o.name for o in model_proto.graph.output]
+    # tf2onnx names the graph's values after the function's (structured) names; older
+    # releases kept TF's ":0" suffixes.
+    renames = {n: n[:-2] for n in got_in + got_out if n.endswith(":0")}
+    if renames:
+        _rename(model_proto, renames)
+        got_in = [i.name for i in model_proto.graph.input]
+        got_out = [o.name for o in model_proto.graph.output]
+    if sorted(got_in) != sorted(want_in) or sorted(got_out) != sorted(want_out):
+        raise ExportError(f"tf2onnx gave inputs {got_in} and outputs {got_out}; expected {want_in} and {want_out}")
+    model_proto.doc_string = f"sbexportd export of {spec.algo} {spec.policy}"
+    onnx.checker.check_model(model_proto, full_check=True)
+    onnx.save(model_proto, str(folder / FILE))
+
+
+def load(folder: Path, spec):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(folder / FILE), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    client, why = node_client()
+
+    def run(feeds):
+        arrays = feed_arrays(spec, feeds)
+        got = conform(spec, dict(zip(names, session.run(names, arrays))))
+        if client is not None:
+            in_node, _ = run_node("onnx", folder / FILE, arrays, client)
+            _agree(spec, conform(spec, in_node), got, folder)
+        return got
+    runtime = f"onnxruntime {ort.__version__} (python, CPU)"
+    if client is not None:
+        runtime += (f"; onnxruntime-node {node_package_version(client, 'onnxruntime-node')} "
+                    "in Node agrees")
+    else:
+        runtime += f"; not checked in Node: {why}"
+    return run, runtime
+
+
+def _agree(spec, node_out, py_out, folder) -> None:
+    """onnxruntime-node must give what onnxruntime gives (the parity rule)."""
+    from ...errors import ParityFailed
+    from ...understand.spec import Discrete, MultiBinary, MultiDiscrete
+    discrete = isinstance(spec.action_space, (Discrete, MultiDiscrete, MultiBinary))
+    for name, value in py_out.items():
+        if name not in node_out:
+            raise ParityFailed(f"onnx: onnxruntime-node gave no {name!r}", folder)
+        c = compare(name, node_out[name], value, discrete and name == "action")
+        if not c.passed:
+            raise ParityFailed(f"onnx: onnxruntime-node disagrees with onnxruntime: {c.describe()}", folder)
