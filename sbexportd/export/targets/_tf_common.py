@@ -30,6 +30,17 @@ def import_tf():
     return _import_tf()
 
 
+def import_tfjs_converter():
+    """tensorflowjs's converter module. tensorflowjs imports tensorflow_decision_forests,
+    whose welcome message imports IPython (not installed) whenever sys.stdout is not
+    the process's fd 1 or 2 (pytest's capture, a daemon's redirected stdout): turn the
+    message off first."""
+    os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
+    import_tf()  # quietly, before tensorflowjs imports TensorFlow
+    from tensorflowjs.converters import tf_saved_model_conversion_v2
+    return tf_saved_model_conversion_v2
+
+
 def tf_version() -> str:
     return import_tf().__version__
 

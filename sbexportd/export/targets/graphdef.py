@@ -42,7 +42,7 @@ def node_name(export: str) -> str:
 
 def frozen_graph_def(spec):
     """The serving function frozen, its outputs' nodes renamed to the export names."""
-    tf = import_tf()
+    import_tf()
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     module = serving_module(spec)

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from ...errors import ExportError
-from ._tf_common import conform, feed_arrays, node_client, node_package_version, run_node
+from ._tf_common import conform, feed_arrays, import_tfjs_converter, node_client, node_package_version, run_node
 from .savedmodel import save
 
 NOTE = "NOTE.txt"
@@ -34,9 +34,7 @@ def note(spec) -> str:
 
 
 def write(model, folder: Path) -> None:
-    from ._tf_common import import_tf
-    import_tf()  # quietly, before the converter imports TensorFlow
-    from tensorflowjs.converters.tf_saved_model_conversion_v2 import convert_tf_saved_model
+    convert_tf_saved_model = import_tfjs_converter().convert_tf_saved_model
     with tempfile.TemporaryDirectory(prefix="sbexportd-tfjs-") as tmp:
         saved = Path(tmp) / "saved_model"
         save(model.spec, saved, float64=False)
@@ -58,7 +56,7 @@ def _without_remapper():
     reject ("Activation tanh has not been implemented"). Without it the graph keeps
     plain MatMul / Conv2D / AddV2 / activation ops that every tfjs backend (and
     TensorFlow itself) runs."""
-    from tensorflowjs.converters import tf_saved_model_conversion_v2 as conv
+    conv = import_tfjs_converter()
     original = conv._run_grappler
 
     def run_grappler(config, graph_def, graph, signature_def):
@@ -121,6 +119,7 @@ def _python_fallback(folder: Path, spec, why: str):
     and run it with TensorFlow. This checks the files (topology, weights, names), not
     TensorFlow.js's kernels; the runtime string says so."""
     from google.protobuf import json_format
+    import_tfjs_converter()
     from tensorflowjs.read_weights import read_weights
 
     from ._tf_common import import_tf, session_config
