@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
 
 from . import __version__
@@ -68,11 +71,44 @@ def cmd_export(args) -> int:
     from .export import export
     from .model import load
     model = load(args.file, args.vecnormalize, algo=args.algo, activation=args.activation)
-    bar = ProgressBar(sys.stderr)
-    results = export(model, args.to, args.out, force=args.force, verify=not args.no_verify, progress=bar)
-    bar.close()
+    with quiet_native_stderr(enabled=not args.verbose) as stderr:
+        bar = ProgressBar(stderr)
+        try:
+            results = export(model, args.to, args.out, force=args.force, verify=not args.no_verify, progress=bar)
+        finally:
+            bar.close()
     print(summary_table(results))
     return 0
+
+
+@contextlib.contextmanager
+def quiet_native_stderr(enabled: bool = True):
+    """TensorFlow's converters log from C++ (absl) straight to fd 2, ignoring
+    TF_CPP_MIN_LOG_LEVEL: point fd 2 at /dev/null while they run, and give our own
+    messages a stream on the real stderr."""
+    if not enabled:
+        yield sys.stderr
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    real = os.fdopen(os.dup(saved), "w", buffering=1)
+    old_stderr, sys.stderr = sys.stderr, real
+    try:
+        yield real
+    finally:
+        real.flush()
+        sys.stderr = old_stderr
+        os.dup2(saved, 2)
+        os.close(saved)
+        real.close()
+
+
+def cmd_serve(args) -> int:
+    from .serve import main as serve_main
+    return serve_main(args)
 
 
 class ProgressBar:
@@ -99,7 +135,7 @@ def summary_table(results) -> str:
     for r in results:
         p = r.parity
         if p.get("verified"):
-            parity = f"ok {max(p['max_abs_error'].values(), default=0.0):.1e} ({p['runtime']})"
+            parity = f"ok {max(p['max_abs_error'].values(), default=0.0):.1e} ({p['runtime'].split(' (')[0]})"
         else:
             parity = "not verified"
         rows.append((r.target, str(len(r.files) + 1), _size(r.size), parity, f"{r.seconds:.2f}"))
@@ -150,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder: one subfolder per target")
     p.add_argument("--force", action="store_true", help="replace existing outputs")
     p.add_argument("--no-verify", action="store_true", help="keep an export even if its parity check fails")
+    p.add_argument("--verbose", action="store_true", help="let TensorFlow's own log lines through")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("predict", help="run the policy on observations")
@@ -162,10 +199,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="numpy", choices=("numpy", "tensorflow", "torch"))
     p.add_argument("--out", help="write every output to this .npz")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("serve", help="run the daemon: JSON-RPC over the LSP base protocol (see protocol.md)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--stdio", action="store_true", help="one client on stdin/stdout")
+    where.add_argument("--tcp", metavar="HOST:PORT", help="many clients; HOST defaults to 127.0.0.1, port 0 = any")
+    where.add_argument("--ws", metavar="HOST:PORT", help="many WebSocket clients; same defaults")
+    p.add_argument("--token", help="clients must send it as initializationOptions.token (default: $SBEXPORTD_TOKEN)")
+    p.add_argument("--max-models", type=int, default=16, help="models kept loaded, least recently used evicted")
+    p.add_argument("--max-message-bytes", type=int, default=256 << 20, help="larger messages are refused")
+    p.add_argument("--workers", type=int, help="threads for loads and large predicts (default: cpus + 2, max 8)")
+    p.add_argument("--export-workers", type=int, default=2, help="threads for exports")
+    p.add_argument("--export-cache", type=int, default=32, metavar="N",
+                   help="finished exports kept so a repeat is a copy (0: keep none)")
+    p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(func=cmd_serve)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    # TensorFlow's C++ logging, read once at its import: a CLI shows only our lines.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -65,8 +65,8 @@ def export(model, to: str | list[str], out: str | Path, *, force: bool = False, 
     if not force:
         taken = [n for n in names if (out / n).exists()]
         if taken:
-            raise OutputExists(f"{', '.join(str(out / n) for n in taken)} already exist; pass --force to replace",
-                               out)
+            raise OutputExists(f"{', '.join(str(out / n) for n in taken)} already "
+                               f"{'exists' if len(taken) == 1 else 'exist'}; pass --force to replace", out)
     out.mkdir(parents=True, exist_ok=True)
     progress = progress or (lambda *_: None)
     results = []
@@ -81,7 +81,7 @@ def export(model, to: str | list[str], out: str | Path, *, force: bool = False, 
             parity = verify_export(model, target, tmp) if verify else {"verified": False}
             _check_cancel(cancelled)
             files = _files(tmp)
-            write_manifest(model, name, tmp, files, parity)
+            write_manifest(model, target, tmp, files, parity)
             files = _files(tmp)
         results.append(TargetResult(name, out / name, files, parity, time.perf_counter() - start))
         progress(name, "done", 1.0)
@@ -160,15 +160,21 @@ def verify_export(model, target: Target, folder: Path) -> dict[str, Any]:
     return parity
 
 
-def write_manifest(model, target: str, folder: Path, files: list[dict[str, Any]], parity: dict[str, Any]) -> None:
+def write_manifest(model, target: Target, folder: Path, files: list[dict[str, Any]], parity: dict[str, Any]) -> None:
+    """manifest.json. A target module may rename or retype its I/O (`adjust_io`, e.g.
+    graphdef's `state_out`, tfjs's int32) and add notes (`manifest_notes`)."""
     spec, archive = model.spec, model.archive
+    mod = target.load_module()
     inputs, outputs = io(spec)
+    if hasattr(mod, "adjust_io"):
+        inputs, outputs = mod.adjust_io(spec, inputs, outputs)
+    notes = list(spec.notes) + (list(mod.manifest_notes(spec)) if hasattr(mod, "manifest_notes") else [])
     vn = model.vecnormalize
     manifest = {
         "format": "sbexportd-export",
         "format_version": 1,
         "sbexportd_version": __version__,
-        "target": target,
+        "target": target.name,
         "files": files,
         "inputs": inputs,
         "outputs": outputs,
@@ -184,6 +190,6 @@ def write_manifest(model, target: str, folder: Path, files: list[dict[str, Any]]
         "source": {"file": archive.path.name, "sha256": archive.sha256, "format": archive.format,
                    "algorithm": spec.algo, "policy": spec.policy},
         "parity": parity,
-        "notes": spec.notes,
+        "notes": notes,
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -3,6 +3,10 @@
     write(model, folder) -> None                     write the files into folder
     load(folder, spec) -> (runner, runtime)          load them back in their own runtime;
                                                      runner(feeds) -> {export name: array}
+and optionally
+    adjust_io(spec, inputs, outputs) -> (inputs, outputs)   the manifest's I/O as this
+                                                     target names and types them
+    manifest_notes(spec) -> [str]                    what a user of this target must know
 
 Modules are imported only when their target is used (TensorFlow, torch, the
 tensorflowjs converter and onnxruntime are heavy)."""

@@ -178,3 +178,8 @@ def run_node(kind: str, model_path: Path, feeds: dict[str, np.ndarray], client: 
                               model_path)
         doc = json.loads(reply.read_text())
     return {k: _decode(v) for k, v in doc["outputs"].items()}, doc["runtime"]
+
+
+def rename_state_out(spec: PolicySpec, inputs: list, outputs: list) -> tuple[list, list]:
+    """Manifest I/O of graphs that cannot name an input and an output alike."""
+    return inputs, [dict(o, name=STATE_OUT) if o["name"] == "state" else o for o in outputs]

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..conventions import io
-from ._tf_common import (SESSION_CONFIG_NOTE, STATE_OUT, conform, feed_arrays, import_tf, input_names, serving_module,
+from ._tf_common import (rename_state_out, SESSION_CONFIG_NOTE, STATE_OUT, conform, feed_arrays, import_tf, input_names, serving_module,
                          session_config)
 
 GRAPH = "frozen_graph.pb"
@@ -149,3 +149,7 @@ def load(folder: Path, spec):
         return conform(spec, got)
     return run, (f"tensorflow {tf.__version__} tf.compat.v1.Session on {GRAPH} (and {META} via "
                  f"import_meta_graph, identical); Grappler remapper off as io.json says")
+
+
+def adjust_io(spec, inputs, outputs):
+    return rename_state_out(spec, inputs, outputs)

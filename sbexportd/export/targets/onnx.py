@@ -11,7 +11,7 @@ from pathlib import Path
 from ...errors import ExportError
 from ...parity import compare
 from ..conventions import output_names
-from ._tf_common import (STATE_OUT, conform, feed_arrays, input_names, node_client, node_package_version, run_node,
+from ._tf_common import (rename_state_out, STATE_OUT, conform, feed_arrays, input_names, node_client, node_package_version, run_node,
                          serving_module)
 
 FILE = "policy.onnx"
@@ -89,3 +89,7 @@ def _agree(spec, node_out, py_out, folder) -> None:
         c = compare(name, node_out[name], value, discrete and name == "action")
         if not c.passed:
             raise ParityFailed(f"onnx: onnxruntime-node disagrees with onnxruntime: {c.describe()}", folder)
+
+
+def adjust_io(spec, inputs, outputs):
+    return rename_state_out(spec, inputs, outputs)

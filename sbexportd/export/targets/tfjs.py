@@ -148,3 +148,17 @@ def _python_fallback(folder: Path, spec, why: str):
         return conform(spec, session.run(fetch, feed))
     return run, (f"not verified in Node: {why}; model.json and its shards run with tensorflow "
                  f"{tf.__version__} instead")
+
+
+def manifest_notes(spec) -> list[str]:
+    """NOTE.txt's first paragraph after its title, and the float32 VecNormalize caveat."""
+    return [" ".join(note(spec).split("\n\n")[1].split())] + (
+        ["VecNormalize is computed in float32 in this target (SB2: float64); see NOTE.txt"]
+        if spec.vecnormalize else [])
+
+
+def adjust_io(spec, inputs, outputs):
+    """TensorFlow.js has no int64: integer inputs are fed, integer actions come, as int32."""
+    def int32(d):
+        return dict(d, dtype="int32") if d["dtype"] in ("int64", "uint8", "int32", "int16", "int8") else d
+    return [int32(i) for i in inputs], [int32(o) for o in outputs]

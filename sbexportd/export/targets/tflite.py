@@ -63,3 +63,10 @@ def load(folder: Path, spec):
     note_vn = "; VecNormalize in float32" if spec.vecnormalize else ""
     return run, (f"tensorflow lite {tf.__version__} (tf.lite.Interpreter signature runner, builtin kernels "
                  f"without the XNNPACK delegate{note_vn})")
+
+
+def manifest_notes(spec) -> list[str]:
+    """NOTE.txt's first paragraph after its title, and the float32 VecNormalize caveat."""
+    return [" ".join(note(spec).split("\n\n")[1].split())] + (
+        ["VecNormalize is computed in float32 in this target (SB2: float64); see NOTE.txt"]
+        if spec.vecnormalize else [])
