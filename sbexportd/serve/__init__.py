@@ -1,0 +1,49 @@
+"""`sbexportd serve`: a long-lived daemon that keeps models warm and answers
+JSON-RPC over the LSP base protocol (stdio, TCP, WebSocket). protocol.md at the
+repository root is the specification.
+
+    server.py   one pygls LanguageServer per connection, the transport loops
+    framing.py  Content-Length frames, JSON / msgpack bodies
+    methods.py  the sbexport/* methods (thin: params in, daemon call, result out)
+    daemon.py   state shared by every connection: models, cache, executors, counters
+    exports.py  all-or-nothing, cached exports
+    arrays.py   array encodings
+    errors.py   error codes and the mapping of sbexportd's typed errors
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+
+def parse_address(value: str) -> tuple[str, int]:
+    """HOST:PORT, [V6]:PORT, :PORT or PORT; the host defaults to loopback."""
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = "", value
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r}: expected HOST:PORT (port 0 picks a free one)")
+    return host, int(port)
+
+
+def main(args) -> int:
+    """The `serve` subcommand (see sbexportd.cli)."""
+    level = getattr(logging, args.log_level.upper(), logging.WARNING)
+    logging.basicConfig(level=level, stream=sys.stderr, format="sbexportd: %(levelname)s %(name)s: %(message)s")
+    # pygls logs every error response with a traceback; the client already has the answer
+    logging.getLogger("pygls").setLevel(level if level <= logging.DEBUG else logging.CRITICAL)
+    token = args.token if args.token is not None else os.environ.get("SBEXPORTD_TOKEN") or None
+    if args.stdio:
+        transport, host, port = "stdio", None, None
+    else:
+        transport = "tcp" if args.tcp else "ws"
+        host, port = parse_address(args.tcp or args.ws)
+        if host not in ("127.0.0.1", "::1", "localhost") and token is None:
+            print(f"sbexportd: warning: listening on {host} without --token: anyone who can reach it can read "
+                  "and write files as this user", file=sys.stderr)
+    from .server import serve
+    return serve(transport, host, port, max_models=args.max_models, token=token,
+                 max_message_bytes=args.max_message_bytes, workers=args.workers,
+                 export_workers=args.export_workers, export_cache=args.export_cache)

@@ -1,0 +1,408 @@
+"""What every connection shares: the open models and their warm cache, the
+executors, the export cache and the counters. Connections come and go; this stays.
+
+Threads: the event loop only does cheap work (lookups, small NumPy predicts); loads,
+backend builds and large predicts run on `work`, exports on `export_pool`, so a slow
+export never holds up a predict (and a predict never waits behind an export)."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import threading
+import time
+from collections import Counter, OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import __version__
+from ..errors import Cancelled
+from . import errors
+from .arrays import ENCODINGS
+
+PROTOCOL_VERSION = "1.0"
+INLINE_PREDICT_ELEMENTS = 4096  # NumPy predicts up to this many obs values run on the loop: no thread hop
+
+
+class CancelToken:
+    """Set by $/cancelRequest, window/workDoneProgress/cancel, shutdown or a lost
+    client; checked by long work between its stages."""
+
+    __slots__ = ("_set", "_probes")
+
+    def __init__(self):
+        self._set = False  # a plain flag (one writer, readers poll): one per request, no Event needed
+        self._probes: list[Callable[[], bool]] = []
+
+    def cancel(self) -> None:
+        self._set = True
+
+    def watch(self, probe: Callable[[], bool]) -> None:
+        self._probes.append(probe)
+
+    def cancelled(self) -> bool:
+        if not self._set and self._probes and any(p() for p in self._probes):
+            self._set = True
+        return self._set
+
+    def check(self, what: str = "request") -> None:
+        if self.cancelled():
+            raise Cancelled(f"{what} cancelled; nothing was written")
+
+
+NO_CANCEL = CancelToken()
+
+
+class NullProgress:
+    def begin(self, message: str | None = None) -> None: ...
+    def report(self, message: str | None = None, percentage: float | None = None) -> None: ...
+    def end(self, message: str | None = None) -> None: ...
+
+
+@dataclass(frozen=True)
+class OpenOptions:
+    """What identifies a model: the same options always give the same modelId."""
+
+    path: str
+    vecnormalize: str | None = None
+    algo: str | None = None
+    activation: str | None = None
+
+    @classmethod
+    def make(cls, path: str, vecnormalize: str | None = None, algo: str | None = None,
+             activation: str | None = None) -> "OpenOptions":
+        def absolute(p: str) -> str:
+            return str(Path(p).expanduser().resolve())
+        vn = None if vecnormalize is None else ("auto" if vecnormalize == "auto" else absolute(vecnormalize))
+        return cls(absolute(path), vn, algo, activation)
+
+    @property
+    def model_id(self) -> str:
+        return "m-" + hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _stamp(path: str) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def _same(path: str, stamp) -> bool:
+    try:
+        return _stamp(path) == stamp
+    except OSError:
+        return False
+
+
+def _file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Entry:
+    """A loaded model in the cache: the Model keeps its spec and warm backends."""
+
+    def __init__(self, model_id: str, options: OpenOptions, model, stamps: dict[str, Any], seconds: float):
+        self.model_id, self.options, self.model = model_id, options, model
+        self.stamps = stamps
+        self.sha256 = model.archive.sha256
+        self.load_seconds = seconds
+        self.loaded_at = time.time()
+        self.last_used = time.time()
+        self.uses = 0
+        self.backends: set[str] = set()
+        self._lock = threading.Lock()
+        self._param_stats: list[dict[str, Any]] | None = None
+        self.param_bytes = int(sum(np.asarray(v).nbytes for v in model.archive.params.values()))
+        vn = model.vecnormalize
+        h = hashlib.sha256(json.dumps([self.sha256, model.archive.path.name, options.algo, options.activation,
+                                       __version__]).encode())
+        if vn is not None:  # the statistics themselves, wherever they were found
+            h.update(np.ascontiguousarray(vn.mean, np.float64).tobytes())
+            h.update(np.ascontiguousarray(vn.var, np.float64).tobytes())
+            h.update(repr((vn.epsilon, vn.clip_obs, vn.norm_obs, vn.source)).encode())
+        self.identity = h.hexdigest()  # what an export of this model depends on
+
+    def fresh(self) -> bool:
+        return all(_same(p, s) for p, s in self.stamps.items())
+
+    def backend(self, name: str):
+        with self._lock:  # build once even when two requests ask at the same time
+            impl = self.model.backend(name)
+            self.backends.add(name)
+            return impl
+
+    def param_stats(self) -> list[dict[str, Any]]:
+        if self._param_stats is None:
+            from ..params import stats
+            self._param_stats = stats(self.model.archive.params)
+        return self._param_stats
+
+    def summary(self) -> dict[str, Any]:
+        spec, archive = self.model.spec, self.model.archive
+        return {"file": str(archive.path), "format": archive.format, "sha256": archive.sha256,
+                "algorithm": spec.algo, "policy": spec.policy,
+                "observation_space": spec.observation_space.describe(),
+                "action_space": spec.action_space.describe(),
+                "input": {"name": "obs", "dtype": spec.input_dtype, "shape": [None, *spec.observation_space.shape]},
+                "recurrent": ({"n_lstm": spec.recurrent, "state_shape": [None, spec.state_size]}
+                              if spec.recurrent else None),
+                "goal_keys": [k for k, _ in spec.goal_observation.spaces] if spec.goal_observation else None,
+                "outputs": sorted(spec.outputs), "vecnormalize": bool(spec.vecnormalize)}
+
+
+class Daemon:
+    def __init__(self, *, max_models: int = 16, token: str | None = None, max_message_bytes: int = 256 << 20,
+                 workers: int | None = None, export_workers: int = 2, export_cache: int = 32):
+        if max_models < 1:
+            raise ValueError("--max-models must be at least 1")
+        self.max_models = max_models
+        self.token = token
+        self.max_message_bytes = max_message_bytes
+        self.started = time.time()
+        self._t0 = time.monotonic()
+        self._lock = threading.RLock()
+        self.registry: dict[str, OpenOptions] = {}  # open modelIds (any connection's)
+        self.holders: dict[str, set[int]] = {}  # modelId -> connections that opened it
+        self.cache: OrderedDict[str, Entry] = OrderedDict()  # loaded models, least recently used first
+        self._loading: dict[str, Future] = {}
+        self.counters: Counter = Counter()
+        self.by_method: Counter = Counter()
+        self.connections: set = set()
+        self.connections_total = 0
+        self.in_flight = 0
+        self.work = ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) + 2),
+                                       thread_name_prefix="sbexportd-work")
+        self.export_pool = ThreadPoolExecutor(max_workers=max(1, export_workers),
+                                              thread_name_prefix="sbexportd-export")
+        from .exports import ExportCache
+        self.exports = ExportCache(export_cache)
+
+    # -- capabilities and status -------------------------------------------------
+    def capabilities(self) -> dict[str, Any]:
+        from ..export.targets import TARGETS
+        from ..model import BACKENDS
+        from ..understand.context import ALGORITHMS
+        return {"version": __version__, "protocolVersion": PROTOCOL_VERSION, "targets": list(TARGETS),
+                "algorithms": list(ALGORITHMS), "backends": list(BACKENDS), "encodings": list(ENCODINGS)}
+
+    def status(self) -> dict[str, Any]:
+        now = time.time()
+        with self._lock:
+            models = [{"modelId": mid, "path": e.options.path, "algorithm": e.model.spec.algo,
+                       "policy": e.model.spec.policy, "open": mid in self.registry,
+                       "connections": len(self.holders.get(mid, ())), "backends": sorted(e.backends),
+                       "uses": e.uses, "idleSeconds": round(now - e.last_used, 3),
+                       "loadSeconds": round(e.load_seconds, 3), "parameterBytes": e.param_bytes}
+                      for mid, e in reversed(self.cache.items())]
+            c = self.counters
+            return {"version": __version__, "protocolVersion": PROTOCOL_VERSION, "pid": os.getpid(),
+                    "uptimeSeconds": round(time.monotonic() - self._t0, 3), "rssBytes": rss_bytes(),
+                    "models": models, "openModels": len(self.registry),
+                    "cache": {"maxModels": self.max_models, "loaded": len(self.cache), "hits": c["hits"],
+                              "misses": c["misses"], "reloads": c["reloads"], "evictions": c["evictions"]},
+                    "exportCache": self.exports.status(),
+                    "requests": {"served": c["served"], "failed": c["failed"], "inFlight": self.in_flight,
+                                 "byMethod": dict(self.by_method)},
+                    "connections": {"open": len(self.connections), "total": self.connections_total}}
+
+    # -- connections -----------------------------------------------------------------
+    def connection_opened(self, conn) -> None:
+        with self._lock:
+            self.connections.add(conn)
+            self.connections_total += 1
+
+    def connection_closed(self, conn) -> None:
+        """A client that leaves releases its models (they stay warm in the cache)."""
+        with self._lock:
+            self.connections.discard(conn)
+            for mid in [m for m, h in self.holders.items() if conn.id in h]:
+                self._release(mid, conn.id, evict=False)
+
+    def count_response(self, ok: bool) -> None:
+        self.counters["served"] += 1
+        if not ok:
+            self.counters["failed"] += 1
+
+    # -- models -------------------------------------------------------------------------
+    async def open(self, conn_id: int, opts: OpenOptions, *, warm: tuple[str, ...] = ("numpy",),
+                   progress=None, token: CancelToken = NO_CANCEL) -> dict[str, Any]:
+        progress = progress or NullProgress()
+        mid = opts.model_id
+        start = time.perf_counter()
+        progress.begin(f"opening {Path(opts.path).name}")
+        try:
+            token.check("open")
+            entry, hit = await self._entry(mid, opts, progress)
+            for i, name in enumerate(warm):
+                if name not in entry.backends:
+                    token.check("open")
+                    progress.report(f"building the {name} backend", 50 + 50 * i / len(warm))
+                    await self.run(self.work, entry.backend, name)
+            token.check("open")
+        except BaseException:
+            progress.end("failed")
+            raise
+        with self._lock:
+            self.registry[mid] = opts
+            self.holders.setdefault(mid, set()).add(conn_id)
+        progress.end("loaded" if not hit else "already loaded")
+        return {"modelId": mid, "cached": hit, "seconds": round(time.perf_counter() - start, 4),
+                "summary": entry.summary()}
+
+    def close(self, conn_id: int, mid: str) -> dict[str, Any]:
+        with self._lock:
+            if mid not in self.registry:
+                raise errors.unknown_model(mid)
+            still = self._release(mid, conn_id, evict=True)
+        return {"modelId": mid, "closed": True, "stillOpenElsewhere": still}
+
+    def _release(self, mid: str, conn_id: int, *, evict: bool) -> bool:
+        holders = self.holders.get(mid, set())
+        holders.discard(conn_id)
+        if holders:
+            return True
+        self.holders.pop(mid, None)
+        self.registry.pop(mid, None)
+        if evict:
+            self.cache.pop(mid, None)
+        return False
+
+    def lookup(self, mid: str) -> Entry | None:
+        """The warm, fresh entry of an open model, or None (then `use` loads it).
+        Raises unknown_model for ids never opened, or closed."""
+        with self._lock:
+            if mid not in self.registry:
+                raise errors.unknown_model(mid)
+            e = self.cache.get(mid)
+            if e is None or not e.fresh():
+                return None
+            self.cache.move_to_end(mid)
+            self.counters["hits"] += 1
+            e.uses += 1
+            e.last_used = time.time()
+            return e
+
+    async def use(self, mid: str) -> Entry:
+        e = self.lookup(mid)
+        if e is None:
+            e, _ = await self._entry(mid, self.registry[mid], NullProgress())
+            e.uses += 1
+        return e
+
+    async def _entry(self, mid: str, opts: OpenOptions, progress) -> tuple[Entry, bool]:
+        with self._lock:
+            e = self.cache.get(mid)
+            if e is not None and e.fresh():
+                self.cache.move_to_end(mid)
+                self.counters["hits"] += 1
+                return e, True
+            fut = self._loading.get(mid)
+            if fut is None:  # one load per model, however many clients ask at once
+                fut = self.work.submit(self._load, mid, opts, e, progress)
+                self._loading[mid] = fut
+                fut.add_done_callback(lambda f: self._loading.pop(mid, None))
+        return await asyncio.shield(asyncio.wrap_future(fut)), False
+
+    def _load(self, mid: str, opts: OpenOptions, old: Entry | None, progress) -> Entry:
+        """(work thread) Read and understand the file; keep the old entry if only its
+        mtime changed, not its bytes."""
+        start = time.perf_counter()
+        try:
+            stamps = {opts.path: _stamp(opts.path)}  # FileNotFoundError -> file_not_found
+        except OSError:
+            with self._lock:  # gone from disk: the stale entry must not linger as if loaded
+                if self.cache.get(mid) is old:
+                    self.cache.pop(mid, None)
+            raise
+        if opts.vecnormalize not in (None, "auto"):
+            os.stat(opts.vecnormalize)
+        if old is not None:
+            same_aux = all(_same(p, s) for p, s in old.stamps.items() if p != opts.path)
+            if same_aux and _file_sha256(opts.path) == old.sha256:
+                old.stamps[opts.path] = stamps[opts.path]
+                with self._lock:
+                    self.cache[mid] = old
+                    self.cache.move_to_end(mid)
+                    self.counters["hits"] += 1
+                return old
+            self.counters["reloads"] += 1
+        progress.report("reading and understanding the file", 10)
+        from ..model import load
+        model = load(opts.path, opts.vecnormalize, algo=opts.algo, activation=opts.activation)
+        vn = model.vecnormalize
+        if vn is not None and vn.source and os.path.isfile(vn.source):
+            stamps[vn.source] = _stamp(vn.source)
+        entry = Entry(mid, opts, model, stamps, 0.0)
+        progress.report("building the numpy backend", 40)
+        entry.backend("numpy")
+        entry.load_seconds = time.perf_counter() - start
+        with self._lock:
+            self.counters["misses"] += 1
+            self.cache[mid] = entry
+            self.cache.move_to_end(mid)
+            while len(self.cache) > self.max_models:
+                self.cache.popitem(last=False)
+                self.counters["evictions"] += 1
+        return entry
+
+    # -- work ------------------------------------------------------------------------------
+    async def run(self, pool: ThreadPoolExecutor, fn, *args, token: CancelToken | None = None):
+        """fn(*args) on a pool thread. If the awaiting task is cancelled (shutdown), the
+        thread is told through `token` and awaited, so it can clean up first."""
+        fut = asyncio.get_running_loop().run_in_executor(pool, partial(fn, *args))
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            if token is not None:
+                token.cancel()
+            try:
+                await fut
+            except BaseException:  # noqa: BLE001 - it was cancelled; its own error no longer matters
+                pass
+            raise
+
+    async def predict(self, e: Entry, obs, *, state=None, mask=None, deterministic: bool = True,
+                      seed: int | None = None, backend: str = "numpy",
+                      outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        if backend not in e.backends:
+            await self.run(self.work, e.backend, backend)
+        call = partial(e.model.predict, obs, state, mask, deterministic, backend, seed, outputs)
+        size = obs.size if isinstance(obs, np.ndarray) else INLINE_PREDICT_ELEMENTS + 1
+        if backend == "numpy" and size <= INLINE_PREDICT_ELEMENTS:
+            return call()
+        return await self.run(self.work, call)
+
+    async def export(self, mid: str, to, out: str, *, force: bool, verify: bool, progress=None,
+                     token: CancelToken = NO_CANCEL) -> list[dict[str, Any]]:
+        from ..export.core import resolve_targets
+        names = resolve_targets(to)
+        e = await self.use(mid)
+        return await self.run(self.export_pool, self.exports.export, e, names, out, force, verify,
+                              progress or NullProgress(), token, token=token)
+
+    # -- stopping --------------------------------------------------------------------------
+    def close_all(self) -> None:
+        self.work.shutdown(wait=False, cancel_futures=True)
+        self.export_pool.shutdown(wait=False, cancel_futures=True)
+        self.exports.close()
+
+
+def rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        try:
+            import resource
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # peak, not current
+        except Exception:  # noqa: BLE001 - no way to tell on this platform
+            return None

@@ -1,0 +1,236 @@
+"""The sbexport/* methods: read params, call the daemon, shape the result.
+
+Each is registered twice on every connection's pygls server: as a request method
+(`sbexport/open`) and as a workspace/executeCommand command (`sbexport.open`,
+arguments [params]). Keys of the protocol's own objects are camelCase (LSP style);
+what sbexportd itself describes (inspect, parameter stats, manifests) keeps the
+snake_case the CLI prints."""
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Any
+
+from . import errors
+from .arrays import JSON_ENCODINGS, ArrayError, Bulky, Out, decode, is_encoded
+from .daemon import OpenOptions
+
+METHODS: dict[str, Any] = {}
+
+
+class Params:
+    """Typed access to a params object; anything wrong is -32602 invalid params."""
+
+    def __init__(self, raw: Any, method: str):
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise errors.invalid_params(f"{method}: params must be an object")
+        self.raw, self.method = raw, method
+
+    def _get(self, key: str, types: tuple, what: str, default=None, required: bool = False):
+        value = self.raw.get(key)
+        if value is None:
+            if required:
+                raise errors.invalid_params(f"{self.method}: {key} is required ({what})")
+            return default
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            raise errors.invalid_params(f"{self.method}: {key} must be {what}, got {type(value).__name__}")
+        return value
+
+    def str(self, key: str, default: str | None = None, required: bool = False) -> str | None:
+        return self._get(key, (str,), "a string", default, required)
+
+    def bool(self, key: str, default: bool) -> bool:
+        return self._get(key, (bool,), "true or false", default)
+
+    def int(self, key: str, default: int | None = None) -> int | None:
+        return self._get(key, (int,), "an integer", default)
+
+    def str_list(self, key: str, default: list[str] | None = None) -> list[str] | None:
+        value = self._get(key, (list,), "a list of strings", default)
+        if value is not None and not all(isinstance(v, str) for v in value):
+            raise errors.invalid_params(f"{self.method}: {key} must be a list of strings")
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.str(key, default)
+        if value not in choices:
+            raise errors.invalid_params(f"{self.method}: {key} must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def model_id(self) -> str:
+        return self.str("modelId", required=True)
+
+    def encoding(self) -> str:
+        return self.choice("encoding", JSON_ENCODINGS, "list")
+
+
+def method(name: str):
+    """Register an `async def f(ls, params: Params, request)`: the wrapper tracks the
+    request (cancel token, in-flight count) and maps every error to JSON-RPC."""
+    def deco(fn):
+        @functools.wraps(fn)
+        async def handler(ls, params=None):
+            conn = ls.conn
+            req = conn.begin(ls.protocol.msg_id, name)
+            try:
+                return await fn(ls, Params(params, name), req)
+            except asyncio.CancelledError:  # shutdown cancelled the task (its threads were told and awaited)
+                raise errors.cancelled(name) from None
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON-RPC error
+                raise errors.map_exception(exc) from None
+            finally:
+                conn.end(req)
+        METHODS[name] = handler
+        return handler
+    return deco
+
+
+def register(server) -> None:
+    for name, handler in METHODS.items():
+        server.feature(name)(handler)
+        server.command(name.replace("/", "."))(handler)
+
+
+# -- the methods ----------------------------------------------------------------------------
+@method("sbexport/open")
+async def open_model(ls, p: Params, req):
+    from ..model import BACKENDS
+    from ..understand.context import ALGORITHMS
+    algo = p.str("algo")
+    if algo is not None and algo not in ALGORITHMS:
+        raise errors.invalid_params(f"{p.method}: algo must be one of {', '.join(ALGORITHMS)}")
+    warm = p.str_list("backends", ["numpy"])
+    unknown = [b for b in warm if b not in BACKENDS]
+    if unknown:
+        raise errors.ServeError(errors.BACKEND_UNAVAILABLE, f"unknown backend {', '.join(unknown)}",
+                                "backend_unavailable")
+    opts = OpenOptions.make(p.str("path", required=True), p.str("vecnormalize"), algo, p.str("activation"))
+    return await ls.daemon.open(ls.conn.id, opts, warm=tuple(warm), progress=req.progress(p.raw), token=req.token)
+
+
+@method("sbexport/inspect")
+async def inspect_model(ls, p: Params, req):
+    entry = await ls.daemon.use(p.model_id())
+    return {"modelId": entry.model_id, **entry.model.inspect()}
+
+
+@method("sbexport/parameters")
+async def parameters(ls, p: Params, req):
+    entry = await ls.daemon.use(p.model_id())
+    names = p.str_list("names")
+    values, encoding = p.bool("values", False), p.encoding()
+    rows = entry.param_stats()
+    if names is not None:
+        missing = sorted(set(names) - {r["name"] for r in rows})
+        if missing:
+            raise errors.invalid_params(f"{p.method}: no parameter named {', '.join(missing[:5])}", "unknown_parameter")
+        rows = [r for r in rows if r["name"] in set(names)]
+    params = entry.model.archive.params
+    out = [dict(r, value=Out(params[r["name"]], encoding)) if values else dict(r) for r in rows]
+    return Bulky.maybe({"modelId": entry.model_id, "count": len(out), "totalValues": sum(r["size"] for r in out),
+                        "parameters": out}, [params[r["name"]] for r in rows] if values else [])
+
+
+@method("sbexport/predict")
+async def predict(ls, p: Params, req):
+    from ..model import BACKENDS
+    daemon, mid = ls.daemon, p.model_id()
+    backend = p.str("backend", "numpy")
+    if backend not in BACKENDS:
+        raise errors.ServeError(errors.BACKEND_UNAVAILABLE, f"unknown backend {backend!r}", "backend_unavailable")
+    encoding = p.encoding()
+    deterministic = p.bool("deterministic", True)
+    seed = p.int("seed")
+    wanted = p.str_list("outputs")
+    if _large(p.raw.get("obs")):  # building a big array from nested lists takes a while: not on the loop
+        obs, state, mask = await daemon.run(daemon.work, _array_params, p)
+    else:
+        obs, state, mask = _array_params(p)
+    entry = await daemon.use(mid)
+    outputs = _outputs(entry.model.spec, wanted) if wanted is not None else None
+    result = await daemon.predict(entry, obs, state=state, mask=mask, deterministic=deterministic, seed=seed,
+                                         backend=backend, outputs=outputs)
+    if wanted is not None and not deterministic and "actions" not in outputs:
+        result.pop("actions", None)
+    return Bulky.maybe({"modelId": mid, "backend": backend,
+                        "outputs": {k: Out(v, encoding) for k, v in result.items()}}, result.values())
+
+
+@method("sbexport/export")
+async def export(ls, p: Params, req):
+    to = p.raw.get("to")
+    if isinstance(to, list) and all(isinstance(t, str) for t in to):
+        pass
+    elif not isinstance(to, str) or not to:
+        raise errors.invalid_params(f"{p.method}: to must be a target name, 'a,b', a list of names or 'all'")
+    out = p.str("out", required=True)
+    results = await ls.daemon.export(p.model_id(), to, out, force=p.bool("force", False),
+                                     verify=p.bool("verify", True), progress=req.progress(p.raw), token=req.token)
+    return {"modelId": p.model_id(), "out": out, "results": results}
+
+
+@method("sbexport/close")
+async def close_model(ls, p: Params, req):
+    return ls.daemon.close(ls.conn.id, p.model_id())
+
+
+@method("sbexport/status")
+async def status(ls, p: Params, req):
+    return ls.daemon.status()
+
+
+@method("sbexport/targets")
+async def targets(ls, p: Params, req):
+    from ..export.targets import TARGETS
+    return {"targets": [{"name": t.name, "summary": t.summary} for t in TARGETS.values()]}
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _large(value) -> bool:
+    """More than ~64k numbers in lists (or 1 MB of base64): estimated from the first
+    element of each level."""
+    if isinstance(value, dict):
+        if isinstance(value.get("data"), (list, str)):
+            return len(value["data"]) > 1 << 20
+        return any(_large(v) for v in value.values())
+    n = 1
+    while isinstance(value, list) and value:
+        n *= len(value)
+        value = value[0]
+    return n > 1 << 16
+
+
+def _array_params(p: Params):
+    return _array_param(p, "obs", required=True, goal=True), _array_param(p, "state"), _array_param(p, "mask")
+
+
+def _array_param(p: Params, key: str, required: bool = False, goal: bool = False):
+    value = p.raw.get(key)
+    if value is None:
+        if required:
+            raise errors.invalid_params(f"{p.method}: {key} is required (a list of numbers or {{dtype, shape, data}})")
+        return None
+    try:
+        if goal and isinstance(value, dict) and not is_encoded(value):  # HER: the goal dict, by key
+            return {str(k): decode(v, f"{key}.{k}") for k, v in value.items()}
+        return decode(value, key)
+    except ArrayError as e:
+        raise errors.ServeError(errors.BAD_OBSERVATION, str(e), "bad_observation") from None
+
+
+def _outputs(spec, wanted: list[str]) -> tuple[str, ...]:
+    """Requested names -> the spec's output names; `probs` covers probs_<i>, and a
+    recurrent policy always returns its state."""
+    have = list(spec.outputs)
+    chosen: list[str] = []
+    for name in wanted:
+        match = [k for k in have if k == name or (name == "probs" and k.startswith("probs_"))]
+        if not match:
+            raise errors.invalid_params(f"sbexport/predict: this model has no output {name!r}; it has "
+                                        f"{', '.join(sorted(have))}", "unknown_output")
+        chosen += [k for k in match if k not in chosen]
+    if spec.recurrent and "state" in have and "state" not in chosen:
+        chosen.append("state")
+    return tuple(chosen)
