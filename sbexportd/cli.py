@@ -209,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-models", type=int, default=16, help="models kept loaded, least recently used evicted")
     p.add_argument("--max-message-bytes", type=int, default=256 << 20, help="larger messages are refused")
     p.add_argument("--workers", type=int, help="threads for loads and large predicts (default: cpus + 2, max 8)")
-    p.add_argument("--export-workers", type=int, default=2, help="threads for exports")
+    p.add_argument("--export-workers", type=int, default=1,
+                   help="exports run at once (default 1: TensorFlow's converters are not known to be thread-safe)")
     p.add_argument("--export-cache", type=int, default=32, metavar="N",
                    help="finished exports kept so a repeat is a copy (0: keep none)")
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))

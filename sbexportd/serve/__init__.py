@@ -34,6 +34,7 @@ def main(args) -> int:
     logging.basicConfig(level=level, stream=sys.stderr, format="sbexportd: %(levelname)s %(name)s: %(message)s")
     # pygls logs every error response with a traceback; the client already has the answer
     logging.getLogger("pygls").setLevel(level if level <= logging.DEBUG else logging.CRITICAL)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow, if an export or backend imports it
     token = args.token if args.token is not None else os.environ.get("SBEXPORTD_TOKEN") or None
     if args.stdio:
         transport, host, port = "stdio", None, None

@@ -161,7 +161,7 @@ class Entry:
 
 class Daemon:
     def __init__(self, *, max_models: int = 16, token: str | None = None, max_message_bytes: int = 256 << 20,
-                 workers: int | None = None, export_workers: int = 2, export_cache: int = 32):
+                 workers: int | None = None, export_workers: int = 1, export_cache: int = 32):
         if max_models < 1:
             raise ValueError("--max-models must be at least 1")
         self.max_models = max_models
