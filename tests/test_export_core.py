@@ -394,3 +394,18 @@ def test_portable_reader_rejects_a_dangling_tensor_name(portable_doc):
     del doc2["tensors"][doc2["nodes"][1]["params"]["w"]]
     with pytest.raises(ValueError, match="missing"):
         portable.read(_write(path2, doc2))
+
+
+def test_cli_to_all_asks_for_every_target(tmp_path, capsys, monkeypatch):
+    """`--to all` reaches export() and resolves to every target (export itself stubbed:
+    the TF-family targets are tested in test_export_tf.py)."""
+    import sbexportd.export as export_pkg
+    seen = []
+
+    def fake_export(model, to, out, **kw):
+        seen.append(resolve_targets(to))
+        return []
+    monkeypatch.setattr(export_pkg, "export", fake_export)
+    assert cli.main(["export", str(MLP), "--to", "all", "--out", str(tmp_path / "out")]) == 0
+    assert seen == [list(TARGETS)]
+    assert capsys.readouterr().out.startswith("target")
