@@ -12,6 +12,7 @@ import { FrameReader, FrameWriter, markMsgpack } from "./transport.js";
 const { createMessageConnection, CancellationTokenSource, ProgressType, ResponseError, NullLogger } = rpc;
 
 export const VERSION = "0.1.0";
+export const PROTOCOL_MAJOR = "1";
 const PROGRESS = new ProgressType();
 const DEFAULT_PYTHON = () => process.env.SBEXPORTD_PYTHON || "python3";
 const STDERR_KEEP = 16 * 1024;
@@ -104,6 +105,11 @@ export class Client extends EventEmitter {
     }, { encoding: "json" });
     this.serverInfo = result.serverInfo ?? null;
     this.capabilities = result.capabilities?.experimental?.sbexportd ?? null;
+    const major = String(this.capabilities?.protocolVersion ?? "").split(".")[0];
+    if (major !== PROTOCOL_MAJOR) {
+      throw new ConnectionError(`the daemon speaks protocol ${this.capabilities?.protocolVersion ?? "(none)"}; `
+        + `this client was written for ${PROTOCOL_MAJOR}.x (protocol.md)`);
+    }
     await this.conn.sendNotification("initialized", {});
     return result;
   }

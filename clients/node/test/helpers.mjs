@@ -1,0 +1,125 @@
+// Shared by the tests: a real daemon, fixtures, seeded observations, the parity rule.
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { startDaemon } from "../src/index.js";
+
+export const CLIENT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+export const ROOT = resolve(CLIENT_DIR, "../..");
+export const FIXTURES = join(ROOT, "tests/fixtures");
+export const PYTHON = process.env.SBEXPORTD_PYTHON
+  ?? (existsSync(join(ROOT, ".venv/bin/python")) ? join(ROOT, ".venv/bin/python") : "python3");
+
+export function fixture(name, file = "model.zip") {
+  return join(FIXTURES, name, file);
+}
+
+/** A daemon on a free loopback port, stopped by the returned stop(). */
+export async function daemon(extraArgs = []) {
+  return startDaemon({ python: PYTHON, cwd: ROOT, extraArgs, timeoutMs: 120000 });
+}
+
+export function tempDir(prefix = "sbx-node-") {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+// -- seeded observations from a space (as sbexportd's conventions.sample_observations) ------------
+export function rng(seed) {
+  let a = seed >>> 0;
+  const next = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const normal = () => {
+    const u = Math.max(next(), 1e-12), v = next();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  };
+  return { next, normal };
+}
+
+const TYPED = { float32: Float32Array, float64: Float64Array, uint8: Uint8Array, int32: Int32Array, int64: BigInt64Array };
+
+function bound(b, i) {
+  if (Array.isArray(b)) return bound(b[i]);
+  if (b === "inf") return Infinity;
+  if (b === "-inf") return -Infinity;
+  if (typeof b === "string") return NaN; // "array[...]": large and not uniform
+  return b;
+}
+
+/** n observations of a summary's observation space, in its input dtype: {dtype, shape, data}. */
+export function sampleObs(summary, n, seed = 0) {
+  const r = rng(seed);
+  const space = summary.observation_space;
+  const dtype = summary.input.dtype;
+  const Typed = TYPED[dtype] ?? Float32Array;
+  const shape = summary.input.shape.slice(1);
+  const per = shape.reduce((a, b) => a * b, 1);
+  const data = new Typed(n * per);
+  for (let k = 0; k < n; k++) {
+    for (let i = 0; i < per; i++) {
+      let v;
+      if (space.type === "Discrete") v = Math.floor(r.next() * space.n);
+      else if (space.type === "MultiDiscrete") v = Math.floor(r.next() * space.nvec[i]);
+      else if (space.type === "MultiBinary") v = r.next() < 0.5 ? 0 : 1;
+      else {
+        const lo = bound(space.low, i), hi = bound(space.high, i);
+        if (Number.isFinite(lo) && Number.isFinite(hi) && hi - lo < 1e6) v = lo + (hi - lo) * r.next();
+        else v = r.normal();
+        if (dtype.startsWith("int") || dtype.startsWith("uint")) v = Math.round(v);
+      }
+      data[k * per + i] = Typed === BigInt64Array ? BigInt(v) : v;
+    }
+  }
+  return { dtype, shape: [n, ...shape], data };
+}
+
+export function sampleState(size, n, seed) {
+  const r = rng(seed);
+  return { dtype: "float32", shape: [n, size], data: Float32Array.from({ length: n * size }, () => 2 * r.next() - 1) };
+}
+
+// -- the parity rule (sbexportd/parity.py) ----------------------------------------------------
+export const TOL = 1e-5;
+
+/**
+ * Compare an output with the reference. Discrete actions: equal; continuous actions:
+ * max abs error <= 1e-5; everything else: |err| <= 1e-5 * max(1, |ref|).
+ * Returns {ok, maxAbs, scaled, mismatches, why}.
+ */
+export function compare(name, got, ref, discreteAction) {
+  if (!got) return { ok: false, why: `${name}: missing` };
+  if (got.shape.join(",") !== ref.shape.join(",")) {
+    return { ok: false, why: `${name}: shape [${got.shape}] != [${ref.shape}]` };
+  }
+  let maxAbs = 0, scaled = 0, mismatches = 0;
+  for (let i = 0; i < ref.data.length; i++) {
+    const a = Number(got.data[i]), b = Number(ref.data[i]);
+    const d = Math.abs(a - b);
+    if (a !== b && !(Number.isNaN(a) && Number.isNaN(b))) mismatches++;
+    if (!Number.isNaN(d)) {
+      maxAbs = Math.max(maxAbs, d);
+      scaled = Math.max(scaled, d / Math.max(1, Math.abs(b)));
+    } else if (!(Number.isNaN(a) && Number.isNaN(b))) {
+      maxAbs = scaled = Infinity;
+    }
+  }
+  const ok = discreteAction ? mismatches === 0 : name === "action" || name === "actions" ? maxAbs <= TOL : scaled <= TOL;
+  return { ok, maxAbs, scaled, mismatches,
+    why: ok ? "" : `${name}: ${discreteAction ? `${mismatches} entries differ` : `max abs ${maxAbs}, scaled ${scaled}`}` };
+}
+
+export function isDiscreteSpace(space) {
+  return ["Discrete", "MultiDiscrete", "MultiBinary"].includes(space.type);
+}
+
+/** The export convention's name of a daemon output. */
+export function exportName(daemonName) {
+  return daemonName === "actions" ? "action" : daemonName;
+}
