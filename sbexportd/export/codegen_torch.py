@@ -443,7 +443,7 @@ def _activation(g: Gen, i: int, node: Node) -> None:
         g.alias(node.outputs[0], t)
         return
     keep_nchw = t in g.nchw
-    g.assign(node.outputs[0], _act(fn, g.ref(t, nchw_ok=True)), hint=fn, nchw=keep_nchw)
+    g.assign(node.outputs[0], _act(fn, g.ref(t, nchw_ok=True)), hint=f"{fn}_{g.var[t]}", nchw=keep_nchw)
 
 
 @emitter("layer_norm")
@@ -563,8 +563,9 @@ def _exp(g: Gen, i: int, node: Node) -> None:
 @emitter("clip_value")
 def _clip_value(g: Gen, i: int, node: Node) -> None:
     (x,) = g.inputs(node)
-    g.assign(node.outputs[0], f"torch.clamp({x}, {_num(node.attrs['lo'])}, {_num(node.attrs['hi'])})",
-             hint="clipped")
+    lo, hi = _num(node.attrs["lo"]), _num(node.attrs["hi"])
+    g.comment(f"clip to [{lo}, {hi}]")
+    g.assign(node.outputs[0], f"torch.clamp({x}, {lo}, {hi})", hint="clipped")
 
 
 @emitter("clip_box")
