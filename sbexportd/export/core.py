@@ -105,7 +105,9 @@ def staged(final: Path, force: bool) -> Iterator[Path]:
         if final.exists():
             if not force:
                 raise OutputExists(f"{final} appeared while exporting; pass --force to replace", final)
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
+            # a fresh name: two replacements of one folder at once must not collide
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+            old.rmdir()
             final.rename(old)
             tmp.rename(final)
             shutil.rmtree(old, ignore_errors=True)

@@ -130,9 +130,7 @@ def _multi_one_hot(node, xs, p):
 
 @converter("scale_box")
 def _scale_box(node, xs, p):
-    # The builder passes the range (high - low, computed in the space's dtype);
-    # the OPS contract names low/high: accept both.
-    rng = p["range"] if "range" in p else p["high"] - p["low"]
+    rng = p["range"]  # high - low, computed in the space's dtype by the builder
     return ((_f32(xs[0]) - p["low"]) / rng,)
 
 

@@ -89,9 +89,7 @@ def _multi_one_hot(m, node, xs, p):
 
 @converter("scale_box")
 def _scale_box(m, node, xs, p):
-    # The builder passes the range (high - low); the OPS contract names low/high.
-    rng = p["range"] if "range" in p else p["high"] - p["low"]
-    return ((_f32(xs[0]) - p["low"]) / rng,)
+    return ((_f32(xs[0]) - p["low"]) / p["range"],)
 
 
 @converter("vecnormalize")

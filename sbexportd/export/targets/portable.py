@@ -41,6 +41,9 @@ def spec_document(spec: PolicySpec) -> dict[str, Any]:
         "action_space": spec.action_space.describe(),
         "input": {"name": "obs", "dtype": spec.input_dtype, "shape": [None, *spec.observation_space.shape]},
         "recurrent": {"n_lstm": spec.recurrent} if spec.recurrent else None,
+        # HER: a goal dict is flattened into obs in this key order before the program runs.
+        "goal_observation": ({"keys": [k for k, _ in spec.goal_observation.spaces]}
+                             if spec.goal_observation else None),
         "nodes": [{"op": n.op, "inputs": list(n.inputs), "outputs": list(n.outputs), "attrs": n.attrs,
                    "params": n.params} for n in spec.nodes],
         "outputs": {name: spec.outputs[key] for name, key in output_names(spec)},
@@ -74,7 +77,10 @@ def read(path: Path) -> PolicySpec:
         raise ValueError(f"{path}: not an {FORMAT} v1 file")
     tensors = {}
     for name, t in doc["tensors"].items():
-        dtype = np.dtype(t["dtype"]).newbyteorder("<")
+        try:
+            dtype = np.dtype(t["dtype"]).newbyteorder("<")
+        except TypeError as exc:
+            raise ValueError(f"{path}: tensor {name} has an unknown dtype {t['dtype']!r}") from exc
         if dtype.kind not in "fiub":
             raise ValueError(f"{path}: tensor {name} has dtype {t['dtype']}")
         count = int(np.prod(t["shape"], dtype=np.int64))
