@@ -448,6 +448,7 @@ public final class PortablePolicy {
         String inputDtype;
         int inputCast;
         int nLstm;
+        int accSize;         // the widest matmul row: the accumulator each workspace holds
     }
 
     /** One thread's buffers: every buffer of the program, for up to {@code cap} rows. */
@@ -457,9 +458,11 @@ public final class PortablePolicy {
         float[][] f;
         double[][] d;
         long[][] l;
+        final float[] acc;
 
         Workspace(Program p, int cap) {
             this.p = p;
+            this.acc = new float[Math.max(1, p.accSize)];
             int n = p.bufKind.length;
             f = new float[n][];
             d = new double[n][];
@@ -497,6 +500,7 @@ public final class PortablePolicy {
         private final List<Step> steps = new ArrayList<>();
         private final Map<String, Slot> env = new HashMap<>();
         private final Map<String, Slot> converted = new HashMap<>();
+        private int accSize;
 
         /** A named tensor of the program: a buffer, its kind and its per-row shape. */
         private static final class Slot {
@@ -584,6 +588,7 @@ public final class PortablePolicy {
             p.steps = steps.toArray(new Step[0]);
             p.bufKind = kinds.stream().mapToInt(Integer::intValue).toArray();
             p.bufSize = sizes.stream().mapToInt(Integer::intValue).toArray();
+            p.accSize = accSize;
             return p;
         }
 
@@ -699,8 +704,16 @@ public final class PortablePolicy {
             return out;
         }
 
-        private float[] flatF(NdArray t) {
-            return t.toFloatArray().clone();
+        /** A (k, m) matrix (or HWIO kernel, as (kh*kw*i, o)) as k rows of m, for the kernels' loops. */
+        private float[][] rows(NdArray t) {
+            float[] flat = t.toFloatArray();
+            int m = t.dim(t.rank() - 1), k = m == 0 ? 0 : flat.length / m;
+            float[][] out = new float[k][];
+            for (int i = 0; i < k; i++) {
+                out[i] = Arrays.copyOfRange(flat, i * m, (i + 1) * m);
+            }
+            accSize = Math.max(accSize, m);
+            return out;
         }
 
         private static int last(int[] shape) throws IOException {
@@ -859,11 +872,11 @@ public final class PortablePolicy {
                                 + Arrays.toString(x.shape));
                     }
                     final int kIn = wt.dim(0), mOut = wt.dim(1);
-                    final float[] wm = flatF(wt);
+                    final float[][] wm = rows(wt);
                     final float[] b = rowF(node, "b", new int[] {mOut});
                     Slot y = newSlot(F32, withLast(x.shape, mOut));
                     final int src = x.buf, dst = y.buf, rowsPer = x.size / Math.max(1, kIn);
-                    steps.add((w, n) -> dense(w.f[src], n * rowsPer, kIn, wm, b, w.f[dst], mOut));
+                    steps.add((w, n) -> dense(w.f[src], n * rowsPer, kIn, wm, b, w.f[dst], mOut, w.acc));
                     put(outs, 0, y);
                     return;
                 }
@@ -881,11 +894,11 @@ public final class PortablePolicy {
                         throw new IOException("stride " + s + ", kernel " + kh + "x" + kw + " on " + h + "x" + wd);
                     }
                     final int oh = (h - kh) / s + 1, ow = (wd - kw) / s + 1;
-                    final float[] wm = flatF(wt);
+                    final float[][] wm = rows(wt);
                     final float[] b = rowF(node, "b", new int[] {co});
                     Slot y = newSlot(F32, new int[] {oh, ow, co});
                     final int src = x.buf, dst = y.buf;
-                    steps.add((w, n) -> conv2d(w.f[src], n, h, wd, c, wm, kh, kw, co, s, b, w.f[dst], oh, ow));
+                    steps.add((w, n) -> conv2d(w.f[src], n, h, wd, c, wm, kh, kw, co, s, b, w.f[dst], oh, ow, w.acc));
                     put(outs, 0, y);
                     return;
                 }
@@ -1145,7 +1158,8 @@ public final class PortablePolicy {
                         + nh);
             }
             final int kIn = x.size, g = 4 * nh;
-            final float[] wxm = flatF(wx), whm = flatF(wh), b = rowF(node, "b", new int[] {g});
+            final float[][] wxm = rows(wx), whm = rows(wh);
+            final float[] b = rowF(node, "b", new int[] {g});
             final float[] gx, bx, gh, bh, gc, bc;
             if (ln) {
                 gx = rowF(node, "gx", new int[] {g});
@@ -1170,8 +1184,8 @@ public final class PortablePolicy {
                     for (int j = 0; j < nh; j++) {
                         hp[j] = sa[so0 + nh + j] * keep;
                     }
-                    dense0(xa, r * kIn, kIn, wxm, g1, g);
-                    dense0(hp, 0, nh, whm, g2, g);
+                    matvec(xa, r * kIn, kIn, wxm, g1, g);
+                    matvec(hp, 0, nh, whm, g2, g);
                     if (ln) {
                         lstmNorm(g1, g, gx, bx);
                         lstmNorm(g2, g, gh, bh);
@@ -1238,56 +1252,53 @@ public final class PortablePolicy {
         return v != v ? v : Math.min(Math.max(v, lo), hi);
     }
 
-    /** out[r, :] = x[r, :] @ w + b for {@code rows} rows. */
-    static void dense(float[] x, int rows, int k, float[] w, float[] b, float[] out, int m) {
+    // The inner loops index both arrays from 0 (weights as rows, an accumulator per
+    // workspace): HotSpot's SuperWord vectorizes them then, not with a variable offset.
+
+    /** out[r, :] = x[r, :] @ w + b for {@code rows} rows (w as k rows of m). */
+    static void dense(float[] x, int rows, int k, float[][] w, float[] b, float[] out, int m, float[] acc) {
         for (int r = 0; r < rows; r++) {
+            matvec(x, r * k, k, w, acc, m);
             int oo = r * m;
-            dense0(x, r * k, k, w, out, m, oo);
             for (int j = 0; j < m; j++) {
-                out[oo + j] += b[j];
+                out[oo + j] = acc[j] + b[j];
             }
         }
     }
 
-    /** out[0:m] = x[xo:xo+k] @ w (k, m). */
-    static void dense0(float[] x, int xo, int k, float[] w, float[] out, int m) {
-        dense0(x, xo, k, w, out, m, 0);
-    }
-
-    private static void dense0(float[] x, int xo, int k, float[] w, float[] out, int m, int oo) {
-        Arrays.fill(out, oo, oo + m, 0f);
+    /** acc[0:m] = x[xo:xo+k] @ w, summed over k in order. */
+    static void matvec(float[] x, int xo, int k, float[][] w, float[] acc, int m) {
+        Arrays.fill(acc, 0, m, 0f);
         for (int i = 0; i < k; i++) {
-            float xv = x[xo + i];
-            int wo = i * m;
-            for (int j = 0; j < m; j++) {
-                out[oo + j] += xv * w[wo + j];
-            }
+            axpy(x[xo + i], w[i], acc, m);
         }
     }
 
-    static void conv2d(float[] x, int n, int h, int wd, int c, float[] w, int kh, int kw, int co, int s,
-                       float[] b, float[] out, int oh, int ow) {
-        int kRow = c * co;
+    private static void axpy(float a, float[] row, float[] acc, int m) {
+        for (int j = 0; j < m; j++) {
+            acc[j] += a * row[j];
+        }
+    }
+
+    /** NHWC x, HWIO w as (kh*kw*c) rows of co, VALID padding. */
+    static void conv2d(float[] x, int n, int h, int wd, int c, float[][] w, int kh, int kw, int co, int s,
+                       float[] b, float[] out, int oh, int ow, float[] acc) {
         for (int bi = 0; bi < n; bi++) {
             for (int oy = 0; oy < oh; oy++) {
                 for (int ox = 0; ox < ow; ox++) {
-                    int o = ((bi * oh + oy) * ow + ox) * co;
-                    Arrays.fill(out, o, o + co, 0f);
+                    Arrays.fill(acc, 0, co, 0f);
                     for (int ky = 0; ky < kh; ky++) {
                         for (int kx = 0; kx < kw; kx++) {
                             int xi = ((bi * h + oy * s + ky) * wd + ox * s + kx) * c;
-                            int wi = (ky * kw + kx) * kRow;
+                            int wi = (ky * kw + kx) * c;
                             for (int ci = 0; ci < c; ci++) {
-                                float xv = x[xi + ci];
-                                int wr = wi + ci * co;
-                                for (int j = 0; j < co; j++) {
-                                    out[o + j] += xv * w[wr + j];
-                                }
+                                axpy(x[xi + ci], w[wi + ci], acc, co);
                             }
                         }
                     }
+                    int o = ((bi * oh + oy) * ow + ox) * co;
                     for (int j = 0; j < co; j++) {
-                        out[o + j] += b[j];
+                        out[o + j] = acc[j] + b[j];
                     }
                 }
             }
