@@ -256,9 +256,8 @@ function withParams2(x, p, q, fn) {
 function roundHalfEven(x) {
   const f = Math.floor(x);
   const d = x - f;
-  if (d > 0.5) return f + 1;
-  if (d < 0.5) return f;
-  return f % 2 === 0 ? f : f + 1;
+  const r = d > 0.5 ? f + 1 : d < 0.5 ? f : f % 2 === 0 ? f : f + 1;
+  return r === 0 && (x < 0 || Object.is(x, -0)) ? -0 : r; // NumPy keeps the sign of zero
 }
 
 function clip(x, lo, hi) {
@@ -293,23 +292,34 @@ function intCast(dtype) {
   };
 }
 
-/** (rows, inner) @ w (inner, out) + b, float64 accumulation rounded to float32 like sgemm, then + b in float32. */
+/** w (inner, out) transposed to (out, inner) in float64, once per weight tensor. */
+const transposed = new WeakMap();
+function transpose(w, inner, out) {
+  let wt = transposed.get(w);
+  if (!wt) {
+    wt = new Float64Array(inner * out);
+    for (let i = 0; i < inner; i++) for (let j = 0; j < out; j++) wt[j * inner + i] = w[i * out + j];
+    transposed.set(w, wt);
+  }
+  return wt;
+}
+
+/** (rows, inner) @ w (inner, out) + b: float64 dot products rounded to float32 (like sgemm's float32
+ * result, without its rounding of partial sums), then + b in float32. */
 function matmul(x, rows, inner, w, out, b) {
   const y = new Float32Array(rows * out);
-  const acc = new Float64Array(out);
-  const xd = x, wd = w;
+  const wt = transpose(w, inner, out);
+  const xr = new Float64Array(inner);
   for (let r = 0; r < rows; r++) {
-    acc.fill(0);
     const xo = r * inner;
-    for (let i = 0; i < inner; i++) {
-      const xi = xd[xo + i];
-      if (xi === 0) continue;
-      const wo = i * out;
-      for (let j = 0; j < out; j++) acc[j] += xi * wd[wo + j];
-    }
+    for (let i = 0; i < inner; i++) xr[i] = x[xo + i];
     const yo = r * out;
-    if (b) for (let j = 0; j < out; j++) y[yo + j] = f32(f32(acc[j]) + b[j]);
-    else for (let j = 0; j < out; j++) y[yo + j] = acc[j];
+    for (let j = 0; j < out; j++) {
+      const wo = j * inner;
+      let s = 0;
+      for (let i = 0; i < inner; i++) s += xr[i] * wt[wo + i];
+      y[yo + j] = b ? f32(f32(s) + b[j]) : s;
+    }
   }
   return y;
 }

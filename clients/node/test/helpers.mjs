@@ -1,4 +1,5 @@
 // Shared by the tests: a real daemon, fixtures, seeded observations, the parity rule.
+import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -123,3 +124,79 @@ export function isDiscreteSpace(space) {
 export function exportName(daemonName) {
   return daemonName === "actions" ? "action" : daemonName;
 }
+
+// -- an export against the daemon ---------------------------------------------------------------
+const N = 16;
+const STEPS = 3; // recurrent policies: steps of state round trip
+
+/** Run one step through the export and the daemon; check every output with the rule. */
+async function checkStep(ex, model, obs, extra, label) {
+  const ref = await model.predict(obs, extra);
+  const got = await ex.predict(obs, extra);
+  const discrete = isDiscreteSpace(model.summary.action_space);
+  assert.deepEqual(Object.keys(got).sort(), Object.keys(ref).map(exportName).sort(), `${label}: output names`);
+  let scaled = 0, mismatches = 0;
+  for (const [name, r] of Object.entries(ref)) {
+    const e = exportName(name);
+    const c = compare(e, got[e], r, discrete && e === "action");
+    assert.ok(c.ok, `${label}: ${c.why}`);
+    if (e === "action") {
+      if (discrete) {
+        mismatches += c.mismatches;
+        const dtype = model.summary.action_space.type === "MultiBinary" ? "float32" : "int64";
+        assert.equal(got.action.dtype, dtype, `${label}: action dtype`);
+        assert.equal(r.dtype, dtype, `${label}: the daemon's action dtype`);
+      }
+    }
+    if (!(discrete && e === "action")) scaled = Math.max(scaled, c.scaled);
+  }
+  return { ref, got, scaled, mismatches };
+}
+
+/**
+ * An export (LoadedExport) against the daemon's predict of the same model: N seeded
+ * observations; recurrent policies step by step with the daemon's state fed back
+ * (random states, resets), then each side's own state chain from zeros; and one
+ * unbatched observation. Returns {kind, case, scaled, mismatches}.
+ */
+export async function checkExport(ex, model, name) {
+  const rec = model.summary.recurrent;
+  let scaled = 0, mismatches = 0;
+  if (!rec) {
+    const obs = sampleObs(model.summary, N, 11);
+    ({ scaled, mismatches } = await checkStep(ex, model, obs, {}, `${ex.target} ${name}`));
+  } else {
+    // the daemon's state fed back to both, step after step; random states and resets too
+    const size = rec.state_shape[1];
+    let state = sampleState(size, N, 12);
+    for (let step = 0; step < STEPS; step++) {
+      const obs = sampleObs(model.summary, N, 20 + step);
+      const mask = new Float32Array(N).map((_, i) => (step === 0 ? (i % 4 === 0 ? 1 : 0) : step === 2 && i % 5 === 0 ? 1 : 0));
+      const r = await checkStep(ex, model, obs, { state, mask }, `${ex.target} ${name} step ${step}`);
+      scaled = Math.max(scaled, r.scaled);
+      mismatches += r.mismatches;
+      state = r.ref.state;
+    }
+    // and the export's own state chain from zeros stays with the daemon's
+    let own = null, refState = null;
+    for (let step = 0; step < STEPS; step++) {
+      const obs = sampleObs(model.summary, N, 40 + step);
+      const got = await ex.predict(obs, { state: own ?? undefined });
+      const ref = await model.predict(obs, { state: refState ?? undefined });
+      const c = compare("state", got.state, ref.state, false);
+      assert.ok(c.ok, `${ex.target} ${name} own chain step ${step}: ${c.why}`);
+      own = got.state;
+      refState = ref.state;
+    }
+  }
+  // one unbatched observation gives unbatched outputs, like the daemon
+  const one = sampleObs(model.summary, 1, 99);
+  const single = await ex.predict({ ...one, shape: one.shape.slice(1) });
+  const batched = await ex.predict(one);
+  for (const [k, v] of Object.entries(single)) {
+    assert.deepEqual(v.shape, batched[k].shape.slice(1), `${ex.target} ${name}: unbatched ${k}`);
+    assert.deepEqual(Array.from(v.data), Array.from(batched[k].data));
+  }
+  return { kind: ex.target, case: name, scaled, mismatches };
+}
+

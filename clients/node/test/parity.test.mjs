@@ -8,12 +8,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 
 import { connect, loadExport } from "../src/index.js";
-import {
-  FIXTURES, compare, daemon, exportName, fixture, isDiscreteSpace, sampleObs, sampleState, tempDir,
-} from "./helpers.mjs";
-
-const N = 16;
-const STEPS = 3; // recurrent policies: steps of state round trip
+import { FIXTURES, checkExport as check, daemon, fixture, tempDir } from "./helpers.mjs";
 
 // fixture -> what it covers; every one through tfjs, onnx and portable
 const FAMILIES = {
@@ -51,84 +46,30 @@ after(async () => {
   await d?.stop();
   tmp?.remove();
   if (report.length) {
-    const worst = {};
-    for (const r of report) worst[r.kind] = Math.max(worst[r.kind] ?? 0, r.scaled);
-    console.log("\nparity against the daemon's predict (max |err| / max(1, |ref|) over all float outputs):");
-    for (const r of report) {
-      console.log(`  ${r.kind.padEnd(8)} ${r.case.padEnd(36)} ${r.scaled.toExponential(1)}  discrete mismatches ${r.mismatches}`);
+    const fmt = (v) => v.toExponential(1);
+    console.log("\nparity with the daemon's predict: worst |err| / max(1, |ref|) of the float outputs; discrete actions all equal");
+    for (const name of Object.keys(FAMILIES)) {
+      const rows = report.filter((r) => r.case === name && r.sweep === "families");
+      if (rows.length) console.log(`  ${name.padEnd(34)} ${rows.map((r) => `${r.kind} ${fmt(r.scaled)}`).join("  ")}`);
     }
-    console.log(`  worst: ${Object.entries(worst).map(([k, v]) => `${k} ${v.toExponential(1)}`).join(", ")}`);
+    for (const sweep of ["fixtures", "zoo"]) {
+      const rows = report.filter((r) => r.sweep === sweep);
+      if (!rows.length) continue;
+      const worst = rows.reduce((a, b) => (b.scaled > a.scaled ? b : a));
+      console.log(`  portable on ${rows.length} ${sweep === "zoo" ? "zoo agents" : "fixtures"}: worst ${fmt(worst.scaled)} (${worst.case})`);
+    }
+    const mismatches = report.reduce((a, r) => a + r.mismatches, 0);
+    assert.equal(mismatches, 0);
   }
 });
+
+async function checkExport(ex, model, name, sweep) {
+  report.push({ ...(await check(ex, model, name)), sweep });
+}
 
 function openOptions(name) {
   const vn = join(FIXTURES, name, "vecnormalize.pkl");
   return name === "ppo2_mlp_vecnormalize" && existsSync(vn) ? { vecnormalize: vn } : {};
-}
-
-/** Run one step through the export and the daemon; check every output with the rule. */
-async function checkStep(ex, model, obs, extra, label) {
-  const ref = await model.predict(obs, extra);
-  const got = await ex.predict(obs, extra);
-  const discrete = isDiscreteSpace(model.summary.action_space);
-  assert.deepEqual(Object.keys(got).sort(), Object.keys(ref).map(exportName).sort(), `${label}: output names`);
-  let scaled = 0, mismatches = 0;
-  for (const [name, r] of Object.entries(ref)) {
-    const e = exportName(name);
-    const c = compare(e, got[e], r, discrete && e === "action");
-    assert.ok(c.ok, `${label}: ${c.why}`);
-    if (e === "action") {
-      if (discrete) {
-        mismatches += c.mismatches;
-        const dtype = model.summary.action_space.type === "MultiBinary" ? "float32" : "int64";
-        assert.equal(got.action.dtype, dtype, `${label}: action dtype`);
-        assert.equal(r.dtype, dtype, `${label}: the daemon's action dtype`);
-      }
-    }
-    if (!(discrete && e === "action")) scaled = Math.max(scaled, c.scaled);
-  }
-  return { ref, got, scaled, mismatches };
-}
-
-async function checkExport(ex, model, name) {
-  const rec = model.summary.recurrent;
-  let scaled = 0, mismatches = 0;
-  if (!rec) {
-    const obs = sampleObs(model.summary, N, 11);
-    ({ scaled, mismatches } = await checkStep(ex, model, obs, {}, `${ex.target} ${name}`));
-  } else {
-    // the daemon's state fed back to both, step after step; random states and resets too
-    const size = rec.state_shape[1];
-    let state = sampleState(size, N, 12);
-    for (let step = 0; step < STEPS; step++) {
-      const obs = sampleObs(model.summary, N, 20 + step);
-      const mask = new Float32Array(N).map((_, i) => (step === 0 ? (i % 4 === 0 ? 1 : 0) : step === 2 && i % 5 === 0 ? 1 : 0));
-      const r = await checkStep(ex, model, obs, { state, mask }, `${ex.target} ${name} step ${step}`);
-      scaled = Math.max(scaled, r.scaled);
-      mismatches += r.mismatches;
-      state = r.ref.state;
-    }
-    // and the export's own state chain from zeros stays with the daemon's
-    let own = null, refState = null;
-    for (let step = 0; step < STEPS; step++) {
-      const obs = sampleObs(model.summary, N, 40 + step);
-      const got = await ex.predict(obs, { state: own ?? undefined });
-      const ref = await model.predict(obs, { state: refState ?? undefined });
-      const c = compare("state", got.state, ref.state, false);
-      assert.ok(c.ok, `${ex.target} ${name} own chain step ${step}: ${c.why}`);
-      own = got.state;
-      refState = ref.state;
-    }
-  }
-  // one unbatched observation gives unbatched outputs, like the daemon
-  const one = sampleObs(model.summary, 1, 99);
-  const single = await ex.predict({ ...one, shape: one.shape.slice(1) });
-  const batched = await ex.predict(one);
-  for (const [k, v] of Object.entries(single)) {
-    assert.deepEqual(v.shape, batched[k].shape.slice(1), `${ex.target} ${name}: unbatched ${k}`);
-    assert.deepEqual(Array.from(v.data), Array.from(batched[k].data));
-  }
-  report.push({ kind: ex.target, case: name, scaled, mismatches });
 }
 
 describe("tfjs, onnx and portable exports agree with the daemon", () => {
@@ -144,7 +85,7 @@ describe("tfjs, onnx and portable exports agree with the daemon", () => {
         try {
           assert.equal(ex.target, kind);
           assert.deepEqual(ex.manifest, JSON.parse(readFileSync(join(out, kind, "manifest.json"), "utf8")));
-          await checkExport(ex, model, name);
+          await checkExport(ex, model, name, "families");
         } finally {
           ex.dispose();
         }
@@ -165,7 +106,7 @@ describe("the portable evaluator agrees with the daemon on every fixture", () =>
         const out = join(tmp.dir, "all", name);
         await model.export({ to: "portable", out });
         const ex = await loadExport(join(out, "portable"));
-        await checkExport(ex, model, name);
+        await checkExport(ex, model, name, "fixtures");
       } catch (err) {
         failures.push(`${name}: ${err.message}`);
       }
@@ -188,7 +129,7 @@ describe("zoo agents (../shared/zoo) through the portable evaluator", () => {
         const out = join(tmp.dir, "zoo", name.replace(/[/.]/g, "_"));
         await model.export({ to: "portable", out });
         const ex = await loadExport(out, { target: "portable" });
-        await checkExport(ex, model, `zoo ${name}`);
+        await checkExport(ex, model, name, "zoo");
       } catch (err) {
         failures.push(`${name}: ${err.message}`);
       }
