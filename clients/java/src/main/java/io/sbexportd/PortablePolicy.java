@@ -165,6 +165,61 @@ public final class PortablePolicy {
         return 2 * nLstm;
     }
 
+    /**
+     * HER agents: the goal dict's keys in the order they are concatenated into {@code obs}
+     * (the file's {@code goal_observation.keys}); null for other agents.
+     */
+    @SuppressWarnings("unchecked")
+    public List<String> goalKeys() {
+        Object g = doc.get("goal_observation");
+        if (!(g instanceof Map) || !(((Map<String, Object>) g).get("keys") instanceof List)) {
+            return null;
+        }
+        List<String> keys = new ArrayList<>();
+        for (Object k : (List<Object>) ((Map<String, Object>) g).get("keys")) {
+            keys.add(String.valueOf(k));
+        }
+        return Collections.unmodifiableList(keys);
+    }
+
+    /**
+     * HER agents: a batch of goal dicts ({@code observation}, {@code achieved_goal},
+     * {@code desired_goal}, each row-major (batch, size)), concatenated in {@link #goalKeys()}
+     * order into {@code obs}.
+     */
+    public Prediction predictGoal(Map<String, float[]> goal, int batch) {
+        List<String> keys = goalKeys();
+        if (keys == null) {
+            throw new IllegalArgumentException("this policy takes no goal dict (not a HER agent)");
+        }
+        if (batch < 1) {
+            throw new IllegalArgumentException("batch must be >= 1, got " + batch);
+        }
+        double[] obs = new double[batch * obsSize];
+        int off = 0;
+        for (String k : keys) {
+            float[] part = goal.get(k);
+            if (part == null || part.length % batch != 0) {
+                throw new IllegalArgumentException("goal dict: " + k + (part == null ? " missing"
+                        : " has " + part.length + " values, not a batch of " + batch));
+            }
+            int width = part.length / batch;
+            if (off + width > obsSize) {
+                throw new IllegalArgumentException("goal dict: more than the " + obsSize + " observation values");
+            }
+            for (int r = 0; r < batch; r++) {
+                for (int j = 0; j < width; j++) {
+                    obs[r * obsSize + off + j] = part[r * width + j];
+                }
+            }
+            off += width;
+        }
+        if (off != obsSize) {
+            throw new IllegalArgumentException("goal dict: " + off + " values per row, the policy takes " + obsSize);
+        }
+        return run(obs, batch, null, null);
+    }
+
     /** The output names in the convention's order (action, probs..., values, state). */
     public List<String> outputNames() {
         return Collections.unmodifiableList(Arrays.asList(program.outNames));

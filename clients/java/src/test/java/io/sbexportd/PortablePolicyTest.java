@@ -2,6 +2,7 @@ package io.sbexportd;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
@@ -174,6 +175,32 @@ class PortablePolicyTest {
         assertArrayEquals(new int[] {1, 3}, m.probs(0).shape());
         assertArrayEquals(new int[] {1, 2}, m.probs(1).shape());
         assertEquals(Arrays.asList("action", "probs_0", "probs_1", "values"), md.outputNames());
+    }
+
+    @Test
+    void herGoalDict() throws IOException {
+        PortablePolicy p = PortablePolicy.load(TestData.find("her_sac_bitflip").portable());
+        assertEquals(Arrays.asList("observation", "achieved_goal", "desired_goal"), p.goalKeys());
+        TestData.Run run = TestData.runs(TestData.find("her_sac_bitflip")).get(2);
+        float[] flat = run.inputs.get("obs").toFloatArray();
+        int n = run.inputs.get("obs").dim(0);
+        Map<String, float[]> goal = new java.util.HashMap<>();
+        String[] keys = {"observation", "achieved_goal", "desired_goal"};
+        for (int k = 0; k < 3; k++) {
+            float[] part = new float[n * 4];
+            for (int r = 0; r < n; r++) {
+                System.arraycopy(flat, r * 12 + k * 4, part, r * 4, 4);
+            }
+            goal.put(keys[k], part);
+        }
+        Prediction got = p.predictGoal(goal, n);
+        Prediction flatPrediction = p.predict(run.inputs.get("obs"), null, null);
+        assertArrayEquals(flatPrediction.action().floats(), got.action().floats());
+        assertNull(TestData.compare("action", got.action(), run.outputs.get("action"), false, null));
+        goal.remove("desired_goal");
+        assertThrows(IllegalArgumentException.class, () -> p.predictGoal(goal, n));
+        PortablePolicy notHer = PortablePolicy.load(TestData.find("sac_mlp_vec_box").portable());
+        assertEquals(null, notHer.goalKeys());
     }
 
     @Test
