@@ -315,6 +315,26 @@ class SbExportClientTest {
         assertThrows(IOException.class, c::status);
     }
 
+    /** A request that outlives the timeout is cancelled; the connection goes on. */
+    @Test
+    void timeoutCancelsAndTheConnectionGoesOn(@TempDir Path tmp) throws Exception {
+        try (SbExportClient c = daemon.connect(new SbExportClient.Options().requestTimeout(java.time.Duration.ofMillis(1)))) {
+            c.call("initialize", Map.of("processId", 1, "capabilities", Map.of()), SbExportClient.Encoding.MSGPACK,
+                    java.time.Duration.ofSeconds(30));
+            String id = open(msgpack, "sac_lncnn_img_box");
+            assertThrows(java.net.SocketTimeoutException.class,
+                    () -> c.export(id, "portable,params", tmp.resolve("x").toString(), false));
+            Object status = c.call("sbexport/status", Map.of(), SbExportClient.Encoding.MSGPACK,
+                    java.time.Duration.ofSeconds(30));
+            assertInstanceOf(Map.class, status);
+        }
+        SbExportClient.Request r = msgpack.callAsync("sbexport/export", Map.of("modelId", open(msgpack,
+                "td3_lncnn_img_box"), "to", "portable", "out", tmp.resolve("y").toString()));
+        r.cancel(true);
+        assertTrue(r.isCancelled());
+        assertNotNull(msgpack.status());
+    }
+
     @Test
     void exampleRunsAgainstTheDaemon(@TempDir Path tmp) throws Exception {
         int code = Example.run(new String[] {"--connect", daemon.host() + ":" + daemon.port(), "--out",
