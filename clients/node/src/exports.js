@@ -11,7 +11,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 
-import { TYPED, astype, toNDArray } from "./arrays.js";
+import { TYPED, astype, isNDArray, toNDArray } from "./arrays.js";
 import { readPortable } from "./portable.js";
 
 const require = createRequire(import.meta.url);
@@ -35,6 +35,7 @@ export class LoadedExport {
     this.recurrent = Boolean(st);
     const space = manifest.action_space?.type;
     this.actionDtype = space === "Discrete" || space === "MultiDiscrete" ? "int64" : "float32";
+    this.goalKeys = manifest.goal_observation?.keys ?? null;
   }
 
   /**
@@ -43,7 +44,7 @@ export class LoadedExport {
    * left out. A single observation gives unbatched outputs (as the daemon).
    */
   async predict(obs, { state, mask } = {}) {
-    let x = toNDArray(obs);
+    let x = this.goalKeys && isGoalDict(obs) ? concatGoal(obs, this.goalKeys) : toNDArray(obs);
     const single = sameShape(x.shape, this.obsShape);
     if (single) x = { ...x, shape: [1, ...x.shape] };
     else if (!sameShape(x.shape.slice(1), this.obsShape)) {
@@ -83,6 +84,34 @@ export class LoadedExport {
   dispose() {
     this._dispose();
   }
+}
+
+function isGoalDict(obs) {
+  return obs !== null && typeof obs === "object" && !Array.isArray(obs) && !ArrayBuffer.isView(obs) && !isNDArray(obs);
+}
+
+/** HER: the goal dict's arrays concatenated along the last axis in the manifest's key order. */
+function concatGoal(obs, keys) {
+  const parts = keys.map((k) => {
+    if (!(k in obs)) throw new RangeError(`the goal observation has no ${k} (keys: ${keys.join(", ")})`);
+    return toNDArray(obs[k]);
+  });
+  const lead = parts[0].shape.slice(0, -1);
+  const widths = parts.map((p) => p.shape.at(-1) ?? 1);
+  if (!parts.every((p) => sameShape(p.shape.slice(0, -1), lead))) {
+    throw new RangeError(`the goal observation's arrays differ in their leading dimensions`);
+  }
+  const rows = lead.reduce((a, b) => a * b, 1);
+  const total = widths.reduce((a, b) => a + b, 0);
+  const data = new Float64Array(rows * total);
+  for (let r = 0; r < rows; r++) {
+    let off = 0;
+    parts.forEach((p, i) => {
+      for (let j = 0; j < widths[i]; j++) data[r * total + off + j] = Number(p.data[r * widths[i] + j]);
+      off += widths[i];
+    });
+  }
+  return { dtype: "float64", shape: [...lead, total], data };
 }
 
 function sameShape(a, b) {

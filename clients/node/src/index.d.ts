@@ -421,9 +421,11 @@ export declare class LoadedExport {
   readonly recurrent: boolean;
   readonly stateSize: number;
   readonly actionDtype: "int64" | "float32";
-  /** One observation (unbatched outputs) or a batch. */
-  predict(obs: ArrayInput, options?: { state?: ArrayInput; mask?: ArrayInput }): Promise<ExportOutputs>;
-  run(feeds: { obs: ArrayInput; state?: ArrayInput; mask?: ArrayInput }): Promise<ExportOutputs>;
+  /** HER agents: the goal dict's keys in the order they are concatenated into obs, else null. */
+  readonly goalKeys: string[] | null;
+  /** One observation (unbatched outputs) or a batch; HER agents also take the goal dict. */
+  predict(obs: Observation, options?: { state?: ArrayInput; mask?: ArrayInput }): Promise<ExportOutputs>;
+  run(feeds: { obs: Observation; state?: ArrayInput; mask?: ArrayInput }): Promise<ExportOutputs>;
   dispose(): void;
 }
 

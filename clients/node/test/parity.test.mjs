@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 
 import { connect, loadExport } from "../src/index.js";
-import { FIXTURES, checkExport as check, daemon, fixture, tempDir } from "./helpers.mjs";
+import { FIXTURES, checkExport as check, compare, daemon, exportName, fixture, tempDir } from "./helpers.mjs";
 
 // fixture -> what it covers; every one through tfjs, onnx and portable
 const FAMILIES = {
@@ -114,6 +114,33 @@ describe("the portable evaluator agrees with the daemon on every fixture", () =>
     assert.deepEqual(failures, []);
   });
 });
+
+describe("HER: the goal dict", () => {
+  test("loadExport's predict takes the goal dict, flattened in the manifest's key order, as the daemon does", async () => {
+    const model = await client.open(fixture("her_sac_bitflip"));
+    const out = join(tmp.dir, "her");
+    await model.export({ to: "portable", out });
+    const ex = await loadExport(out, { target: "portable" });
+    assert.deepEqual(ex.goalKeys, ["observation", "achieved_goal", "desired_goal"]);
+    assert.deepEqual(ex.manifest.goal_observation.keys, ex.goalKeys);
+    const bits = (seed) => Int32Array.from({ length: 3 * 4 }, (_, i) => ((i * 7 + seed) % 3 === 0 ? 1 : 0));
+    const goal = Object.fromEntries(ex.goalKeys.map((k, i) => [k, { shape: [3, 4], data: bits(i) }]));
+    const ref = await model.predict(goal);
+    const got = await ex.predict(goal);
+    const flat = sampleFlat(goal, ex.goalKeys);
+    assert.deepEqual(got, await ex.predict(flat));
+    for (const [k, v] of Object.entries(ref)) {
+      const c = compare(exportName(k), got[exportName(k)], v, false);
+      assert.ok(c.ok, c.why);
+    }
+  });
+});
+
+function sampleFlat(goal, keys) {
+  const rows = 3, data = new Int32Array(rows * 12);
+  for (let r = 0; r < rows; r++) keys.forEach((k, i) => data.set(goal[k].data.subarray(r * 4, r * 4 + 4), r * 12 + i * 4));
+  return { shape: [rows, 12], data };
+}
 
 describe("zoo agents (../shared/zoo) through the portable evaluator", () => {
   const zoo = process.env.SBEXPORTD_ZOO ?? join(FIXTURES, "../../../shared/zoo");
