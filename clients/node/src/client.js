@@ -88,10 +88,11 @@ export class Client extends EventEmitter {
     this.conn.onNotification(() => {});
     this.conn.onUnhandledProgress(() => {});
     this.conn.onError(() => {}); // surfaced as rejected requests
-    this.conn.onClose(() => {
-      this.closed = true;
-      this.emit("close");
-    });
+    this.conn.onClose(() => this._lost());
+    // vscode-jsonrpc settles pending requests only on dispose: a daemon that dies (or a
+    // socket that breaks) must not leave them waiting forever
+    readable.once("close", () => this._lost());
+    readable.once("end", () => this._lost());
     this.conn.listen();
   }
 
@@ -276,6 +277,16 @@ export class Client extends EventEmitter {
         await this._exited;
       }
     }
+  }
+
+  _lost() {
+    if (this._gone) return;
+    this._gone = true;
+    this.closed = true;
+    try {
+      this.conn.dispose(); // rejects every pending request (-> ConnectionError)
+    } catch { /* disposed */ }
+    this.emit("close");
   }
 
   _teardown() {

@@ -48,6 +48,24 @@ describe("connection", () => {
     assert.ok(c.child.exitCode === 0 || c.child.signalCode !== null, `exit ${c.child.exitCode}`);
   });
 
+  test("a daemon that dies mid-request: the pending request rejects with ConnectionError, later ones too", async () => {
+    const c = await connect({ spawn: { python: PYTHON, cwd: ROOT } });
+    const closed = new Promise((resolve) => c.once("close", resolve));
+    const m = await c.open(MLP);
+    const t = tempDir();
+    try {
+      const pending = m.export({ to: "tfjs", out: t.dir });
+      setTimeout(() => c.child.kill("SIGKILL"), 200);
+      await assert.rejects(pending, ConnectionError);
+      await closed;
+      assert.equal(c.closed, true);
+      await assert.rejects(c.status(), ConnectionError);
+      await c.close();
+    } finally {
+      t.remove();
+    }
+  });
+
   test("connecting to a closed port is a ConnectionError", async () => {
     await assert.rejects(connect({ port: 1, host: "127.0.0.1" }), (err) => {
       assert.ok(err instanceof ConnectionError && err instanceof SbexportdError);
