@@ -10,6 +10,7 @@ install:  ## everything the tests need, on a fresh machine
 	$(BIN)/pip install -q -r requirements.lock
 	$(BIN)/pip install -q --no-deps -e .
 	cd clients/node && npm ci --ignore-scripts
+	sh clients/java/install-deps.sh
 
 test:
 	$(BIN)/python -m pytest -q
