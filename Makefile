@@ -19,6 +19,7 @@ demo:  ## the main job on the bundled example agent
 	$(BIN)/sbexportd inspect examples/ppo2_CartPole-v1.pkl
 	$(BIN)/python -c "import numpy as np; np.save('examples/obs.npy', np.array([[0.01, 0.2, -0.03, -0.3], [0.1, 1.0, 0.05, -1.2], [-0.2, -0.5, 0.1, 0.8], [0, 0, 0, 0]], np.float32))"
 	$(BIN)/sbexportd predict examples/ppo2_CartPole-v1.pkl --obs examples/obs.npy
+	$(BIN)/sbexportd export examples/ppo2_CartPole-v1.pkl --to all --out examples/exported --force
 
 fixtures:  ## regenerate tests/fixtures from the authentic SB2 stack (Python 3.7, TF 1.15)
 	sh tools/legacy/setup_env.sh /tmp/sb2legacy
