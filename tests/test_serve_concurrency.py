@@ -148,7 +148,7 @@ def test_cancelled_export_leaves_no_files(daemon, tmp_path):
         c.result(rid)
     assert e.value.code == -32800 and e.value.kind == "cancelled"
     assert c.notifications[-1]["params"]["value"] == {"kind": "end", "message": "cancelled"}
-    assert not out.exists() or list(out.iterdir()) == []
+    assert not out.exists()  # not even the folder the request created
     # nothing was poisoned: the same export, not cancelled, works
     done = c.request("sbexport/export", {"modelId": mid, "to": "portable,savedmodel", "out": str(out)})
     assert [r["target"] for r in done["results"]] == ["portable", "savedmodel"]

@@ -47,6 +47,7 @@ class ExportCache:
             if taken:
                 raise OutputExists(f"{', '.join(str(out_dir / n) for n in taken)} already exist; pass force=true "
                                    "to replace", out_dir)
+        created = not out_dir.exists()
         out_dir.mkdir(parents=True, exist_ok=True)
         progress.begin(f"exporting {entry.model.archive.path.name} to {', '.join(names)}")
         staged: list[tuple[str, Path, dict]] = []
@@ -59,6 +60,11 @@ class ExportCache:
         except BaseException:
             for _, tmp, _ in staged:
                 shutil.rmtree(tmp, ignore_errors=True)
+            if created:  # leave no trace: not even the empty folder this request made
+                try:
+                    out_dir.rmdir()
+                except OSError:
+                    pass
             progress.end("cancelled" if token.cancelled() else "failed")
             raise
         progress.end("done")
