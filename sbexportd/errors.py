@@ -21,6 +21,10 @@ class ModelFileError(SbExportError):
     code = "bad_model_file"
 
 
+class ModelFileNotFound(ModelFileError):
+    code = "file_not_found"
+
+
 class NotAModelFile(ModelFileError):
     code = "not_a_model_file"
 

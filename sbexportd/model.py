@@ -1,6 +1,7 @@
 """`sbexportd.load`: a read, understood model with warm backends."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ class Model:
         self.spec = spec
         self.vecnormalize = vecnormalize
         self._backends: dict[str, Any] = {}
+        self._lock = threading.Lock()  # one build per backend, whichever thread asks first
 
     @property
     def path(self) -> Path:
@@ -49,6 +51,13 @@ class Model:
 
     # -- backends (built once, kept warm) ----------------------------------------
     def backend(self, name: str = "numpy"):
+        impl = self._backends.get(name)
+        if impl is not None:
+            return impl
+        with self._lock:
+            return self._build_backend(name)
+
+    def _build_backend(self, name: str):
         if name not in self._backends:
             if name == "numpy":
                 from .realize.numpy_backend import NumpyPolicy as impl

@@ -78,16 +78,21 @@ def test_failing_write_leaves_nothing(mlp, tmp_path, monkeypatch):
     assert leftovers(out) == []
 
 
-def test_each_target_is_atomic_on_its_own(mlp, tmp_path, monkeypatch):
-    """Targets are written one after another: one that fails leaves the earlier ones."""
+def test_an_export_is_all_or_nothing_across_targets(mlp, tmp_path, monkeypatch):
+    """A target that fails after others were written and verified leaves none of
+    them, and no out folder the export itself created."""
     def write(model, folder):
         raise RuntimeError("no")
     fake_target(monkeypatch, "broken", write=write)
     out = tmp_path / "out"
     with pytest.raises(RuntimeError):
+        export(mlp, ["portable", "params", "broken"], out)
+    assert not out.exists()
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    with pytest.raises(RuntimeError):
         export(mlp, ["portable", "broken"], out)
-    assert (out / "portable" / "manifest.json").is_file()
-    assert not (out / "broken").exists() and leftovers(out) == []
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"] and leftovers(out) == []
 
 
 def test_existing_output_is_kept_without_force_and_replaced_with_it(mlp, tmp_path):

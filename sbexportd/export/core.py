@@ -8,10 +8,9 @@ import os
 import shutil
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -57,9 +56,10 @@ def resolve_targets(to: str | list[str]) -> list[str]:
 
 def export(model, to: str | list[str], out: str | Path, *, force: bool = False, verify: bool = True,
            progress: Progress | None = None, cancelled: Callable[[], bool] | None = None) -> list[TargetResult]:
-    """Write out/<target>/ for each target. Each target is staged in a hidden folder
-    and renamed into place only when written and verified: a failure, an
-    interruption or a cancellation leaves nothing behind."""
+    """Write out/<target>/ for each target, all or nothing: every target is written
+    and verified in a hidden staging folder first, and only when all of them are
+    ready are they renamed into place. A failure, an interruption or a cancellation
+    leaves no target folder and no staging folder behind."""
     out = Path(out)
     names = resolve_targets(to)
     if not force:
@@ -67,24 +67,35 @@ def export(model, to: str | list[str], out: str | Path, *, force: bool = False, 
         if taken:
             raise OutputExists(f"{', '.join(str(out / n) for n in taken)} already "
                                f"{'exists' if len(taken) == 1 else 'exist'}; pass --force to replace", out)
+    made_out = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     progress = progress or (lambda *_: None)
-    results = []
-    for name in names:
-        target = TARGETS[name]
-        start = time.perf_counter()
-        progress(name, "writing", 0.0)
-        with staged(out / name, force) as tmp:
+    results: list[TargetResult] = []
+    stages: list[Path] = []
+    try:
+        for name in names:
+            target = TARGETS[name]
+            start = time.perf_counter()
+            progress(name, "writing", 0.0)
+            tmp = _stage(out / name)
+            stages.append(tmp)
             target.load_module().write(model, tmp)
             _check_cancel(cancelled)
             progress(name, "verifying", 0.5)
             parity = verify_export(model, target, tmp) if verify else {"verified": False}
             _check_cancel(cancelled)
-            files = _files(tmp)
-            write_manifest(model, target, tmp, files, parity)
-            files = _files(tmp)
-        results.append(TargetResult(name, out / name, files, parity, time.perf_counter() - start))
-        progress(name, "done", 1.0)
+            write_manifest(model, target, tmp, _files(tmp), parity)
+            results.append(TargetResult(name, out / name, _files(tmp), parity, time.perf_counter() - start))
+            progress(name, "done", 1.0)
+        _check_cancel(cancelled)
+        for tmp, result in zip(stages, results):
+            _install(tmp, result.path, force)
+    except BaseException:
+        for tmp in stages:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if made_out and not any(out.iterdir()):
+            out.rmdir()
+        raise
     return results
 
 
@@ -93,29 +104,28 @@ def _check_cancel(cancelled) -> None:
         raise Cancelled("export cancelled; nothing was written")
 
 
-@contextmanager
-def staged(final: Path, force: bool) -> Iterator[Path]:
-    """A temporary sibling of `final`, renamed onto it on success, removed otherwise."""
+def _stage(final: Path) -> Path:
+    """A hidden, empty sibling of `final` to write into."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the export is an ordinary folder
-    try:
-        yield tmp
-        if final.exists():
-            if not force:
-                raise OutputExists(f"{final} appeared while exporting; pass --force to replace", final)
-            # a fresh name: two replacements of one folder at once must not collide
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
-            old.rmdir()
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    return tmp
+
+
+def _install(tmp: Path, final: Path, force: bool) -> None:
+    """Rename a finished stage onto `final` (replacing it only with force)."""
+    if not final.exists():
+        tmp.rename(final)
+        return
+    if not force:
+        raise OutputExists(f"{final} appeared while exporting; pass --force to replace", final)
+    # a fresh name: two replacements of one folder at once must not collide
+    old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+    old.rmdir()
+    final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _files(folder: Path) -> list[dict[str, Any]]:

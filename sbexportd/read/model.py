@@ -5,7 +5,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from sbexportd.errors import (MemberTooLarge, ModelFileError, NotAModelFile, SbExportError,
+from sbexportd.errors import (ModelFileNotFound, MemberTooLarge, ModelFileError, NotAModelFile, SbExportError,
                               TruncatedFile)
 from sbexportd.read.archive import Archive
 from sbexportd.read.sb2pkl import read_pkl
@@ -66,7 +66,7 @@ def _read(path: Path, source: str, lim: Limits) -> Archive:
     try:
         fp = open(path, "rb")
     except FileNotFoundError as e:
-        raise ModelFileError("no such file; expected an SB2 .zip or .pkl model", source) from e
+        raise ModelFileNotFound("no such file; expected an SB2 .zip or .pkl model", source) from e
     except IsADirectoryError as e:
         raise ModelFileError("is a directory; expected an SB2 .zip or .pkl model file",
                              source) from e

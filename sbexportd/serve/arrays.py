@@ -101,7 +101,7 @@ def _decode_binary(value: dict, what: str) -> np.ndarray:
 
 
 def _binary(a: np.ndarray) -> tuple[str, list, bytes]:
-    a = np.ascontiguousarray(a)
+    a = np.ascontiguousarray(a).reshape(np.shape(a))  # ascontiguousarray makes 0-d arrays 1-d
     if a.dtype.byteorder == ">":
         a = a.astype(a.dtype.newbyteorder("<"))
     return a.dtype.name, list(a.shape), a.tobytes()
