@@ -70,10 +70,7 @@ RUN_MARK = re.compile(r"^#\s*run:")
 NODE_MODULES = ROOT / "clients" / "node" / "node_modules"
 # Blocks of pages outside this test's care that cannot run as written yet: the page's
 # author fixes the block (or marks it `<!-- doc-test: skip -->`) and removes it here.
-PENDING = {
-    ("portable.md", JS): "a sketch, not a module: a relative import of clients/node/src/portable.js, "
-                         "and fs, obs, batch undefined",
-}
+PENDING: dict = {}
 
 
 @dataclass

@@ -312,8 +312,7 @@ def test_wrong_code_fails_verification_and_leaves_nothing(tmp_path, monkeypatch)
     monkeypatch.setitem(codegen_torch.ACTIVATION_EXPR, "tanh", "torch.sigmoid({x})")
     with pytest.raises(ParityFailed):
         export(model, "pytorch", tmp_path / "out")
-    assert not (tmp_path / "out" / "pytorch").exists()
-    assert not [p for p in (tmp_path / "out").iterdir() if ".partial-" in p.name]
+    assert not (tmp_path / "out").exists()  # the export made it, and leaves nothing
 
 
 def test_eager_module_is_checked_too(tmp_path, monkeypatch):

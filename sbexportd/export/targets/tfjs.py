@@ -89,12 +89,10 @@ def name_outputs(model_json: Path, saved: Path) -> None:
     if sorted(e["name"] for e in entries) != sorted(by_tensor):
         raise ExportError(f"the converter's outputs {sorted(e['name'] for e in entries)} are not the "
                           f"function's {sorted(by_tensor)}", model_json)
-    doc["signature"]["outputs"] = {by_tensor[e["name"]]: e for e in entries}
+    # In sorted key order: GraphModel.predict() labels its outputs, which come in this
+    # order, with the sorted structuredOutputKeys.
+    doc["signature"]["outputs"] = dict(sorted((by_tensor[e["name"]], e) for e in entries))
     model_json.write_text(json.dumps(doc))
-
-
-
-
 
 
 def load(folder: Path, spec):
