@@ -120,6 +120,13 @@ class Model:
         batched = parts[0].ndim == (len(goal.spaces[0][1].shape) or 1) + 1
         return np.concatenate([p if batched else p.reshape(-1) for p in parts], axis=-1)
 
+    # -- export -------------------------------------------------------------------------
+    def export(self, to, out, *, force: bool = False, verify: bool = True, progress=None):
+        """Export to targets ("onnx", ["pytorch", "tfjs"], "all") under out/<target>/,
+        each verified in its runtime: see sbexportd.export.export."""
+        from .export import export
+        return export(self, to, out, force=force, verify=verify, progress=progress)
+
     # -- description -----------------------------------------------------------------
     def inspect(self) -> dict[str, Any]:
         from .describe import describe

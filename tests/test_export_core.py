@@ -414,3 +414,10 @@ def test_cli_to_all_asks_for_every_target(tmp_path, capsys, monkeypatch):
     assert cli.main(["export", str(MLP), "--to", "all", "--out", str(tmp_path / "out")]) == 0
     assert seen == [list(TARGETS)]
     assert capsys.readouterr().out.startswith("target")
+
+
+def test_model_export_method(mlp, tmp_path):
+    results = mlp.export("portable,params", tmp_path / "out")
+    assert [r.target for r in results] == ["portable", "params"]
+    assert all(r.parity["passed"] for r in results)
+    assert (tmp_path / "out" / "portable" / "manifest.json").is_file()
