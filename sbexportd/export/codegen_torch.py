@@ -505,22 +505,27 @@ def _dueling(g: Gen, i: int, node: Node) -> None:
     g.assign(node.outputs[0], f"{v} + ({a} - {a}.mean(dim=1, keepdim=True))", hint="q")
 
 
-@emitter("squeeze_last")
-def _squeeze_last(g: Gen, i: int, node: Node) -> None:
-    (x,) = g.inputs(node)
-    g.assign(node.outputs[0], f"{x}[:, 0]", hint="squeezed")
+# Ops that are one expression of their single input: (expression, variable hint, comment).
+UNARY: dict[str, tuple[str, str, str | None]] = {
+    "squeeze_last": ("{x}[:, 0]", "squeezed", None),
+    "softmax": ("torch.softmax({x}, dim=-1)", "softmax", None),
+    "argmax": ("torch.argmax({x}, dim=-1)", "argmax", None),
+    "round": ("torch.round({x})", "rounded", "round half to even (tf.round)"),
+    "exp": ("torch.exp({x})", "exp", None),
+}
 
 
-@emitter("softmax")
-def _softmax(g: Gen, i: int, node: Node) -> None:
-    (x,) = g.inputs(node)
-    g.assign(node.outputs[0], f"torch.softmax({x}, dim=-1)", hint="softmax")
+def _unary(expr: str, hint: str, comment: str | None):
+    def emit(g: Gen, i: int, node: Node) -> None:
+        (x,) = g.inputs(node)
+        if comment:
+            g.comment(comment)
+        g.assign(node.outputs[0], expr.format(x=x), hint=hint)
+    return emit
 
 
-@emitter("argmax")
-def _argmax(g: Gen, i: int, node: Node) -> None:
-    (x,) = g.inputs(node)
-    g.assign(node.outputs[0], f"torch.argmax({x}, dim=-1)", hint="argmax")
+for _op, _how in UNARY.items():
+    emitter(_op)(_unary(*_how))
 
 
 @emitter("split")
@@ -539,25 +544,12 @@ def _stack_last(g: Gen, i: int, node: Node) -> None:
     g.assign(node.outputs[0], f"torch.stack([{', '.join(g.inputs(node))}], dim=-1)", hint="stacked")
 
 
-@emitter("round")
-def _round(g: Gen, i: int, node: Node) -> None:
-    (x,) = g.inputs(node)
-    g.comment("round half to even (tf.round)")
-    g.assign(node.outputs[0], f"torch.round({x})", hint="rounded")
-
-
 @emitter("exp_broadcast")
 def _exp_broadcast(g: Gen, i: int, node: Node) -> None:
     (x,) = g.inputs(node)
     logstd = g.tensor(node.params["logstd"], "log of the Gaussian's std")
     g.comment("std = exp(logstd), one row per observation")
     g.assign(node.outputs[0], f"torch.exp({x} * 0.0 + {logstd})", hint="std")
-
-
-@emitter("exp")
-def _exp(g: Gen, i: int, node: Node) -> None:
-    (x,) = g.inputs(node)
-    g.assign(node.outputs[0], f"torch.exp({x})", hint="exp")
 
 
 @emitter("clip_value")
