@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..understand.spec import Node, PolicySpec
+from ..understand.spec import FLOAT64_PARAMS, Node, PolicySpec, require_ops
 
 F32 = np.float32
 Impl = Callable[[Node, list, dict], tuple]
@@ -256,12 +256,11 @@ class NumpyPolicy:
     name = "numpy"
 
     def __init__(self, spec: PolicySpec):
-        missing = sorted({n.op for n in spec.nodes} - set(OP_IMPLS))
-        if missing:
-            raise NotImplementedError(f"numpy backend lacks ops {missing}")
+        require_ops(spec, OP_IMPLS, "numpy")
         self.spec = spec
         # float32 like TF1, except the statistics SB2's VecNormalize applies in float64.
-        keep64 = {name for n in spec.nodes if n.op == "vecnormalize" for name in n.params.values()}
+        keep64 = {key for n in spec.nodes for role, key in n.params.items()
+                  if role in FLOAT64_PARAMS.get(n.op, ())}
         self.tensors = {k: (np.asarray(v, np.float64) if k in keep64 else
                             np.asarray(v, F32) if v.dtype.kind == "f" else v)
                         for k, v in spec.tensors.items()}

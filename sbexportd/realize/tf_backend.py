@@ -23,12 +23,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..understand.spec import Box, DictSpace, Node, PolicySpec
+from ..understand.spec import FLOAT64_PARAMS, Box, DictSpace, Node, PolicySpec, require_ops
 
 Converter = Callable[[Node, list, dict], tuple]
 CONVERTERS: dict[str, Converter] = {}
 # Parameter roles read in float64 (everything else float parameter is float32).
-FLOAT64_PARAMS = {"vecnormalize": ("mean", "var")}
 
 _tf = None
 
@@ -396,9 +395,7 @@ class TFPolicy:
     name = "tensorflow"
 
     def __init__(self, spec: PolicySpec):
-        missing = sorted({n.op for n in spec.nodes} - set(CONVERTERS))
-        if missing:
-            raise NotImplementedError(f"tensorflow backend lacks ops {missing}")
+        require_ops(spec, CONVERTERS, "tensorflow")
         self.spec = spec
         self._tf = _import_tf()
         self.module = make_module(spec)

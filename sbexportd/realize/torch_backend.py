@@ -23,11 +23,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..understand.spec import Node, PolicySpec
+from ..understand.spec import FLOAT64_PARAMS, Node, PolicySpec, require_ops
 
 Converter = Callable[[Any, Node, list, dict], tuple]
 CONVERTERS: dict[str, Converter] = {}
-FLOAT64_PARAMS = {"vecnormalize": ("mean", "var")}
 
 torch = None  # bound by _import_torch()
 F = None
@@ -279,9 +278,7 @@ def _make_module_class():
 
         def __init__(self, spec: PolicySpec):
             super().__init__()
-            missing = sorted({n.op for n in spec.nodes} - set(CONVERTERS))
-            if missing:
-                raise NotImplementedError(f"torch backend lacks ops {missing}")
+            require_ops(spec, CONVERTERS, "torch")
             self.spec = spec
             self.output_names: list[str] = list(spec.outputs)
             self.sb2_names: dict[str, str] = {}      # buffer name -> SB2 tensor name

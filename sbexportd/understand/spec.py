@@ -164,6 +164,18 @@ OPS: dict[str, str] = {
     "unscale_box": "x in [-1, 1] -> low + 0.5 * (x + 1) * (high - low); params low, high",
 }
 
+# Op parameters computed in float64, as SB2 did (VecNormalize runs in NumPy float64);
+# every other floating parameter is float32, as TensorFlow 1 held it.
+FLOAT64_PARAMS: dict[str, tuple[str, ...]] = {"vecnormalize": ("mean", "var")}
+
+
+def require_ops(spec: "PolicySpec", implemented, backend: str) -> None:
+    """Refuse, before building anything, a spec with ops a backend does not implement."""
+    missing = sorted({n.op for n in spec.nodes} - set(implemented))
+    if missing:
+        raise NotImplementedError(f"{backend} backend lacks ops {missing}")
+
+
 ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid", "elu", "softplus", "softsign",
                "relu6", "selu", "leaky_relu", "swish")
 
