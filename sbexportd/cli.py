@@ -74,11 +74,15 @@ def cmd_export(args) -> int:
     with quiet_native_stderr(enabled=not args.verbose) as stderr:
         bar = ProgressBar(stderr)
         try:
-            results = export(model, args.to, args.out, force=args.force, verify=not args.no_verify, progress=bar)
+            results = export(model, args.to, args.out, force=args.force, verify=not args.no_verify,
+                             all_or_nothing=args.all_or_nothing, progress=bar)
         finally:
             bar.close()
     print(summary_table(results))
-    return 0
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        print(f"sbexportd: error: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 @contextlib.contextmanager
@@ -134,6 +138,9 @@ def summary_table(results) -> str:
     rows = [("target", "files", "size", "parity (max abs error)", "seconds")]
     for r in results:
         p = r.parity
+        if not r.ok:
+            rows.append((r.target, "-", "-", f"FAILED ({r.error.code}), not written", f"{r.seconds:.2f}"))
+            continue
         if p.get("verified"):
             parity = f"ok {max(p['max_abs_error'].values(), default=0.0):.1e} ({p['runtime'].split(' (')[0]})"
         else:
@@ -142,8 +149,12 @@ def summary_table(results) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    if results:
-        lines.append(f"written under {results[0].path.parent}/ (each with manifest.json)")
+    written = [r for r in results if r.ok]
+    if written:
+        lines.append(f"written under {written[0].path.parent}/ (each with manifest.json)")
+    if len(written) < len(results):
+        lines.append(f"{len(results) - len(written)} of {len(results)} targets failed (reasons below); "
+                     "the others are complete and verified")
     return "\n".join(lines)
 
 
@@ -186,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder: one subfolder per target")
     p.add_argument("--force", action="store_true", help="replace existing outputs")
     p.add_argument("--no-verify", action="store_true", help="keep an export even if its parity check fails")
+    p.add_argument("--all-or-nothing", action="store_true",
+                   help="write no target unless every target succeeds (default: keep each target that "
+                        "verified, report the others, exit 1)")
     p.add_argument("--verbose", action="store_true", help="let TensorFlow's own log lines through")
     p.set_defaults(func=cmd_export)
 

@@ -2,7 +2,9 @@
 user (or a daemon client) can act on it without a traceback."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 
 class SbExportError(Exception):
@@ -12,7 +14,67 @@ class SbExportError(Exception):
 
     def __init__(self, message: str, path: str | Path | None = None):
         self.path = str(path) if path is not None else None
+        self.detail = message  # the message without the path
         super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """A repr of data read from a file, bounded in length and in the work it takes.
+
+    `repr()` of what a file holds can be unbounded: nested lists that share
+    references print exponentially, a string can be megabytes. Messages show
+    at most 4 items per container, 3 levels deep, and `limit` characters."""
+    budget = [64]  # values looked at, whatever the nesting
+
+    def walk(v: Any, depth: int) -> str:
+        budget[0] -= 1
+        if budget[0] < 0:
+            return "..."
+        if v is None or isinstance(v, (bool, int, float, complex)):
+            text = repr(v)
+            return text if len(text) <= 24 else text[:20] + "..."
+        if isinstance(v, (str, bytes, bytearray)):
+            text = repr(v[:limit])
+            return text + ("..." if len(v) > limit else "")
+        if isinstance(v, dict):
+            if depth >= 3:
+                return "{...}"
+            parts = [f"{walk(k, depth + 1)}: {walk(x, depth + 1)}" for k, x in list(v.items())[:4]]
+            return "{" + _items(parts, len(v)) + "}"
+        if isinstance(v, (list, tuple, set, frozenset)):
+            brackets = "[]" if isinstance(v, list) else "()" if isinstance(v, tuple) else "{}"
+            if depth >= 3:
+                return f"{brackets[0]}...{brackets[1]}"
+            parts = [walk(x, depth + 1) for x, _ in zip(v, range(4))]
+            tail = "," if isinstance(v, tuple) and len(v) == 1 else ""
+            return f"{brackets[0]}{_items(parts, len(v))}{tail}{brackets[1]}"
+        if isinstance(v, type):
+            name = getattr(v, "sb_name", None) or getattr(v, "__qualname__", "?")
+            module = getattr(v, "sb_module", None) or getattr(v, "__module__", "?")
+            return f"<class {str(module)[:60]}.{str(name)[:60]}>"
+        shape, dtype = getattr(v, "shape", None), getattr(v, "dtype", None)
+        if isinstance(shape, tuple) and dtype is not None and type(v).__module__ == "numpy":
+            return f"<array shape={list(shape)[:8]} dtype={str(dtype)[:24]}>"
+        return f"<{type(v).__name__[:40]}>"
+
+    text = walk(value, 0)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+_QUOTED = re.compile(r"b?'(?:[^'\\]|\\.)*'" + r'|b?"(?:[^"\\]|\\.)*"|\b0x[0-9a-fA-F]+\b')
+
+
+def reason(exc: BaseException, limit: int = 160) -> str:
+    """`Type: message` of a library's exception, for a message about a file: quoted
+    parts (where parsers echo the bytes they choked on) are left out, the length
+    is bounded."""
+    text = _QUOTED.sub("...", str(exc))
+    text = text if len(text) <= limit else text[:limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _items(parts: list[str], n: int) -> str:
+    return ", ".join(parts + ([f"... ({n} items)"] if n > len(parts) else []))
 
 
 # --- reading: file -> archive -------------------------------------------------

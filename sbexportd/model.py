@@ -121,11 +121,14 @@ class Model:
         return np.concatenate([p if batched else p.reshape(-1) for p in parts], axis=-1)
 
     # -- export -------------------------------------------------------------------------
-    def export(self, to, out, *, force: bool = False, verify: bool = True, progress=None):
+    def export(self, to, out, *, force: bool = False, verify: bool = True, all_or_nothing: bool = False,
+               progress=None):
         """Export to targets ("onnx", ["pytorch", "tfjs"], "all") under out/<target>/,
-        each verified in its runtime: see sbexportd.export.export."""
+        each verified in its runtime; a target that fails is reported (`ok` False) and
+        the others kept, unless all_or_nothing: see sbexportd.export.export."""
         from .export import export
-        return export(self, to, out, force=force, verify=verify, progress=progress)
+        return export(self, to, out, force=force, verify=verify, all_or_nothing=all_or_nothing,
+                      progress=progress)
 
     # -- description -----------------------------------------------------------------
     def inspect(self) -> dict[str, Any]:

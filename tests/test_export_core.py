@@ -21,7 +21,7 @@ import pytest
 
 import sbexportd
 from sbexportd import cli
-from sbexportd.errors import Cancelled, OutputExists, ParityFailed, TargetUnavailable
+from sbexportd.errors import Cancelled, ExportError, OutputExists, ParityFailed, TargetUnavailable
 from sbexportd.export import export, resolve_targets
 from sbexportd.export.conventions import io
 from sbexportd.export.targets import TARGETS, Target
@@ -42,8 +42,10 @@ def mlp():
 
 
 def leftovers(out: Path) -> list[str]:
-    """Hidden staging folders (.<target>.partial-*, .<target>.old-*) left in out."""
-    return sorted(p.name for p in out.iterdir() if ".partial-" in p.name or ".old-" in p.name) if out.exists() else []
+    """Hidden staging folders (the export transaction's .sbexportd-*.txn, and the
+    .<target>.partial-* / .old-* of earlier versions) left in out."""
+    return sorted(p.name for p in out.iterdir() if p.name.startswith(".sbexportd-") or ".partial-" in p.name
+                  or ".old-" in p.name) if out.exists() else []
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,27 +74,43 @@ def test_failing_write_leaves_nothing(mlp, tmp_path, monkeypatch):
         raise RuntimeError("disk on fire")
     fake_target(monkeypatch, "broken", write=write)
     out = tmp_path / "out"
-    with pytest.raises(RuntimeError, match="disk on fire"):
+    with pytest.raises(ExportError, match="disk on fire") as info:
         export(mlp, "broken", out)
-    assert not (out / "broken").exists()
+    assert isinstance(info.value.__cause__, RuntimeError) and info.value.path == str(out / "broken")
+    assert not out.exists()  # made by the export, and left empty: removed
     assert leftovers(out) == []
 
 
-def test_an_export_is_all_or_nothing_across_targets(mlp, tmp_path, monkeypatch):
-    """A target that fails after others were written and verified leaves none of
-    them, and no out folder the export itself created."""
+def test_all_or_nothing_keeps_no_target_when_one_fails(mlp, tmp_path, monkeypatch):
+    """all_or_nothing (--all-or-nothing): a target that fails after others were
+    written and verified leaves none of them, and no out folder the export itself created."""
     def write(model, folder):
         raise RuntimeError("no")
     fake_target(monkeypatch, "broken", write=write)
     out = tmp_path / "out"
-    with pytest.raises(RuntimeError):
-        export(mlp, ["portable", "params", "broken"], out)
+    with pytest.raises(ExportError):
+        export(mlp, ["portable", "params", "broken"], out, all_or_nothing=True)
     assert not out.exists()
     out.mkdir()
     (out / "mine.txt").write_text("keep")
-    with pytest.raises(RuntimeError):
-        export(mlp, ["portable", "broken"], out)
+    with pytest.raises(ExportError):
+        export(mlp, ["portable", "broken"], out, all_or_nothing=True)
     assert sorted(p.name for p in out.iterdir()) == ["mine.txt"] and leftovers(out) == []
+
+
+def test_by_default_each_target_that_verified_is_kept(mlp, tmp_path, monkeypatch):
+    """Issue 8: `--to all` keeps what verified. The failed target is reported with its
+    reason and leaves nothing under its name; the others are complete."""
+    def write(model, folder):
+        (folder / "half.bin").write_bytes(b"partial")
+        raise RuntimeError("converter crashed")
+    fake_target(monkeypatch, "broken", write=write)
+    out = tmp_path / "out"
+    results = export(mlp, ["portable", "broken", "params"], out)
+    assert [(r.target, r.ok) for r in results] == [("portable", True), ("broken", False), ("params", True)]
+    assert "converter crashed" in str(results[1].error) and results[1].files == []
+    assert sorted(p.name for p in out.iterdir()) == ["params", "portable"] and leftovers(out) == []
+    assert (out / "portable" / "manifest.json").is_file() and (out / "params" / "manifest.json").is_file()
 
 
 def test_existing_output_is_kept_without_force_and_replaced_with_it(mlp, tmp_path):

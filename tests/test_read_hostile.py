@@ -174,7 +174,7 @@ def test_deep_nesting_is_refused():
 def test_unsafe_member_names(name, tmp_path):
     path = write(tmp_path, "model.zip", make.sb2_zip(extra=[(name, b"x")]))
     err = raises(UnsafeArchiveMember, path)
-    assert repr(name)[1:-1].split("\\x00")[0] in str(err)
+    assert "evil" not in str(err)  # the reason, not the name: member names are the file's content
 
 
 def test_unsafe_member_name_inside_parameters(tmp_path):
@@ -297,7 +297,7 @@ def test_text_file(tmp_path):
 def test_zip_that_is_not_sb2(tmp_path):
     path = write(tmp_path, "other.zip", make.zip_bytes([("README.txt", b"hi")]))
     err = raises(NotAModelFile, path)
-    assert "README.txt" in str(err)
+    assert "README" not in str(err) and "1 members" in str(err)  # what it holds is not told
 
 
 def test_pickle_of_int(tmp_path):

@@ -1,12 +1,11 @@
-"""Export one model to targets: staged writes, a manifest, and verification of each
-export in its own runtime against the NumPy reference."""
+"""Export one model to targets: each target made in a staging folder, verified in
+its own runtime against the NumPy reference, given a manifest, and installed by
+the export transaction (transaction.py), which the daemon uses too."""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +14,12 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import __version__
-from ..errors import Cancelled, ExportError, OutputExists, ParityFailed, SbExportError, TargetUnavailable
+from ..errors import Cancelled, ExportError, ParityFailed, SbExportError, TargetUnavailable
 from ..parity import compare
 from ..understand.spec import Discrete, MultiBinary, MultiDiscrete
 from .conventions import export_name, io, sample_inputs
 from .targets import TARGETS, Target
+from .transaction import Transaction
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 Progress = Callable[[str, str, float], None]  # (target, stage, fraction done)
@@ -30,102 +30,141 @@ VERIFY_SEED = 0
 
 @dataclass
 class TargetResult:
+    """One target of an export: written and verified (`ok`), or failed with `error`
+    (then nothing was written under its name)."""
     target: str
     path: Path
     files: list[dict[str, Any]] = field(default_factory=list)
     parity: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    error: SbExportError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
     @property
     def size(self) -> int:
         return sum(f["bytes"] for f in self.files)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "path": str(self.path), "files": self.files,
-                "bytes": self.size, "parity": self.parity, "seconds": round(self.seconds, 3)}
+        d = {"target": self.target, "ok": self.ok, "path": str(self.path), "files": self.files,
+             "bytes": self.size, "parity": self.parity, "seconds": round(self.seconds, 3)}
+        if self.error is not None:
+            d["error"] = {"code": self.error.code, "message": str(self.error)}
+        return d
 
 
 def resolve_targets(to: str | list[str]) -> list[str]:
+    """Target names in the order given, each once ("all": every target)."""
     names = list(TARGETS) if to == "all" or to == ["all"] else (
         [t.strip() for t in to.split(",")] if isinstance(to, str) else list(to))
     unknown = [t for t in names if t not in TARGETS]
     if unknown:
-        raise TargetUnavailable(f"unknown target {', '.join(unknown)}; choose from {', '.join(TARGETS)} or all")
-    return names
+        raise TargetUnavailable(f"unknown target {', '.join(map(str, unknown))}; choose from "
+                                f"{', '.join(TARGETS)} or all")
+    return list(dict.fromkeys(names))
 
 
 def export(model, to: str | list[str], out: str | Path, *, force: bool = False, verify: bool = True,
-           progress: Progress | None = None, cancelled: Callable[[], bool] | None = None) -> list[TargetResult]:
-    """Write out/<target>/ for each target, all or nothing: every target is written
-    and verified in a hidden staging folder first, and only when all of them are
-    ready are they renamed into place. A failure, an interruption or a cancellation
-    leaves no target folder and no staging folder behind."""
-    out = Path(out)
+           all_or_nothing: bool = False, progress: Progress | None = None,
+           cancelled: Callable[[], bool] | None = None) -> list[TargetResult]:
+    """Write out/<target>/ for each target, each made and verified in a hidden
+    staging folder and renamed into place only when complete (transaction.py).
+
+    A target that fails (its writer, its runtime, its parity check) is reported in
+    its TargetResult (`ok` False, `error`) and leaves nothing under its name; the
+    others are kept. all_or_nothing=True: the first failure raises and no target is
+    kept. When no target could be made, the (first) failure is raised. A
+    cancellation or an interruption always leaves `out` as it was."""
     names = resolve_targets(to)
-    if not force:
-        taken = [n for n in names if (out / n).exists()]
-        if taken:
-            raise OutputExists(f"{', '.join(str(out / n) for n in taken)} already "
-                               f"{'exists' if len(taken) == 1 else 'exist'}; pass --force to replace", out)
-    made_out = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
     progress = progress or (lambda *_: None)
-    results: list[TargetResult] = []
-    stages: list[Path] = []
-    try:
+    results: dict[str, TargetResult] = {}
+    with Transaction(out, names, force=force, all_or_nothing=all_or_nothing) as txn:
         for name in names:
-            target = TARGETS[name]
+            _check_cancel(cancelled)
             start = time.perf_counter()
-            progress(name, "writing", 0.0)
-            tmp = _stage(out / name)
-            stages.append(tmp)
-            target.load_module().write(model, tmp)
-            _check_cancel(cancelled)
-            progress(name, "verifying", 0.5)
-            parity = verify_export(model, target, tmp) if verify else {"verified": False}
-            _check_cancel(cancelled)
-            write_manifest(model, target, tmp, _files(tmp), parity)
-            results.append(TargetResult(name, out / name, _files(tmp), parity, time.perf_counter() - start))
-            progress(name, "done", 1.0)
+            try:
+                result = build_target(model, name, txn.stage(name), verify=verify, progress=progress,
+                                      cancelled=cancelled, shown_as=txn.out / name)
+            except Cancelled:
+                raise
+            except SbExportError as e:
+                if all_or_nothing:
+                    raise
+                txn.failed(name, e)
+                results[name] = TargetResult(name, txn.out / name, seconds=time.perf_counter() - start, error=e)
+                progress(name, "failed", 1.0)
+                continue
+            txn.ready(name)
+            results[name] = result
         _check_cancel(cancelled)
-        for tmp, result in zip(stages, results):
-            _install(tmp, result.path, force)
-    except BaseException:
-        for tmp in stages:
-            shutil.rmtree(tmp, ignore_errors=True)
-        if made_out and not any(out.iterdir()):
-            out.rmdir()
+        txn.commit()
+        for name, e in txn.errors.items():  # failed to install (all_or_nothing raised already)
+            results[name].error, results[name].files, results[name].parity = e, [], {}
+    ordered = [results[n] for n in names]
+    if not any(r.ok for r in ordered):
+        raise ordered[0].error if len(ordered) == 1 else _none_exported(ordered)
+    return ordered
+
+
+def _none_exported(results: list[TargetResult]) -> ExportError:
+    """Several targets, none made: one error listing why (of their class when they share one)."""
+    kinds = {type(r.error) for r in results}
+    cls = kinds.pop() if len(kinds) == 1 else ExportError
+    if not issubclass(cls, ExportError):
+        cls = ExportError
+    err = cls("no target could be exported: " + "; ".join(str(r.error) for r in results))
+    err.failures = [r.error for r in results]  # type: ignore[attr-defined]
+    return err
+
+
+def build_target(model, name: str, folder: Path, *, verify: bool = True, progress: Progress | None = None,
+                 cancelled: Callable[[], bool] | None = None, shown_as: Path | None = None) -> TargetResult:
+    """Write target `name` into the empty `folder`, verify it in its runtime, write
+    its manifest. Every failure is an SbExportError naming `shown_as` (where the
+    target is going), never the staging folder it was made in."""
+    progress = progress or (lambda *_: None)
+    shown_as = shown_as or folder
+    target = TARGETS[name]
+    start = time.perf_counter()
+    try:
+        progress(name, "writing", 0.0)
+        target.load_module().write(model, folder)
+        _check_cancel(cancelled)
+        progress(name, "verifying", 0.5)
+        parity = verify_export(model, target, folder) if verify else {"verified": False}
+        _check_cancel(cancelled)
+        write_manifest(model, target, folder, _files(folder), parity)
+    except Cancelled:
         raise
-    return results
+    except SbExportError as e:
+        raise _renamed(e, folder, shown_as) from e
+    except Exception as e:  # noqa: BLE001 - a converter or runtime failed on this target
+        message = _scrub(f"export failed: {type(e).__name__}: {e}", folder, shown_as)
+        raise ExportError(message[:2000], shown_as) from e
+    progress(name, "done", 1.0)
+    return TargetResult(name, shown_as, _files(folder), parity, time.perf_counter() - start)
+
+
+def _scrub(text: str, folder: Path, shown_as: Path) -> str:
+    return text.replace(str(folder), str(shown_as))
+
+
+def _renamed(e: SbExportError, folder: Path, shown_as: Path) -> SbExportError:
+    """The same error, about `shown_as` instead of the staging folder."""
+    detail = getattr(e, "detail", str(e))
+    path = e.path
+    if path is not None and (path == str(folder) or path.startswith(str(folder) + os.sep)):
+        path = str(shown_as) + path[len(str(folder)):]
+    new = type(e).__new__(type(e))
+    SbExportError.__init__(new, _scrub(detail, folder, shown_as), path)
+    return new
 
 
 def _check_cancel(cancelled) -> None:
     if cancelled is not None and cancelled():
         raise Cancelled("export cancelled; nothing was written")
-
-
-def _stage(final: Path) -> Path:
-    """A hidden, empty sibling of `final` to write into."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the export is an ordinary folder
-    return tmp
-
-
-def _install(tmp: Path, final: Path, force: bool) -> None:
-    """Rename a finished stage onto `final` (replacing it only with force)."""
-    if not final.exists():
-        tmp.rename(final)
-        return
-    if not force:
-        raise OutputExists(f"{final} appeared while exporting; pass --force to replace", final)
-    # a fresh name: two replacements of one folder at once must not collide
-    old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
-    old.rmdir()
-    final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _files(folder: Path) -> list[dict[str, Any]]:

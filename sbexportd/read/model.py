@@ -5,9 +5,9 @@ import hashlib
 import os
 from pathlib import Path
 
-from sbexportd.errors import (ModelFileNotFound, MemberTooLarge, ModelFileError, NotAModelFile, SbExportError,
-                              TruncatedFile)
+from sbexportd.errors import MemberTooLarge, ModelFileError, NotAModelFile, SbExportError, TruncatedFile, reason
 from sbexportd.read.archive import Archive
+from sbexportd.read.files import open_regular
 from sbexportd.read.sb2pkl import read_pkl
 from sbexportd.read.sb2zip import Limits, read_zip
 
@@ -49,8 +49,7 @@ def read_model(path: str | os.PathLike, *, limits: Limits | None = None,
     except RecursionError as e:
         raise ModelFileError("the file nests data too deeply to read", source) from e
     except Exception as e:  # noqa: BLE001 - the contract: only typed errors escape
-        raise ModelFileError(f"cannot read the file as an SB2 model: {type(e).__name__}: "
-                             f"{str(e)[:200]}", source) from e
+        raise ModelFileError(f"cannot read the file as an SB2 model: {reason(e)}", source) from e
 
 
 def _sha256(fp) -> str:
@@ -63,17 +62,9 @@ def _sha256(fp) -> str:
 
 
 def _read(path: Path, source: str, lim: Limits) -> Archive:
-    try:
-        fp = open(path, "rb")
-    except FileNotFoundError as e:
-        raise ModelFileNotFound("no such file; expected an SB2 .zip or .pkl model", source) from e
-    except IsADirectoryError as e:
-        raise ModelFileError("is a directory; expected an SB2 .zip or .pkl model file",
-                             source) from e
-    except OSError as e:
-        raise ModelFileError(f"cannot open the file: {e.strerror or e}", source) from e
+    # a zip is read member by member (max_total_bytes inflated at most), a pickle whole
+    fp, size = open_regular(path, max(lim.max_total_bytes, lim.max_pickle_bytes))
     with fp:
-        size = os.fstat(fp.fileno()).st_size
         head = fp.read(8)
         if not head:
             raise NotAModelFile("empty file (0 bytes); expected an SB2 .zip or .pkl model",
@@ -82,14 +73,15 @@ def _read(path: Path, source: str, lim: Limits) -> Archive:
         if kind is None:
             if len(head) < 4 and (head.startswith(b"PK"[:len(head)]) or head[:1] == b"\x80"):
                 raise TruncatedFile(f"only {len(head)} bytes; the file is truncated", source)
+            # (what it does start with is the file's content: not for an error message)
             raise NotAModelFile(
-                f"starts with {head[:4]!r}: neither a zip archive (PK\\x03\\x04, SB2 >= 2.6) "
-                "nor a pickle (\\x80, legacy SB2 .pkl); expected an SB2 model file", source)
+                "neither a zip archive (PK\\x03\\x04, SB2 >= 2.6) nor a pickle (\\x80, legacy "
+                "SB2 .pkl); expected an SB2 model file", source)
+        if kind == "pkl" and size > lim.max_pickle_bytes:
+            raise MemberTooLarge(f"pickle of {size} bytes is larger than the "
+                                 f"{lim.max_pickle_bytes}-byte limit", source)
         sha = _sha256(fp)
         if kind == "zip":
             return read_zip(path, fp, sha, lim)
-        if size > lim.max_pickle_bytes:
-            raise MemberTooLarge(f"pickle of {size} bytes is larger than the "
-                                 f"{lim.max_pickle_bytes}-byte limit", source)
         raw = fp.read(lim.max_pickle_bytes + 1)
         return read_pkl(path, raw, sha, lim)

@@ -33,8 +33,9 @@ from typing import Any, Callable
 import numpy as np
 
 from sbexportd.errors import (ForbiddenPickleGlobal, MemberTooLarge, ModelFileError,
-                              ObjectArrayInParameters, SbExportError, TruncatedFile)
+                              ObjectArrayInParameters, SbExportError, TruncatedFile, reason, shown)
 from sbexportd.read import standins as S
+from sbexportd.read.standins import _Inert as _InertBase
 from sbexportd.read.standins import (EMPTY_CELL, InertCell, InertCode, InertDescriptor,
                                      InertFunction, InertModule, InertObject, StandIn,
                                      StandInMeta, by_value_class, standin_class,
@@ -47,11 +48,19 @@ except ImportError:  # numpy 1.26
     from numpy.core import multiarray as _np_multiarray  # type: ignore[no-redef]
     from numpy.core import numeric as _np_numeric  # type: ignore[no-redef]
 
+_SCALAR_KEYS = frozenset((str, bytes, int, float, bool, type(None), complex))
+
 __all__ = ["safe_loads", "resolve_global", "SafeUnpickler", "DEFAULT_MAX_PICKLE_BYTES"]
 
 DEFAULT_MAX_PICKLE_BYTES = 512 * 2**20
 MAX_NDIM = 32
 MAX_DEPTH = 400
+# Work bounds. Real SB2 pickles (the zoo's largest: ~2,300 opcodes, a few hundred
+# objects per container) sit far below them; hostile ones hit them in milliseconds.
+MAX_OBJECTS = 1_000_000  # pickle opcodes run: every object made and every memo reference
+MAX_ITEMS = 100_000  # items in one list, tuple, dict or set
+MAX_EXPANDED = 1_000_000  # objects reachable when shared references count each time they occur
+MAX_KEY_VALUES = 256  # values in one dict key or set item (hashing a shared tuple is exponential)
 
 _DATA_ONLY = "model files may only contain data (numpy arrays, gym spaces, SB2 classes by name)"
 
@@ -121,7 +130,7 @@ def _check_shape(shape: Any, source: str | None) -> tuple[int, ...]:
         shape = (shape,)
     if not isinstance(shape, (tuple, list)) or len(shape) > MAX_NDIM or not all(
             _is_int(d) and d >= 0 for d in shape):
-        raise ModelFileError(f"array shape {shape!r} is not a tuple of at most {MAX_NDIM} "
+        raise ModelFileError(f"array shape {shown(shape)} is not a tuple of at most {MAX_NDIM} "
                              "non-negative integers", source)
     return tuple(int(d) for d in shape)
 
@@ -167,7 +176,7 @@ class _Checks:
             spec = spec.decode("ascii", "replace")
         if rest or not isinstance(spec, str) or not 0 < len(spec) <= 24 or not set(
                 spec) <= _DTYPE_SPEC_CHARS:
-            raise ModelFileError(f"unsupported numpy dtype spec {spec!r}: expected a simple "
+            raise ModelFileError(f"unsupported numpy dtype spec {shown(spec)}: expected a simple "
                                  "type code such as 'f4'", self.source)
         # copy=True always: BUILD then edits a private copy, never numpy's singletons.
         dt = np.dtype(spec, bool(align), True)
@@ -175,7 +184,7 @@ class _Checks:
 
     def build_dtype(self, dt: np.dtype, state: Any) -> None:
         if not isinstance(state, tuple) or len(state) not in (8, 9):
-            raise ModelFileError(f"unexpected numpy dtype state {state!r:.80}", self.source)
+            raise ModelFileError(f"unexpected numpy dtype state {shown(state)}", self.source)
         version, endian, subarray, names, fields, elsize, alignment, flags = state[:8]
         metadata = state[8] if len(state) == 9 else None
         if (not _is_int(version) or endian not in ("<", ">", "|", "=")
@@ -184,12 +193,12 @@ class _Checks:
                 or flags & _OBJECT_FLAGS or not (metadata is None or isinstance(metadata, dict))):
             raise ModelFileError(
                 "refusing a structured, sub-array or object numpy dtype state "
-                f"{state!r:.120}: only plain numeric/string dtypes are expected", self.source)
+                f"{shown(state)}: only plain numeric/string dtypes are expected", self.source)
         if dt.kind not in "VSU" and (elsize != -1 or alignment != -1):
-            raise ModelFileError(f"numpy dtype state {state!r:.80} changes the item size of a "
+            raise ModelFileError(f"numpy dtype state {shown(state)} changes the item size of a "
                                  "fixed-size dtype", self.source)
         if not -1 <= elsize <= 2**20 or not -1 <= alignment <= 64:
-            raise ModelFileError(f"numpy dtype state {state!r:.80} has an unreasonable item "
+            raise ModelFileError(f"numpy dtype state {shown(state)} has an unreasonable item "
                                  "size", self.source)
         dt.__setstate__(state)
         self.check_dtype(dt, "dtype")
@@ -198,11 +207,11 @@ class _Checks:
     def reconstruct(self, subtype: Any, shape: Any, typecode: Any, *rest: Any) -> np.ndarray:
         if subtype is not np.ndarray or rest:
             raise ForbiddenPickleGlobal(
-                f"refusing numpy _reconstruct of {subtype!r:.80}: only plain ndarrays are "
+                f"refusing numpy _reconstruct of {shown(subtype)}: only plain ndarrays are "
                 "expected", self.source)
         shape = _check_shape(shape, self.source)
         if not isinstance(typecode, (bytes, str)) or len(typecode) > 4:
-            raise ModelFileError(f"unexpected numpy type code {typecode!r:.40}", self.source)
+            raise ModelFileError(f"unexpected numpy type code {shown(typecode)}", self.source)
         dt = self.check_dtype(np.dtype(typecode), "array")
         self.charge(_nbytes(shape, dt.itemsize), "numpy array")
         return _np_multiarray._reconstruct(np.ndarray, shape, typecode)
@@ -276,7 +285,7 @@ class _Checks:
         if not isinstance(obj, str) or encoding not in (
                 "latin1", "latin-1", "iso-8859-1", "utf-8", "utf8", "ascii") or errors != "strict":
             raise ForbiddenPickleGlobal(f"refusing _codecs.encode({type(obj).__name__}, "
-                                        f"{encoding!r:.20}): only str -> bytes is expected",
+                                        f"{shown(encoding)}): only str -> bytes is expected",
                                         self.source)
         return obj.encode(encoding)
 
@@ -287,7 +296,7 @@ class _Checks:
         if cls is object and base is object:
             return object()
         raise ForbiddenPickleGlobal(
-            f"refusing copyreg._reconstructor({cls!r:.60}, {base!r:.60}): only stand-in "
+            f"refusing copyreg._reconstructor({shown(cls)}, {shown(base)}): only stand-in "
             "classes with base object may be rebuilt", self.source)
 
     def newobj(self, cls: Any, *args: Any, **kwargs: Any) -> Any:
@@ -559,13 +568,76 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         self.source = source
         self._resolve = _Resolver(source, max_bytes)
         self._checks = self._resolve.checks
+        self._key_sizes: dict[int, tuple[Any, int]] = {}  # id -> (tuple or frozenset, values in it)
+
+    def load(self) -> Any:
+        """pickle._Unpickler.load, counting the opcodes it runs (MAX_OBJECTS)."""
+        self._unframer = _P._Unframer(self._file_read, self._file_readline)
+        self.read = self._unframer.read
+        self.readinto = self._unframer.readinto
+        self.readline = self._unframer.readline
+        self.metastack = []
+        self.stack = []
+        self.append = self.stack.append
+        self.proto = 0
+        read, dispatch = self.read, self.dispatch
+        ops = 0
+        try:
+            while True:
+                key = read(1)
+                if not key:
+                    raise EOFError
+                ops += 1
+                if ops > MAX_OBJECTS:
+                    raise MemberTooLarge(f"pickle makes more than {MAX_OBJECTS} objects and references; "
+                                         "SB2 data needs a few thousand", self.source)
+                dispatch[key[0]](self)
+        except _P._Stop as stop:
+            return stop.value
+
+    # -- bounded containers and cheap keys
+    def _hashes(self, func: Any, args: tuple) -> None:
+        """set / frozenset / OrderedDict built from a sequence hash its items (or keys)."""
+        if (func is set or func is frozenset or func is OrderedDict) and args:
+            arg = args[0]
+            if isinstance(arg, (list, tuple, set, frozenset)):  # (a dict's keys were checked when it was made)
+                self._items(len(arg), func.__name__)
+                for item in arg:
+                    if func is not OrderedDict:
+                        self._key(item)
+                    elif isinstance(item, (list, tuple)) and item:
+                        self._key(item[0])
+
+    def _items(self, n: int, what: str) -> None:
+        if n > MAX_ITEMS:
+            raise MemberTooLarge(f"pickle builds a {what} of more than {MAX_ITEMS} items", self.source)
+
+    def _key(self, k: Any) -> int:
+        """Refuse a dict key / set item whose hashing could take unbounded work: keys
+        must be scalars, names or small tuples of them. Returns the values in it."""
+        if type(k) in _SCALAR_KEYS or isinstance(k, (StandIn, StandInMeta, np.generic, _InertBase)):
+            return 1
+        if type(k) in (tuple, frozenset):
+            known = self._key_sizes.get(id(k))
+            if known is not None and known[0] is k:
+                return known[1]
+            n = 1
+            for x in k:
+                n += self._key(x)
+                if n > MAX_KEY_VALUES:
+                    raise ModelFileError(f"a dict key or set item holds more than {MAX_KEY_VALUES} values; "
+                                         "SB2 data is keyed by names", self.source)
+            self._key_sizes[id(k)] = (k, n)  # kept alive with it: ids are not reused meanwhile
+            return n
+        raise ModelFileError(f"a dict key or set item is a {type(k).__name__[:40]}; SB2 data is keyed by "
+                             "names and numbers", self.source)
 
     # -- globals, persistent ids, extension registry
     def find_class(self, module: str, name: str) -> Any:
         return self._resolve(module, name)
 
     def persistent_load(self, pid: Any) -> Any:
-        raise ForbiddenPickleGlobal(f"refusing a pickle persistent id ({pid!r:.40}): "
+        raise ForbiddenPickleGlobal(f"refusing a pickle persistent id ({shown(pid)}): "
                                     f"{_DATA_ONLY}", self.source)
 
     def _refuse_ext(self) -> None:
@@ -577,6 +649,7 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         if not isinstance(args, tuple):
             raise ModelFileError("malformed pickle: call arguments are not a tuple", self.source)
         kwargs = kwargs or {}
+        self._hashes(func, args)
         if isinstance(func, (StandInMeta, SafeCallable)) or any(func is t for t in _REAL_CALLABLE):
             return func(*args, **kwargs)
         raise ForbiddenPickleGlobal(f"refusing to call {_describe(func)}: {_DATA_ONLY}",
@@ -593,12 +666,15 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         if not isinstance(args, tuple):
             raise ModelFileError("malformed pickle: NEWOBJ arguments are not a tuple",
                                  self.source)
+        self._hashes(cls, args)
         self.append(self._checks.newobj(cls, *args))
 
     def load_newobj_ex(self) -> None:
         kwargs = self.stack.pop()
         args = self.stack.pop()
         cls = self.stack.pop()
+        if isinstance(args, tuple):
+            self._hashes(cls, args)
         self.append(self._checks.newobj_ex(cls, args, kwargs))
 
     def _instantiate(self, klass: Any, args: list) -> None:
@@ -631,6 +707,7 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         if type(target) is not list:
             raise ModelFileError(f"malformed pickle: APPEND to {type(target).__name__}",
                                  self.source)
+        self._items(len(target) + 1, "list")
         target.append(value)
 
     def load_appends(self) -> None:
@@ -639,6 +716,7 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         if type(target) is not list:
             raise ModelFileError(f"malformed pickle: APPENDS to {type(target).__name__}",
                                  self.source)
+        self._items(len(target) + len(items), "list")
         target.extend(items)
 
     def load_setitem(self) -> None:
@@ -649,6 +727,8 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         if type(target) not in (dict, OrderedDict):
             raise ModelFileError(f"malformed pickle: SETITEM on {type(target).__name__}",
                                  self.source)
+        self._key(key)
+        self._items(len(target) + 1, "dict")
         target[key] = value
 
     def load_setitems(self) -> None:
@@ -657,7 +737,9 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         if type(target) not in (dict, OrderedDict):
             raise ModelFileError(f"malformed pickle: SETITEMS on {type(target).__name__}",
                                  self.source)
+        self._items(len(target) + len(items) // 2, "dict")
         for i in range(0, len(items), 2):
+            self._key(items[i])
             target[items[i]] = items[i + 1]
 
     def load_additems(self) -> None:
@@ -666,7 +748,34 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         if type(target) is not set:
             raise ModelFileError(f"malformed pickle: ADDITEMS on {type(target).__name__}",
                                  self.source)
+        self._items(len(target) + len(items), "set")
+        for item in items:
+            self._key(item)
         target.update(items)
+
+    def load_dict(self) -> None:
+        items = self.pop_mark()
+        self._items(len(items) // 2, "dict")
+        for i in range(0, len(items), 2):
+            self._key(items[i])
+        self.append({items[i]: items[i + 1] for i in range(0, len(items), 2)})
+
+    def load_frozenset(self) -> None:
+        items = self.pop_mark()
+        self._items(len(items), "frozenset")
+        for item in items:
+            self._key(item)
+        self.append(frozenset(items))
+
+    def load_tuple(self) -> None:
+        items = self.pop_mark()
+        self._items(len(items), "tuple")
+        self.append(tuple(items))
+
+    def load_list(self) -> None:
+        items = self.pop_mark()
+        self._items(len(items), "list")
+        self.append(items)
 
 
 _d = SafeUnpickler.dispatch
@@ -679,6 +788,10 @@ _d[_P.APPENDS[0]] = SafeUnpickler.load_appends
 _d[_P.SETITEM[0]] = SafeUnpickler.load_setitem
 _d[_P.SETITEMS[0]] = SafeUnpickler.load_setitems
 _d[_P.ADDITEMS[0]] = SafeUnpickler.load_additems
+_d[_P.DICT[0]] = SafeUnpickler.load_dict
+_d[_P.FROZENSET[0]] = SafeUnpickler.load_frozenset
+_d[_P.TUPLE[0]] = SafeUnpickler.load_tuple
+_d[_P.LIST[0]] = SafeUnpickler.load_list
 for _op in (_P.EXT1, _P.EXT2, _P.EXT4):
     _d[_op[0]] = SafeUnpickler._refuse_ext
 # INST / OBJ go through _instantiate (overridden); GLOBAL / STACK_GLOBAL through
@@ -686,46 +799,70 @@ for _op in (_P.EXT1, _P.EXT2, _P.EXT4):
 del _d, _op
 
 
+_ATOMS = (str, bytes, bytearray, int, float, bool, type(None), complex, np.generic)
+
+
+def _kids(o: Any) -> Any:
+    """What a consumer walking the data would visit below `o`."""
+    if isinstance(o, dict):
+        return [*o.keys(), *o.values()]
+    if isinstance(o, (list, tuple, set, frozenset)):
+        return o
+    if isinstance(o, StandIn):
+        return list(o.__dict__.values())
+    if isinstance(o, StandInMeta):
+        return [o.sb_bases, o.sb_class_dict]
+    if isinstance(o, InertFunction):
+        return [o.code, o.defaults, o.kwdefaults, o.closure_values, o.globals, o.dict, o.annotations]
+    if isinstance(o, InertCode):
+        return [o.co_consts]
+    if isinstance(o, InertCell):
+        return [o.contents]
+    if isinstance(o, InertModule):
+        return [o.vars]
+    if isinstance(o, (InertDescriptor, InertObject)):
+        return [o.args]
+    return ()
+
+
 def _check_tree(obj: Any, source: str | None) -> None:
-    """Refuse object arrays anywhere and nesting a consumer could not walk."""
-    seen: set[int] = set()
-    todo: list[tuple[Any, int]] = [(obj, 0)]
+    """Refuse object arrays anywhere, nesting deeper than MAX_DEPTH, and data whose
+    walk is larger than MAX_EXPANDED objects when shared references count each time
+    they occur (nested lists sharing references: 40 levels are 2**40 visits for
+    repr, ==, hash or JSON). One post-order pass; a back edge (a cycle) counts as 1."""
+    done: dict[int, tuple[int, int]] = {}  # id -> (expanded size, height)
+    open_: set[int] = set()
+    todo: list[tuple[Any, bool]] = [(obj, False)]
     while todo:
-        o, depth = todo.pop()
-        if isinstance(o, (str, bytes, int, float, bool, type(None), complex)):
+        o, finished = todo.pop()
+        if isinstance(o, _ATOMS):
             continue
-        if id(o) in seen:
+        i = id(o)
+        if finished:
+            open_.discard(i)
+            size, height = 1, 0
+            for k in _kids(o):
+                if isinstance(k, _ATOMS):
+                    size += 1
+                    continue
+                ks, kh = done.get(id(k), (1, 0))
+                size += ks
+                height = max(height, kh + 1)
+            if height > MAX_DEPTH:
+                raise ModelFileError(f"pickle nests objects more than {MAX_DEPTH} levels deep; "
+                                     "SB2 data is expected to be shallow", source)
+            if size > MAX_EXPANDED:
+                raise MemberTooLarge(f"pickle data expands to more than {MAX_EXPANDED} objects when its "
+                                     "shared references are followed; SB2 data is small", source)
+            done[i] = (size, height)
             continue
-        seen.add(id(o))
-        if depth > MAX_DEPTH:
-            raise ModelFileError(f"pickle nests objects more than {MAX_DEPTH} levels deep; "
-                                 "SB2 data is expected to be shallow", source)
-        kids: Any = ()
-        if isinstance(o, np.ndarray):
-            if o.dtype.hasobject:
-                raise ObjectArrayInParameters(f"refusing a numpy object array: {_DATA_ONLY}",
-                                              source)
-        elif isinstance(o, dict):
-            kids = [*o.keys(), *o.values()]
-        elif isinstance(o, (list, tuple, set, frozenset)):
-            kids = o
-        elif isinstance(o, StandIn):
-            kids = list(o.__dict__.values())
-        elif isinstance(o, StandInMeta):
-            kids = [o.sb_bases, o.sb_class_dict]
-        elif isinstance(o, InertFunction):
-            kids = [o.code, o.defaults, o.kwdefaults, o.closure_values, o.globals, o.dict,
-                    o.annotations]
-        elif isinstance(o, InertCode):
-            kids = [o.co_consts]
-        elif isinstance(o, InertCell):
-            kids = [o.contents]
-        elif isinstance(o, InertModule):
-            kids = [o.vars]
-        elif isinstance(o, (InertDescriptor, InertObject)):
-            kids = [o.args]
-        for k in kids:
-            todo.append((k, depth + 1))
+        if i in done or i in open_:
+            continue
+        if isinstance(o, np.ndarray) and o.dtype.hasobject:
+            raise ObjectArrayInParameters(f"refusing a numpy object array: {_DATA_ONLY}", source)
+        open_.add(i)
+        todo.append((o, True))
+        todo.extend((k, False) for k in _kids(o) if not isinstance(k, _ATOMS))
 
 
 class _EofTrackingIO(io.BytesIO):
@@ -785,8 +922,7 @@ def safe_loads(data: bytes, source: str | None,
         msg = str(e)
         if isinstance(e, pickle.UnpicklingError) and any(h in msg.lower()
                                                          for h in _TRUNCATION_HINTS):
-            raise TruncatedFile(f"pickle is truncated ({msg})", source) from e
-        raise ModelFileError(f"not a readable pickle: {type(e).__name__}: {msg[:200]}",
-                             source) from e
+            raise TruncatedFile(f"pickle is truncated ({reason(e)})", source) from e
+        raise ModelFileError(f"not a readable pickle: {reason(e)}", source) from e
     finally:
         S.current_source.reset(token)

@@ -25,7 +25,7 @@ from typing import IO, Any
 import numpy as np
 
 from sbexportd.errors import (MemberTooLarge, MissingMember, ModelFileError, NotAModelFile,
-                              ObjectArrayInParameters, TruncatedFile, UnsafeArchiveMember)
+                              ObjectArrayInParameters, TruncatedFile, UnsafeArchiveMember, reason, shown)
 from sbexportd.read.archive import Archive
 from sbexportd.read.safe_pickle import DEFAULT_MAX_PICKLE_BYTES, safe_loads
 
@@ -68,8 +68,8 @@ def check_member_name(name: str, source: str | Path, where: str = "zip archive")
     elif ".." in name.split("/"):
         reason = "a '..' component"
     if reason:
-        raise UnsafeArchiveMember(
-            f"{where} member {name!r} has {reason}; expected plain relative names such as "
+        raise UnsafeArchiveMember(  # (the name itself is the file's content: not shown)
+            f"{where} has a member name with {reason}; expected plain relative names such as "
             "'data', 'parameters', 'parameter_list'", source)
 
 
@@ -108,11 +108,11 @@ class _Budget:
             with zf.open(info) as fp:
                 raw = read_capped(fp, min(cap, info.file_size))
         except zipfile.BadZipFile as e:
-            raise ModelFileError(f"{label} is corrupt: {e}", self.source) from e
+            raise ModelFileError(f"{label} is corrupt: {reason(e)}", self.source) from e
         except (NotImplementedError, RuntimeError) as e:  # unknown compression, encryption
-            raise ModelFileError(f"{label} cannot be read: {e}", self.source) from e
+            raise ModelFileError(f"{label} cannot be read: {reason(e)}", self.source) from e
         except (EOFError, OSError, ValueError) as e:
-            raise TruncatedFile(f"{label} ends early: {e}", self.source) from e
+            raise TruncatedFile(f"{label} ends early: {reason(e)}", self.source) from e
         if len(raw) > info.file_size:
             raise MemberTooLarge(f"{label} inflates to more than the {info.file_size} bytes "
                                  "its header declares", self.source)
@@ -131,10 +131,10 @@ def _open_zip(fileobj: IO[bytes], source: str, what: str, truncated_hint: bool
         if truncated_hint:
             raise TruncatedFile(
                 f"{what} starts like a zip archive but its central directory cannot be read "
-                f"({e}): the file is truncated or corrupt", source) from e
-        raise ModelFileError(f"{what} is not a readable zip archive: {e}", source) from e
+                f"({reason(e)}): the file is truncated or corrupt", source) from e
+        raise ModelFileError(f"{what} is not a readable zip archive: {reason(e)}", source) from e
     except (EOFError, OSError, ValueError, OverflowError) as e:
-        raise TruncatedFile(f"{what} is not a complete zip archive: {e}", source) from e
+        raise TruncatedFile(f"{what} is not a complete zip archive: {reason(e)}", source) from e
 
 
 def _infos(zf: zipfile.ZipFile, source: str, where: str) -> dict[str, zipfile.ZipInfo]:
@@ -147,7 +147,7 @@ def _infos(zf: zipfile.ZipFile, source: str, where: str) -> dict[str, zipfile.Zi
         name = info.orig_filename
         check_member_name(name, source, where)
         if name in out:
-            raise UnsafeArchiveMember(f"{where} has two members named {name!r}; expected "
+            raise UnsafeArchiveMember(f"{where} has two members of the same name; expected "
                                       "unique names", source)
         out[name] = info
     return out
@@ -168,14 +168,14 @@ def read_npy(raw: bytes, source: str, label: str) -> np.ndarray:
     except ModelFileError:
         raise
     except Exception as e:  # noqa: BLE001 - numpy raises ValueError/SyntaxError/...
-        raise ModelFileError(f"{label} is not a valid .npy array: {e}", source) from e
+        raise ModelFileError(f"{label} is not a valid .npy array: {reason(e)}", source) from e
     if dtype.hasobject:
         raise ObjectArrayInParameters(
             f"{label} is a numpy object array (dtype {dtype}); parameters must be plain "
             "numeric arrays, object arrays carry pickled objects", source)
     if not isinstance(shape, tuple) or len(shape) > 32 or not all(
             isinstance(d, int) and d >= 0 for d in shape):
-        raise ModelFileError(f"{label} declares an invalid shape {shape!r}", source)
+        raise ModelFileError(f"{label} declares an invalid shape {shown(shape)}", source)
     count = math.prod(shape)
     nbytes = count * dtype.itemsize
     offset = bio.tell()
@@ -190,7 +190,7 @@ def _json(raw: bytes, source: str, label: str) -> Any:
     try:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise ModelFileError(f"{label} is not valid UTF-8 JSON: {e}", source) from e
+        raise ModelFileError(f"{label} is not valid UTF-8 JSON: {reason(e)}", source) from e
 
 
 def _decode_data(obj: Any, source: str, limits: Limits) -> tuple[dict, dict]:
@@ -203,12 +203,12 @@ def _decode_data(obj: Any, source: str, limits: Limits) -> tuple[dict, dict]:
         if isinstance(item, dict) and ":serialized:" in item:
             blob = item[":serialized:"]
             if not isinstance(blob, str):
-                raise ModelFileError(f"data[{key!r}][':serialized:'] is not a base64 string",
+                raise ModelFileError(f"data[{shown(key)}][':serialized:'] is not a base64 string",
                                      source)
             try:
                 pickled = base64.b64decode(blob.encode("ascii"), validate=True)
             except (binascii.Error, ValueError, UnicodeEncodeError) as e:
-                raise ModelFileError(f"data[{key!r}][':serialized:'] is not valid base64: {e}",
+                raise ModelFileError(f"data[{shown(key)}][':serialized:'] is not valid base64: {reason(e)}",
                                      source) from e
             data[key] = safe_loads(pickled, f"{source} [data: {key}]", limits.max_pickle_bytes)
             side[key] = {k: v for k, v in item.items() if k != ":serialized:"}
@@ -225,10 +225,9 @@ def read_zip(path: Path, fileobj: IO[bytes], sha256: str, limits: Limits) -> Arc
         infos = _infos(zf, source, "zip archive")
         present = [m for m in SB2_MEMBERS if m in infos]
         if not present:
-            shown = ", ".join(sorted(infos)[:8]) or "nothing"
-            raise NotAModelFile(
-                "zip archive is not a Stable Baselines 2 model: expected members "
-                f"data, parameters and parameter_list, found {shown}", source)
+            raise NotAModelFile(  # (which members it has is the file's content: not shown)
+                "zip archive is not a Stable Baselines 2 model: expected members data, parameters "
+                f"and parameter_list, found none of them among its {len(infos)} members", source)
         for m in SB2_MEMBERS:
             if m not in infos:
                 raise MissingMember(f"zip archive has no {m!r} member; an SB2 model has "

@@ -42,7 +42,7 @@ import contextvars
 import threading
 from typing import Any
 
-from sbexportd.errors import ForbiddenPickleGlobal
+from sbexportd.errors import ForbiddenPickleGlobal, shown
 
 __all__ = [
     "StandIn", "StandInMeta", "standin_class", "by_value_class", "is_standin",
@@ -128,9 +128,9 @@ class StandIn(metaclass=StandInMeta):
 
     def __repr__(self):
         attrs = [k for k in self.__dict__ if not k.startswith("sb_")]
-        extra = f" attrs={attrs}" if attrs else ""
+        extra = f" attrs={shown(attrs)}" if attrs else ""
         if self.__dict__.get("sb_args"):
-            extra += f" args={self.sb_args!r}"
+            extra += f" args={shown(self.sb_args)}"
         return f"<stand-in {qualified_name(type(self))} instance{extra}>"
 
     def __reduce_ex__(self, protocol):
@@ -262,6 +262,10 @@ def update_by_value_class(cls: Any, class_dict: Any) -> Any:
     return cls
 
 
+def _label(x: Any) -> str:
+    return x[:MAX_NAME_LEN] if isinstance(x, str) else shown(x, 60)
+
+
 # --- inert replacements for what cloudpickle rebuilds ------------------------
 class _Inert:
     """Base of inert records: plain attribute bags that refuse re-pickling."""
@@ -309,7 +313,7 @@ class InertCode(_Inert):
                 self.co_firstlineno = firstlineno
 
     def __repr__(self):
-        return f"<inert code {self.co_name!r} from {self.co_filename!r}>"
+        return f"<inert code {shown(self.co_name)} from {shown(self.co_filename)}>"
 
 
 class InertCell(_Inert):
@@ -317,7 +321,7 @@ class InertCell(_Inert):
         self.contents = contents
 
     def __repr__(self):
-        return f"<inert cell {self.contents!r}>"
+        return f"<inert cell {shown(self.contents)}>"
 
 
 class InertFunction(_Inert):
@@ -371,7 +375,7 @@ class InertFunction(_Inert):
             self.closure_values = list(cv)
 
     def __repr__(self):
-        return f"<inert function {self.module}.{self.qualname}>"
+        return f"<inert function {_label(self.module)}.{_label(self.qualname)}>"
 
 
 class InertModule(_Inert):
@@ -382,7 +386,7 @@ class InertModule(_Inert):
         self.vars = vars if isinstance(vars, dict) else None
 
     def __repr__(self):
-        return f"<inert module {self.name!r}>"
+        return f"<inert module {shown(self.name)}>"
 
 
 class InertDescriptor(_Inert):

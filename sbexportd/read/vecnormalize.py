@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from sbexportd.errors import SbExportError, VecNormalizeError, ZooConfigError
+from sbexportd.errors import SbExportError, VecNormalizeError, ZooConfigError, reason, shown
 from sbexportd.read.archive import VecNormalizeStats
+from sbexportd.read.files import is_regular, read_regular
 from sbexportd.read.safe_pickle import safe_loads
 from sbexportd.read.standins import StandIn
 from sbexportd.read.zoo_config import read_zoo_config
@@ -34,7 +35,7 @@ def find_vecnormalize(model_path: str | os.PathLike) -> Path | None:
     p = Path(model_path)
     folder = p.parent / p.stem
     for cand in (folder / NAMES[0], folder / NAMES[1], p.parent / NAMES[0]):
-        if cand.is_file():
+        if is_regular(cand):
             return cand
     return None
 
@@ -69,7 +70,7 @@ def vecnormalize_kwargs(config: dict[str, Any]) -> dict[str, Any] | None:
             return parsed
         if value.strip().lower() in ("true", "1"):
             return {}
-    raise ValueError(f"normalize: {value!r:.80} is not understood")
+    raise ValueError(f"normalize: {shown(value)} is not understood")
 
 
 def _array(value: Any, what: str, source: str) -> np.ndarray:
@@ -88,7 +89,7 @@ def _number(value: Any, default: float, what: str, source: str) -> float:
         return default
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
         return float(value)
-    raise VecNormalizeError(f"{what} is {value!r:.40}, expected a number", source)
+    raise VecNormalizeError(f"{what} is {shown(value, 40)}, expected a number", source)
 
 
 def read_vecnormalize(path: str | os.PathLike, *,
@@ -98,22 +99,15 @@ def read_vecnormalize(path: str | os.PathLike, *,
     `config` (a zoo config dict) overrides looking for config.yml beside an obs_rms.pkl."""
     p = Path(path)
     if p.is_dir():
-        found = next((p / n for n in NAMES if (p / n).is_file()), None)
+        found = next((p / n for n in NAMES if is_regular(p / n)), None)
         if found is None:
             raise VecNormalizeError("folder has neither vecnormalize.pkl nor obs_rms.pkl",
                                     str(p))
         p = found
     source = str(p)
     try:
-        try:
-            size = p.stat().st_size
-            if size > MAX_VECNORMALIZE_BYTES:
-                raise VecNormalizeError(f"{size} bytes is more than the "
-                                        f"{MAX_VECNORMALIZE_BYTES} expected of VecNormalize "
-                                        "statistics", source)
-            raw = p.read_bytes()
-        except OSError as e:
-            raise VecNormalizeError(f"cannot read: {e.strerror or e}", source) from e
+        raw = read_regular(p, MAX_VECNORMALIZE_BYTES, what="VecNormalize statistics (vecnormalize.pkl, "
+                           "obs_rms.pkl or their folder)", error=VecNormalizeError)
         if not raw:
             raise VecNormalizeError("empty file; expected a pickled VecNormalize or "
                                     "RunningMeanStd", source)
@@ -122,8 +116,7 @@ def read_vecnormalize(path: str | os.PathLike, *,
     except SbExportError:
         raise
     except Exception as e:  # noqa: BLE001
-        raise VecNormalizeError(f"cannot read VecNormalize statistics: {type(e).__name__}: "
-                                f"{str(e)[:200]}", source) from e
+        raise VecNormalizeError(f"cannot read VecNormalize statistics: {reason(e)}", source) from e
 
 
 def _stats(obj: Any, p: Path, source: str, config: dict | None) -> VecNormalizeStats:
@@ -144,7 +137,7 @@ def _stats(obj: Any, p: Path, source: str, config: dict | None) -> VecNormalizeS
     elif "mean" in obj.__dict__ and "var" in obj.__dict__:  # RunningMeanStd (obs_rms.pkl)
         rms = obj
         kwargs: dict[str, Any] = {}
-        if config is None and (p.parent / "config.yml").is_file():
+        if config is None and is_regular(p.parent / "config.yml"):
             try:
                 config = read_zoo_config(p.parent / "config.yml")
             except ZooConfigError:

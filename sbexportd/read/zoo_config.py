@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from sbexportd.errors import ZooConfigError
+from sbexportd.errors import ZooConfigError, reason, shown
+from sbexportd.read.files import read_regular
 
 __all__ = ["read_zoo_config", "ZooConfigLoader"]
 
@@ -40,10 +41,10 @@ def _pairs_to_dict(pairs: Any) -> dict:
     out: dict = {}
     for pair in pairs or []:
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            raise _Refused(f"OrderedDict item {pair!r:.60} is not a [key, value] pair")
+            raise _Refused(f"OrderedDict item {shown(pair, 60)} is not a [key, value] pair")
         key, value = pair
         if isinstance(key, (list, dict)):
-            raise _Refused(f"OrderedDict key {key!r:.60} is not hashable")
+            raise _Refused(f"OrderedDict key {shown(key, 60)} is not hashable")
         out[key] = value
     return out
 
@@ -78,15 +79,10 @@ def read_zoo_config(path: str | os.PathLike) -> dict[str, Any]:
     if p.is_dir():
         p = p / "config.yml"
     source = str(p)
+    raw = read_regular(p, MAX_CONFIG_BYTES, what="the zoo's config.yml (a small YAML file of hyperparameters)",
+                       error=ZooConfigError)
     try:
-        size = p.stat().st_size
-    except OSError as e:
-        raise ZooConfigError(f"cannot read the zoo config: {e.strerror or e}", source) from e
-    if size > MAX_CONFIG_BYTES:
-        raise ZooConfigError(f"config of {size} bytes is larger than {MAX_CONFIG_BYTES}; "
-                             "expected a small YAML file of hyperparameters", source)
-    try:
-        text = p.read_bytes().decode("utf-8")
+        text = raw.decode("utf-8")
         loader = ZooConfigLoader(text)
         try:
             doc = loader.get_single_data()
@@ -98,8 +94,14 @@ def read_zoo_config(path: str | os.PathLike) -> dict[str, Any]:
         raise ZooConfigError(
             f"refusing YAML tag {getattr(e, 'problem', e)}: only plain YAML and "
             "!!python/object/apply:collections.OrderedDict are expected", source) from e
-    except (yaml.YAMLError, UnicodeDecodeError, RecursionError, ValueError, TypeError) as e:
-        raise ZooConfigError(f"not a valid YAML config: {str(e)[:200]}", source) from e
+    except yaml.MarkedYAMLError as e:  # its str() quotes the offending lines: only say where
+        mark = e.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ZooConfigError(f"not a valid YAML config: {e.problem or 'syntax error'}{where}", source) from e
+    except UnicodeDecodeError as e:
+        raise ZooConfigError("not a valid YAML config: not UTF-8 text", source) from e
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError) as e:
+        raise ZooConfigError(f"not a valid YAML config: {reason(e)}", source) from e
     except OSError as e:
         raise ZooConfigError(f"cannot read the zoo config: {e.strerror or e}", source) from e
     if doc is None:

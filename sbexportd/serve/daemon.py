@@ -87,9 +87,11 @@ class OpenOptions:
         return "m-" + hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _stamp(path: str) -> tuple[int, int, int]:
+def _stamp(path: str) -> tuple[int, int, int, int, int]:
+    """What tells a changed file: an in-place edit can restore the mtime (touch -d,
+    os.utime) but not the ctime, which only the kernel sets."""
     st = os.stat(path)
-    return st.st_mtime_ns, st.st_size, st.st_ino
+    return st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev
 
 
 def _same(path: str, stamp) -> bool:
@@ -100,9 +102,14 @@ def _same(path: str, stamp) -> bool:
 
 
 def _file_sha256(path: str) -> str:
+    """(reload check) Regular files only, size first: see sbexportd.read.files."""
+    from ..read import Limits
+    from ..read.files import open_regular
+    lim = Limits()
+    fp, _ = open_regular(path, max(lim.max_total_bytes, lim.max_pickle_bytes))
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+    with fp:
+        for chunk in iter(lambda: fp.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
 
@@ -381,12 +388,13 @@ class Daemon:
             return call()
         return await self.run(self.work, call)
 
-    async def export(self, mid: str, to, out: str, *, force: bool, verify: bool, progress=None,
-                     token: CancelToken = NO_CANCEL) -> list[dict[str, Any]]:
+    async def export(self, mid: str, to, out: str, *, force: bool, verify: bool, all_or_nothing: bool = False,
+                     progress=None, token: CancelToken = NO_CANCEL):
+        """([results of the targets written], [(target, error) of those that failed])."""
         from ..export.core import resolve_targets
         names = resolve_targets(to)
         e = await self.use(mid)
-        return await self.run(self.export_pool, self.exports.export, e, names, out, force, verify,
+        return await self.run(self.export_pool, self.exports.export, e, names, out, force, verify, all_or_nothing,
                               progress or NullProgress(), token, token=token)
 
     # -- stopping --------------------------------------------------------------------------

@@ -98,6 +98,24 @@ def cancelled(what: str = "request") -> ServeError:
     return ServeError(REQUEST_CANCELLED, f"{what} cancelled; nothing was written", "cancelled")
 
 
+def none_exported(failed: list, failures: list[dict]) -> JsonRpcException:
+    """An export request none of whose targets could be made: the one target's
+    error, or for several one error of their common code (else export_failed)
+    whose data.failed lists each target's error."""
+    if len(failures) == 1:
+        err = map_exception(failed[0][1])
+    else:
+        codes = {f["error"]["code"] for f in failures}
+        kinds = {f["error"]["data"]["kind"] for f in failures}
+        code = codes.pop() if len(codes) == 1 else EXPORT_FAILED
+        kind = kinds.pop() if len(kinds) == 1 else "export_failed"
+        err = ServeError(code, "no target could be exported: " + "; ".join(
+            f"{f['target']}: {f['error']['message']}" for f in failures), kind)
+    if isinstance(err, ServeError):
+        err.data["failed"] = failures
+    return err
+
+
 # sbexportd error class -> JSON-RPC code, most specific first
 _FAMILIES: tuple[tuple[type, int], ...] = (
     (E.Cancelled, REQUEST_CANCELLED),

@@ -1,18 +1,23 @@
-"""Exports in the daemon: all-or-nothing per request, and cached.
+"""Exports in the daemon: the export transaction of sbexportd.export, fed from a cache.
 
-Every target is first exported (by sbexportd.export, staged and verified) into the
-daemon's private cache folder, keyed by what the export depends on: the model's
-bytes and options (Entry.identity), the target, verify and the sbexportd version.
-Only when every target of the request is ready are they copied into `out` (staged
-beside it) and renamed into place, so a cancelled or failed request leaves nothing
-in `out`, and a repeated export of the same model is a copy of files already made
-and verified (its result says `cached: true`)."""
+Every target is first made and verified (export.core.build_target) in the daemon's
+private cache folder, keyed by what the export depends on: the model's bytes and
+options (Entry.identity), the target, verify and the sbexportd version. A request
+then copies each target it asks for into the staging folder of an export
+transaction on `out` (export/transaction.py, the one the CLI uses), which installs
+them: each on its own, or all or nothing. A repeated export of the same model is a
+copy of files already made and verified (its result says `cached: true`).
+
+The cache lives in <tmp>/sbexportd-<uid>/exports-<pid>-..., removed when the daemon
+stops; the folders of daemons that died (kill -9) are removed by the next start."""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -20,13 +25,16 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from ..errors import OutputExists
+from ..errors import Cancelled, ExportError, SbExportError
+from ..export.transaction import Transaction, process_alive, start_time
+
+_CACHE_NAME = re.compile(r"^exports-(\d+)-(\d+|x)-")
 
 
 class ExportCache:
     def __init__(self, max_entries: int = 32):
         self.max = max(0, max_entries)
-        self.root = Path(tempfile.mkdtemp(prefix="sbexportd-exports-"))
+        self.root = cache_root()
         self._entries: OrderedDict[str, Path] = OrderedDict()  # key -> folder of one finished target
         self._key_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -39,44 +47,49 @@ class ExportCache:
         shutil.rmtree(self.root, ignore_errors=True)
 
     # -- one request ---------------------------------------------------------------
-    def export(self, entry, names: list[str], out: str, force: bool, verify: bool, progress, token) -> list[dict]:
-        """(export thread) Every target of `names` into out/<target>/, or nothing."""
-        out_dir = Path(out).expanduser().absolute()
-        if not force:
-            taken = [n for n in names if (out_dir / n).exists()]
-            if taken:
-                raise OutputExists(f"{', '.join(str(out_dir / n) for n in taken)} already exist; pass force=true "
-                                   "to replace", out_dir)
-        created = not out_dir.exists()
-        out_dir.mkdir(parents=True, exist_ok=True)
+    def export(self, entry, names: list[str], out: str, force: bool, verify: bool, all_or_nothing: bool,
+               progress, token) -> tuple[list[dict], list[tuple[str, SbExportError]]]:
+        """(export thread) The targets of `names` into out/<target>/. Returns the
+        results of the targets written and the (target, error) of those that failed."""
+        txn = Transaction(out, names, force=force, all_or_nothing=all_or_nothing, forbidden=[self.root])
+        names = txn.names
         progress.begin(f"exporting {entry.model.archive.path.name} to {', '.join(names)}")
-        staged: list[tuple[str, Path, dict]] = []
+        infos: dict[str, dict] = {}
         try:
-            for i, name in enumerate(names):
+            with txn:
+                for i, name in enumerate(names):
+                    token.check("export")
+                    try:
+                        infos[name] = self._stage(entry, name, i, len(names), txn, verify, progress, token)
+                    except Cancelled:
+                        raise
+                    except SbExportError as e:
+                        if all_or_nothing:
+                            raise
+                        txn.failed(name, e)
+                        continue
+                    txn.ready(name)
                 token.check("export")
-                staged.append(self._stage(entry, name, i, len(names), out_dir, verify, progress, token))
-            token.check("export")
-            results = [self._install(name, tmp, out_dir, force, info) for name, tmp, info in staged]
+                installed = txn.commit()
         except BaseException:
-            for _, tmp, _ in staged:
-                shutil.rmtree(tmp, ignore_errors=True)
-            if created:  # leave no trace: not even the empty folder this request made
-                try:
-                    out_dir.rmdir()
-                except OSError:
-                    pass
             progress.end("cancelled" if token.cancelled() else "failed")
             raise
-        progress.end("done")
+        progress.end("done" if not txn.errors else f"failed: {', '.join(txn.errors)}")
         self._evict()
-        return results
+        results = []
+        for name in names:
+            if name in installed:
+                info = infos[name]
+                info["path"] = str(installed[name])
+                results.append(info)
+        return results, [(n, txn.errors[n]) for n in names if n in txn.errors]
 
-    def _stage(self, entry, name, i, n, out_dir: Path, verify, progress, token) -> tuple[str, Path, dict]:
-        """Find or make the export of one target, and copy it beside its final place."""
+    def _stage(self, entry, name, i, n, txn: Transaction, verify, progress, token) -> dict:
+        """Find or make the export of one target, and copy it into the transaction."""
         start = time.perf_counter()
 
         def step(target: str, stage: str, fraction: float) -> None:
-            token.check("export")  # export() calls this between its stages: a cancel stops it there
+            token.check("export")  # build_target calls this between its stages: a cancel stops it there
             progress.report(f"{target}: {stage}", 100.0 * (i + fraction) / n)
 
         key = hashlib.sha256(json.dumps([entry.identity, name, bool(verify)]).encode()).hexdigest()[:32]
@@ -84,33 +97,34 @@ class ExportCache:
             folder, hit = self._get(key), True
             if folder is None:
                 hit = False
-                folder = self._make(entry, name, key, verify, step, token)
+                folder = self._make(entry, name, key, verify, step, token, txn.out / name)
             token.check("export")
-            tmp = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=out_dir))
             try:
-                shutil.copytree(folder, tmp, dirs_exist_ok=True)
-                manifest = json.loads((tmp / "manifest.json").read_text())
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
+                stage = txn.stage(name)
+                shutil.copytree(folder, stage, dirs_exist_ok=True)
+                manifest = json.loads((stage / "manifest.json").read_text())
+            except OSError as e:  # (shutil.Error too) the output's disk is full, ...
+                raise ExportError(f"cannot write the export: {getattr(e, 'strerror', None) or 'copy failed'}",
+                                  txn.out / name) from e
             finally:
                 if self.max == 0:
                     shutil.rmtree(folder.parent, ignore_errors=True)
         if hit:
             progress.report(f"{name}: cached", 100.0 * (i + 1) / n)
         files = manifest.get("files", [])
-        info = {"target": name, "files": files, "bytes": sum(f.get("bytes", 0) for f in files),
-                "parity": manifest.get("parity"), "manifest": manifest, "cached": hit,
-                "seconds": time.perf_counter() - start}
-        return name, tmp, info
+        return {"target": name, "ok": True, "path": None, "files": files,
+                "bytes": sum(f.get("bytes", 0) for f in files), "parity": manifest.get("parity"),
+                "manifest": manifest, "cached": hit, "seconds": round(time.perf_counter() - start, 4)}
 
-    def _make(self, entry, name, key, verify, step, token) -> Path:
-        from ..export.core import export
+    def _make(self, entry, name, key, verify, step, token, shown_as: Path) -> Path:
+        from ..export.core import build_target
         parent = self.root / key
         shutil.rmtree(parent, ignore_errors=True)
+        parent.mkdir()
         try:
-            export(entry.model, [name], parent, force=True, verify=verify, progress=step,
-                   cancelled=token.cancelled)
+            (parent / name).mkdir()
+            build_target(entry.model, name, parent / name, verify=verify, progress=step,
+                         cancelled=token.cancelled, shown_as=shown_as)
         except BaseException:
             shutil.rmtree(parent, ignore_errors=True)
             raise
@@ -130,21 +144,6 @@ class ExportCache:
             self.hits += 1
             return folder
 
-    def _install(self, name: str, tmp: Path, out_dir: Path, force: bool, info: dict) -> dict:
-        final = out_dir / name
-        if final.exists():
-            if not force:
-                raise OutputExists(f"{final} appeared while exporting; pass force=true to replace", final)
-            old = final.with_name(f".{name}.old-{os.getpid()}-{threading.get_ident()}")
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(final)
-        info["path"] = str(final)
-        info["seconds"] = round(info["seconds"], 4)
-        return {k: info[k] for k in ("target", "path", "files", "bytes", "parity", "manifest", "cached", "seconds")}
-
     def _key_lock(self, key: str) -> threading.Lock:
         with self._lock:
             return self._key_locks.setdefault(key, threading.Lock())
@@ -161,3 +160,22 @@ class ExportCache:
                     if self._entries.get(key) is folder:
                         del self._entries[key]
                 shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+def cache_root() -> Path:
+    """A fresh private folder for this daemon's export cache, in <tmp>/sbexportd-<uid>/
+    (0700, ours), after removing the folders of daemons that are gone."""
+    base = Path(tempfile.gettempdir()) / f"sbexportd-{os.getuid()}"
+    try:
+        base.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(base)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+            raise PermissionError("not a private folder")  # someone else's, or a symlink: do not use it
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix="sbexportd-exports-"))
+    for entry in os.scandir(base):
+        m = _CACHE_NAME.match(entry.name)
+        if m and not process_alive(int(m.group(1)), None if m.group(2) == "x" else int(m.group(2))):
+            shutil.rmtree(entry.path, ignore_errors=True)
+    started = start_time(os.getpid())
+    return Path(tempfile.mkdtemp(prefix=f"exports-{os.getpid()}-{'x' if started is None else started}-", dir=base))

@@ -41,6 +41,22 @@ class Params:
     def str(self, key: str, default: str | None = None, required: bool = False) -> str | None:
         return self._get(key, (str,), "a string", default, required)
 
+    def path(self, key: str, required: bool = True) -> str | None:
+        """A file or folder name: a non-empty string, valid Unicode, no NUL byte."""
+        value = self.str(key, required=required)
+        if value is None:
+            return None
+        if not value.strip():
+            raise errors.invalid_params(f"{self.method}: {key} is empty; expected a path")
+        if "\x00" in value:
+            raise errors.invalid_params(f"{self.method}: {key} holds a NUL byte; expected a path")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise errors.invalid_params(f"{self.method}: {key} is not valid Unicode (a lone surrogate); "
+                                        "expected a path") from None
+        return value
+
     def bool(self, key: str, default: bool) -> bool:
         return self._get(key, (bool,), "true or false", default)
 
@@ -161,14 +177,18 @@ async def predict(ls, p: Params, req):
 @method("sbexport/export")
 async def export(ls, p: Params, req):
     to = p.raw.get("to")
-    if isinstance(to, list) and all(isinstance(t, str) for t in to):
+    if isinstance(to, list) and to and all(isinstance(t, str) for t in to):
         pass
     elif not isinstance(to, str) or not to:
         raise errors.invalid_params(f"{p.method}: to must be a target name, 'a,b', a list of names or 'all'")
-    out = p.str("out", required=True)
-    results = await ls.daemon.export(p.model_id(), to, out, force=p.bool("force", False),
-                                     verify=p.bool("verify", True), progress=req.progress(p.raw), token=req.token)
-    return {"modelId": p.model_id(), "out": out, "results": results}
+    out = p.path("out")
+    results, failed = await ls.daemon.export(
+        p.model_id(), to, out, force=p.bool("force", False), verify=p.bool("verify", True),
+        all_or_nothing=p.bool("allOrNothing", False), progress=req.progress(p.raw), token=req.token)
+    failures = [{"target": name, "ok": False, "error": errors.map_exception(e).to_dict()} for name, e in failed]
+    if not results:  # nothing written: the request failed
+        raise errors.none_exported(failed, failures)
+    return {"modelId": p.model_id(), "out": out, "results": results, "failed": failures, "complete": not failed}
 
 
 @method("sbexport/close")

@@ -1,0 +1,82 @@
+"""Opening the files a user or a client names: regular files only, size first.
+
+`open()` on a FIFO waits for a writer forever (a worker thread stuck for good, and
+a process SIGTERM cannot stop); a character device or a socket is no better; and a
+huge sparse file costs minutes of hashing before its size is even looked at. So
+every file sbexportd reads is opened with O_NONBLOCK (a FIFO opens at once), its
+type and size are taken with fstat on the opened descriptor (not a path a third
+party could swap), and anything but a regular file under the size limit is
+refused before a byte is read."""
+from __future__ import annotations
+
+import fcntl
+import os
+import stat
+from typing import BinaryIO
+
+from sbexportd.errors import MemberTooLarge, ModelFileError, ModelFileNotFound
+
+__all__ = ["open_regular", "read_regular", "is_regular", "kind_of"]
+
+_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+
+
+def kind_of(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def open_regular(path: str | os.PathLike, max_bytes: int, *, what: str = "an SB2 .zip or .pkl model",
+                 error: type[ModelFileError] = ModelFileError) -> tuple[BinaryIO, int]:
+    """(binary file object, size) of a regular file of at most max_bytes. Raises
+    `error` (missing (ModelFileNotFound for a model), not a regular file, unreadable)
+    or MemberTooLarge."""
+    source = str(path)
+    try:
+        fd = os.open(path, _FLAGS)
+    except FileNotFoundError as e:
+        missing = ModelFileNotFound if error is ModelFileError else error
+        raise missing(f"no such file; expected {what}", source) from e
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else "invalid path"
+        raise error(f"cannot open: {reason}; expected {what}", source) from e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"is {kind_of(st.st_mode)}, not a regular file; expected {what}", source)
+        if st.st_size > max_bytes:
+            raise MemberTooLarge(f"file of {st.st_size} bytes is larger than the {max_bytes}-byte limit",
+                                 source)
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)  # ordinary blocking reads from here on
+        return os.fdopen(fd, "rb"), st.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: str | os.PathLike, max_bytes: int, *, what: str,
+                 error: type[ModelFileError] = ModelFileError) -> bytes:
+    """The whole content of a regular file of at most max_bytes (see open_regular);
+    a file that grows while it is read is cut at max_bytes + 1 and refused."""
+    fp, _ = open_regular(path, max_bytes, what=what, error=error)
+    with fp:
+        try:
+            raw = fp.read(max_bytes + 1)
+        except OSError as e:
+            raise error(f"cannot read: {e.strerror or e}", str(path)) from e
+    if len(raw) > max_bytes:
+        raise MemberTooLarge(f"file grew past the {max_bytes}-byte limit while it was read", str(path))
+    return raw
+
+
+def is_regular(path: str | os.PathLike) -> bool:
+    """Path.is_file(), without raising on a NUL byte or an unreadable folder."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
