@@ -219,7 +219,20 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--stdio", action="store_true", help="one client on stdin/stdout")
     where.add_argument("--tcp", metavar="HOST:PORT", help="many clients; HOST defaults to 127.0.0.1, port 0 = any")
     where.add_argument("--ws", metavar="HOST:PORT", help="many WebSocket clients; same defaults")
-    p.add_argument("--token", help="clients must send it as initializationOptions.token (default: $SBEXPORTD_TOKEN)")
+    p.add_argument("--token", help=argparse.SUPPRESS)  # refused: it would show in ps
+    p.add_argument("--token-file", metavar="PATH",
+                   help="read the token clients must present from this file (default: $SBEXPORTD_TOKEN, "
+                        "$SBEXPORTD_TOKEN_FILE, else a generated one); never on the command line")
+    p.add_argument("--no-auth", action="store_true",
+                   help="TCP/WebSocket clients need no token (any local process can then use the daemon)")
+    p.add_argument("--connection-file", metavar="PATH",
+                   help="where to write the connection file (host, port, token; mode 0600) clients read; "
+                        "default $XDG_RUNTIME_DIR/sbexportd/sbexportd-<pid>.json")
+    p.add_argument("--allow-origin", action="append", metavar="ORIGIN",
+                   help="--ws: let WebSocket handshakes from this browser origin in (e.g. "
+                        "http://localhost:3000; repeatable); others are refused")
+    p.add_argument("--root", action="append", metavar="DIR",
+                   help="clients may open files and write exports only inside DIR (repeatable)")
     p.add_argument("--max-models", type=int, default=16, help="models kept loaded, least recently used evicted")
     p.add_argument("--max-message-bytes", type=int, default=256 << 20, help="larger messages are refused")
     p.add_argument("--workers", type=int, help="threads for loads and large predicts (default: cpus + 2, max 8)")

@@ -112,6 +112,7 @@ class Client:
         self.responses: dict[Any, dict] = {}
         self.last_content_type: str | None = None
         self.last_body_size = 0
+        self.token: str | None = None
 
     # transports
     @classmethod
@@ -192,7 +193,9 @@ class Client:
             msg["params"] = params
         self.send(msg, encoding)
 
-    def initialize(self, token: str | None = None, encoding: str = "json") -> dict:
+    def initialize(self, token: Any = None, encoding: str = "json") -> dict:
+        """token: the daemon's (default: the one this client was made with, see Daemon.client)."""
+        token = self.token if token is None else token
         opts = {"token": token} if token is not None else None
         result = self.request("initialize", {"processId": os.getpid(), "capabilities": {},
                                              "initializationOptions": opts}, encoding)
@@ -207,18 +210,58 @@ class Client:
                 pass
 
 
+# -- connection files (protocol.md, Authentication) ------------------------------------------
+def runtime_dir(env: dict | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get("SBEXPORTD_RUNTIME_DIR"):
+        return Path(env["SBEXPORTD_RUNTIME_DIR"])
+    if env.get("XDG_RUNTIME_DIR"):
+        return Path(env["XDG_RUNTIME_DIR"]) / "sbexportd"
+    return Path.home() / ".local" / "share" / "sbexportd" / "runtime"
+
+
+def find_connection(port: int | None = None, env: dict | None = None) -> dict | None:
+    """The connection file of the daemon listening on `port` (else the newest one
+    whose process is alive), as protocol.md tells clients to look for it."""
+    env = os.environ if env is None else env
+    if env.get("SBEXPORTD_CONNECTION_FILE"):
+        return json.loads(Path(env["SBEXPORTD_CONNECTION_FILE"]).read_text())
+    files = sorted(runtime_dir(env).glob("sbexportd-*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in files:
+        try:
+            info = json.loads(path.read_text())
+            os.kill(info["pid"], 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if port is None or info.get("port") == port:
+            return info
+    return None
+
+
+AUTO = object()  # the token from the daemon's connection file
+
+
 # -- daemon processes ---------------------------------------------------------------------
 class Daemon:
     """A real `python -m sbexportd.cli serve ...` process. stderr is drained in a thread
-    (a full pipe would block the daemon) and kept for assertions."""
+    (a full pipe would block the daemon) and kept for assertions. Network daemons
+    write their connection file into a runtime folder of their own (a temporary
+    folder unless env sets SBEXPORTD_RUNTIME_DIR); clients take the token from it."""
 
     def __init__(self, *args: str, transport: str = "tcp", env: dict | None = None):
+        import tempfile
         self.transport = transport
         where = {"tcp": ["--tcp", "127.0.0.1:0"], "ws": ["--ws", "127.0.0.1:0"], "stdio": ["--stdio"]}[transport]
+        self._runtime = None
+        env = {**os.environ, **(env or {})}
+        if "SBEXPORTD_RUNTIME_DIR" not in (env or {}) or not (env or {}).get("SBEXPORTD_RUNTIME_DIR"):
+            self._runtime = tempfile.TemporaryDirectory(prefix="sbexportd-rt-")
+            env["SBEXPORTD_RUNTIME_DIR"] = self._runtime.name
+        self.env = env
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sbexportd.cli", "serve", *where, *args], cwd=ROOT,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE if transport == "stdio" else subprocess.DEVNULL,
-            stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+            stderr=subprocess.PIPE, env=env)
         self.stderr_lines: list[str] = []
         self._ready = threading.Event()
         self.host = self.port = None
@@ -241,15 +284,28 @@ class Daemon:
                 self._ready.set()
         self._ready.set()
 
-    def client(self, initialize: bool = True, token: str | None = None) -> Client:
+    @property
+    def connection(self) -> dict | None:
+        """The daemon's connection file (None on stdio)."""
+        return None if self.transport == "stdio" else find_connection(self.port, self.env)
+
+    @property
+    def token(self) -> str | None:
+        info = self.connection
+        return info.get("token") if info else None
+
+    def client(self, initialize: bool = True, token: Any = AUTO) -> Client:
+        if token is AUTO:
+            token = self.token
         if self.transport == "tcp":
             c = Client.tcp(self.host, self.port)
         elif self.transport == "ws":
             c = Client.websocket(f"ws://{self.host}:{self.port}")
         else:
             c = Client.pipes(self.proc)
+        c.token = token
         if initialize:
-            c.initialize(token)
+            c.initialize()
         return c
 
     def alive(self) -> bool:
@@ -269,6 +325,9 @@ class Daemon:
                     f.close()
                 except OSError:
                     pass
+        if self._runtime is not None:
+            self._runtime.cleanup()
+            self._runtime = None
         return self.proc.returncode
 
 

@@ -83,28 +83,22 @@ def test_shutdown_and_exit_end_one_tcp_connection_not_the_daemon(daemon):
     still_answers(daemon)
 
 
-def test_token_is_required_when_configured():
-    d = Daemon("--token", "s3cret")
+def test_token_is_required_on_network_transports():
+    """(tests/test_serve_hardening.py tests authentication in depth.)"""
+    d = Daemon(env={"SBEXPORTD_TOKEN": "from-the-environment-0123"})
     try:
-        for token in (None, "wrong"):
-            c = d.client(initialize=False)
+        for token in (None, "wrong-token-0123456789"):
+            c = d.client(initialize=False, token=None)
             with pytest.raises(RpcError) as e:
                 c.initialize(token)
             assert e.value.code == -33020 and e.value.kind == "unauthorized"
-            with pytest.raises(RpcError) as e:  # still not initialized
+            with pytest.raises(ConnectionError):  # a failed authentication closes the connection
                 c.request("sbexport/status")
-            assert e.value.code == -32002
             c.close()
-        c = d.client(token="s3cret")
-        assert c.request("sbexport/status")["requests"]["served"] >= 4
+        assert d.token == "from-the-environment-0123"  # the connection file carries it
+        c = d.client()
+        assert c.request("sbexport/status")["requests"]["served"] >= 3
         c.close()
-    finally:
-        d.stop()
-    d = Daemon(env={"SBEXPORTD_TOKEN": "from-env"})  # the environment variable works too
-    try:
-        with pytest.raises(RpcError):
-            d.client()
-        d.client(token="from-env").close()
     finally:
         d.stop()
 
@@ -206,7 +200,7 @@ def test_status_reports_models_memory_cache_and_requests(daemon):
 # -- malformed input ---------------------------------------------------------------------------
 def raw_connection(daemon):
     c = Client.tcp(daemon.host, daemon.port, timeout=20)
-    c.initialize()
+    c.initialize(daemon.token)
     return c
 
 

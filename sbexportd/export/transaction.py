@@ -172,19 +172,20 @@ def check_out(out: str | os.PathLike, forbidden: Iterable[str | os.PathLike] = (
     path = Path(os.path.abspath(os.path.expanduser(str(out))))
     if path.exists() and not path.is_dir():
         raise ExportError("is not a folder; the output must be a folder (one subfolder per target)", path)
-    real = _real(path)
+    real = resolved(path)
     for f in forbidden:
-        f_real = _real(Path(f))
+        f_real = resolved(Path(f))
         if real == f_real or f_real in real.parents:
             raise ExportError("is inside sbexportd's own export cache; choose another output folder", path)
     return path
 
 
-def _real(path: Path) -> Path:
-    """realpath of the nearest existing ancestor, then the rest as written."""
+def resolved(path: Path) -> Path:
+    """realpath of the longest existing prefix, then the rest as written (a folder
+    an export will create does not exist yet)."""
     rest: list[str] = []
     p = path
-    while not p.exists() and p != p.parent:
+    while not os.path.lexists(p) and p != p.parent:
         rest.append(p.name)
         p = p.parent
     return Path(os.path.realpath(p)).joinpath(*reversed(rest))

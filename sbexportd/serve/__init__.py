@@ -40,16 +40,42 @@ def main(args) -> int:
     # CPUs: batch-1024 predicts ran 7-10x slower on a busy 2-cpu machine. Set before
     # NumPy is imported; the environment can still say otherwise.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    token = args.token if args.token is not None else os.environ.get("SBEXPORTD_TOKEN") or None
+    if args.token is not None:
+        print("sbexportd: error: --token is gone: a token on the command line shows in `ps` to every user of "
+              "the machine. Put it in SBEXPORTD_TOKEN or in a file (--token-file), or let the daemon generate "
+              "one (clients read it from the connection file)", file=sys.stderr)
+        return 2
     if args.stdio:
-        transport, host, port = "stdio", None, None
+        transport, host, port, token = "stdio", None, None, None  # only the parent process can talk to it
     else:
+        from .auth import TokenError, resolve_token
         transport = "tcp" if args.tcp else "ws"
-        host, port = parse_address(args.tcp or args.ws)
-        if host not in ("127.0.0.1", "::1", "localhost") and token is None:
-            print(f"sbexportd: warning: listening on {host} without --token: anyone who can reach it can read "
+        try:
+            host, port = parse_address(args.tcp or args.ws)
+            token, source = resolve_token(no_auth=args.no_auth, token_file=args.token_file)
+        except (ValueError, TokenError) as e:
+            print(f"sbexportd: error: {e}", file=sys.stderr)
+            return 2
+        if token is None and host not in ("127.0.0.1", "::1", "localhost"):
+            print(f"sbexportd: warning: listening on {host} with --no-auth: anyone who can reach it can read "
                   "and write files as this user", file=sys.stderr)
+        elif token is None:
+            print("sbexportd: warning: --no-auth: any process of any user on this machine can use the daemon "
+                  "(read and write files as this user)", file=sys.stderr)
+        else:
+            print(f"sbexportd: clients must present the token ({source}; clients read it from the connection "
+                  "file)", file=sys.stderr)
+    if args.allow_origin and transport != "ws":
+        print("sbexportd: error: --allow-origin is for --ws (browsers reach the daemon only over WebSocket)",
+              file=sys.stderr)
+        return 2
     from .server import serve
-    return serve(transport, host, port, max_models=args.max_models, token=token,
-                 max_message_bytes=args.max_message_bytes, workers=args.workers,
-                 export_workers=args.export_workers, export_cache=args.export_cache)
+    try:
+        return serve(transport, host, port, max_models=args.max_models, token=token,
+                     max_message_bytes=args.max_message_bytes, workers=args.workers,
+                     export_workers=args.export_workers, export_cache=args.export_cache,
+                     allow_origins=tuple(args.allow_origin or ()), roots=tuple(args.root or ()),
+                     connection_file=args.connection_file)
+    except ValueError as e:  # --root that is not a folder, ...
+        print(f"sbexportd: error: {e}", file=sys.stderr)
+        return 2

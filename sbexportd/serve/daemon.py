@@ -25,6 +25,8 @@ from .. import __version__
 from ..errors import Cancelled
 from . import errors
 from .arrays import ENCODINGS
+from .auth import Throttle
+from .roots import Roots
 
 PROTOCOL_VERSION = "1.0"
 INLINE_PREDICT_ELEMENTS = 4096  # NumPy predicts up to this many obs values run on the loop: no thread hop
@@ -77,8 +79,8 @@ class OpenOptions:
     @classmethod
     def make(cls, path: str, vecnormalize: str | None = None, algo: str | None = None,
              activation: str | None = None) -> "OpenOptions":
-        def absolute(p: str) -> str:
-            return str(Path(p).expanduser().resolve())
+        def absolute(p: str) -> str:  # not resolved: what a symlink points to is not the client's business
+            return os.path.abspath(os.path.expanduser(p))
         vn = None if vecnormalize is None else ("auto" if vecnormalize == "auto" else absolute(vecnormalize))
         return cls(absolute(path), vn, algo, activation)
 
@@ -168,11 +170,15 @@ class Entry:
 
 class Daemon:
     def __init__(self, *, max_models: int = 16, token: str | None = None, max_message_bytes: int = 256 << 20,
-                 workers: int | None = None, export_workers: int = 1, export_cache: int = 32):
+                 workers: int | None = None, export_workers: int = 1, export_cache: int = 32,
+                 allow_origins: tuple[str, ...] = (), roots: tuple[str, ...] = ()):
         if max_models < 1:
             raise ValueError("--max-models must be at least 1")
         self.max_models = max_models
-        self.token = token
+        self.token = token  # required on network connections when set (auth.py)
+        self.throttle = Throttle()
+        self.allow_origins = tuple(allow_origins)  # WebSocket Origin headers let in (browsers)
+        self.roots = Roots(roots)  # --root: the folders clients may read and write; none = anywhere
         self.max_message_bytes = max_message_bytes
         self.started = time.time()
         self._t0 = time.monotonic()
@@ -346,8 +352,10 @@ class Daemon:
         from ..model import load
         model = load(opts.path, opts.vecnormalize, algo=opts.algo, activation=opts.activation)
         vn = model.vecnormalize
-        if vn is not None and vn.source and os.path.isfile(vn.source):
-            stamps[vn.source] = _stamp(vn.source)
+        if vn is not None and vn.source:
+            self.roots.check(vn.source, "the VecNormalize statistics found beside the model")
+            if os.path.isfile(vn.source):
+                stamps[vn.source] = _stamp(vn.source)
         entry = Entry(mid, opts, model, stamps, 0.0)
         progress.report("building the numpy backend", 40)
         entry.backend("numpy")
@@ -402,6 +410,15 @@ class Daemon:
         self.work.shutdown(wait=False, cancel_futures=True)
         self.export_pool.shutdown(wait=False, cancel_futures=True)
         self.exports.close()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Whether the worker threads all ended within `timeout` seconds (after close_all)."""
+        end = time.monotonic() + timeout
+        for t in [t for t in threading.enumerate() if t.name.startswith("sbexportd-") and not t.daemon]:
+            t.join(max(0.0, end - time.monotonic()))
+            if t.is_alive():
+                return False
+        return True
 
 
 def rss_bytes() -> int | None:

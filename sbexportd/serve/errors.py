@@ -31,6 +31,7 @@ EXPORT_FAILED = -33010
 PARITY_FAILED = -33011
 OUTPUT_EXISTS = -33012
 UNAUTHORIZED = -33020
+PATH_NOT_ALLOWED = -33021
 MESSAGE_TOO_LARGE = -33030
 ERROR = -33000  # an sbexportd error of no more specific family
 
@@ -48,8 +49,9 @@ HINTS = {
     "not_initialized": "send initialize (then the initialized notification) before any other request",
     "shutting_down": "the connection was shut down; send exit, then connect again",
     "already_initialized": "initialize once per connection",
-    "unauthorized": "present the daemon's token as initialize's initializationOptions.token "
-                    "(the daemon was started with --token or SBEXPORTD_TOKEN)",
+    "unauthorized": "present the daemon's token as initialize's initializationOptions.token: clients find it "
+                    "in the daemon's connection file (protocol.md, Authentication), or SBEXPORTD_TOKEN",
+    "path_not_allowed": "name files and folders inside the daemon's --root folders",
     "file_not_found": "check the path: it is read on the daemon's machine, relative to the daemon's working "
                       "directory",
     "bad_model_file": "pass a Stable Baselines 2 save file (.zip, or a legacy cloudpickle .pkl); the message "

@@ -114,15 +114,24 @@ def register(server) -> None:
 async def open_model(ls, p: Params, req):
     from ..model import BACKENDS
     from ..understand.context import ALGORITHMS
+    from ..understand.spec import ACTIVATIONS
     algo = p.str("algo")
     if algo is not None and algo not in ALGORITHMS:
         raise errors.invalid_params(f"{p.method}: algo must be one of {', '.join(ALGORITHMS)}")
+    activation = p.str("activation")
+    if activation is not None and activation not in ACTIVATIONS:
+        raise errors.invalid_params(f"{p.method}: activation must be one of {', '.join(ACTIVATIONS)}")
     warm = p.str_list("backends", ["numpy"])
     unknown = [b for b in warm if b not in BACKENDS]
     if unknown:
-        raise errors.ServeError(errors.BACKEND_UNAVAILABLE, f"unknown backend {', '.join(unknown)}",
+        raise errors.ServeError(errors.BACKEND_UNAVAILABLE, f"unknown backend {', '.join(unknown)[:200]}",
                                 "backend_unavailable")
-    opts = OpenOptions.make(p.str("path", required=True), p.str("vecnormalize"), algo, p.str("activation"))
+    path, vecnormalize = p.path("path"), p.path("vecnormalize", required=False)
+    roots = ls.daemon.roots
+    roots.check(path, "path")
+    if vecnormalize not in (None, "auto"):
+        roots.check(vecnormalize, "vecnormalize")
+    opts = OpenOptions.make(path, vecnormalize, algo, activation)
     return await ls.daemon.open(ls.conn.id, opts, warm=tuple(warm), progress=req.progress(p.raw), token=req.token)
 
 
@@ -182,6 +191,7 @@ async def export(ls, p: Params, req):
     elif not isinstance(to, str) or not to:
         raise errors.invalid_params(f"{p.method}: to must be a target name, 'a,b', a list of names or 'all'")
     out = p.path("out")
+    ls.daemon.roots.check(out, "out")
     results, failed = await ls.daemon.export(
         p.model_id(), to, out, force=p.bool("force", False), verify=p.bool("verify", True),
         all_or_nothing=p.bool("allOrNothing", False), progress=req.progress(p.raw), token=req.token)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import hmac
 import itertools
 import logging
 import os
@@ -27,9 +26,10 @@ from pygls.protocol import (JsonRPCNotification, JsonRPCRequestMessage, JsonRPCR
                             LanguageServerProtocol, default_converter, lsp_method)
 
 from .. import __version__
-from . import errors
+from . import auth, errors
 from .daemon import CancelToken, Daemon, NullProgress
 from .arrays import Bulky
+from .auth import token_matches
 from .errors import ServeError
 from .framing import (JSON, FdWriter, FrameError, StreamTransport, WsTransport, decode_body,
                       encode_body, read_frame, skip_body, sniff_binary)
@@ -38,6 +38,8 @@ log = logging.getLogger("sbexportd.serve")
 
 READ_LIMIT = 256 << 10  # StreamReader buffer limit (header lines are bounded separately)
 LARGE_BODY = 1 << 20  # bodies parsed on a worker thread
+MAX_HELD = 64  # messages a connection may send while its token is being checked
+STOP_GRACE = 10  # seconds SIGTERM waits for running work before the process exits regardless
 _KIND_OF_CODE = {errors.PARSE_ERROR: "parse_error", errors.INVALID_REQUEST: "invalid_request",
                  errors.METHOD_NOT_FOUND: "method_not_found", errors.INVALID_PARAMS: "invalid_params",
                  errors.INTERNAL_ERROR: "internal", errors.REQUEST_CANCELLED: "cancelled",
@@ -105,13 +107,7 @@ class SbProtocol(LanguageServerProtocol):
         conn = self.conn
         if conn.initialized:
             raise ServeError(errors.INVALID_REQUEST, "already initialized", "already_initialized")
-        token = conn.daemon.token
-        if token is not None:
-            opts = params.initialization_options
-            got = opts.get("token") if isinstance(opts, dict) else None
-            if not isinstance(got, str) or not hmac.compare_digest(got.encode(), token.encode()):
-                raise ServeError(errors.UNAUTHORIZED, "missing or wrong token in initializationOptions.token",
-                                 "unauthorized")
+        # (the token was checked before this was dispatched: Connection.authenticate)
         result = yield from super().lsp_initialize(params)
         result.capabilities.experimental = {"sbexportd": conn.daemon.capabilities()}
         conn.initialized = True
@@ -214,6 +210,7 @@ class Connection:
         self.closed = False
         self.encoding = JSON  # of the last message received: notifications go out in it
         self._reply: dict[Any, str] = {}  # request id -> the encoding its answer goes out in
+        self._held: list | None = None  # messages waiting for an initialize's token check
         self.requests: dict[Any, Request] = {}  # received, not yet answered
         self.server = SbServer(daemon, self)
         self.protocol: SbProtocol = self.server.protocol
@@ -237,6 +234,13 @@ class Connection:
         self.handle(msg, encoding)
 
     def handle(self, msg: Any, encoding: str) -> None:
+        if self._held is not None:  # an initialize is waiting for its token check: keep order
+            if len(self._held) >= MAX_HELD:
+                log.warning("connection %d sent %d messages while its token was checked: closing it",
+                            self.id, MAX_HELD)
+                return self.close()
+            self._held.append((msg, encoding))
+            return None
         self.encoding = encoding
         if not isinstance(msg, dict):
             what = "batches are not supported" if isinstance(msg, list) else "a message must be an object"
@@ -254,6 +258,8 @@ class Connection:
         params = msg.get("params")
         if params is not None and not isinstance(params, (dict, list)):
             return self.send_error(rid, _invalid('"params" must be an object or an array'), encoding)
+        if method == "initialize" and has_id and not self.initialized and self.needs_token:
+            return self.authenticate(msg, rid, encoding)
         if method != "exit":
             if not self.initialized and method != "initialize":
                 if has_id:
@@ -272,6 +278,48 @@ class Connection:
             # in the same read can overtake the start
             self.requests[rid] = Request(self, rid, method)
         return self._dispatch(msg)
+
+    # -- authentication (auth.py) ---------------------------------------------------------
+    @property
+    def needs_token(self) -> bool:
+        return self.kind != "stdio" and self.daemon.token is not None
+
+    def authenticate(self, msg: dict, rid, encoding: str) -> None:
+        """Check initialize's token when the daemon-wide throttle allows; meanwhile
+        this connection's next messages wait (in order). A wrong token is answered
+        -33020 and the connection closed."""
+        self._held = []
+        delay = self.daemon.throttle.reserve()
+        if delay > 0:
+            self.loop.call_later(delay, self._check_token, msg, rid, encoding)
+        else:
+            self._check_token(msg, rid, encoding)
+
+    def _check_token(self, msg: dict, rid, encoding: str) -> None:
+        if self.closed:
+            return
+        params = msg.get("params")
+        opts = params.get("initializationOptions") if isinstance(params, dict) else None
+        ok = token_matches(opts.get("token") if isinstance(opts, dict) else None, self.daemon.token)
+        self.daemon.throttle.settle(ok)
+        held, self._held = self._held, None
+        if not ok:
+            self.daemon.counters["authFailures"] += 1
+            self.send_error(rid, ServeError(errors.UNAUTHORIZED, "missing or wrong token in "
+                                            "initializationOptions.token; the connection is closed",
+                                            "unauthorized"), encoding)
+            return self.close()
+        self._reply[rid] = encoding
+        self.requests[rid] = Request(self, rid, "initialize")
+        self._dispatch(msg)
+        held = held or []
+        for i, (m, enc) in enumerate(held):
+            if self.closed:
+                break
+            if self._held is not None:  # another initialize is being checked: the rest waits for it
+                self._held.extend(held[i:])
+                break
+            self.handle(m, enc)
 
     def _dispatch(self, msg: dict) -> None:
         try:
@@ -497,9 +545,7 @@ async def run_tcp(daemon: Daemon, host: str, port: int) -> asyncio.AbstractServe
         finally:
             conn.close()
 
-    server = await asyncio.start_server(client, host, port, limit=READ_LIMIT)
-    _announce(server.sockets, "tcp")
-    return server
+    return await asyncio.start_server(client, host, port, limit=READ_LIMIT)
 
 
 async def run_ws(daemon: Daemon, host: str, port: int):
@@ -525,9 +571,7 @@ async def run_ws(daemon: Daemon, host: str, port: int):
             await conn.transport.task
 
     # websockets refuses a message over max_size itself (close code 1009)
-    server = await serve(client, host, port, max_size=daemon.max_message_bytes, compression=None)
-    _announce(server.sockets, "ws")
-    return server
+    return await serve(client, host, port, max_size=daemon.max_message_bytes, compression=None)
 
 
 def _announce(sockets, kind: str) -> None:
@@ -537,7 +581,8 @@ def _announce(sockets, kind: str) -> None:
         print(f"sbexportd: listening on {shown}:{port} ({kind})", file=sys.stderr, flush=True)
 
 
-async def serve_async(daemon: Daemon, transport: str, host: str | None = None, port: int | None = None) -> int:
+async def serve_async(daemon: Daemon, transport: str, host: str | None = None, port: int | None = None,
+                      connection_file: str | None = None) -> int:
     loop = asyncio.get_running_loop()
     stop: asyncio.Future = loop.create_future()
 
@@ -553,11 +598,18 @@ async def serve_async(daemon: Daemon, transport: str, host: str | None = None, p
     if transport == "stdio":
         task = asyncio.ensure_future(run_stdio(daemon, stop))
         task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or on_signal())
-    elif transport == "tcp":
-        server = await run_tcp(daemon, host, port)
     else:
-        server = await run_ws(daemon, host, port)
-    code = await stop
+        server = await (run_tcp if transport == "tcp" else run_ws)(daemon, host, port)
+        bound_host, bound_port = server.sockets[0].getsockname()[:2]
+        info = auth.connection_info(transport, bound_host, bound_port, daemon.token)
+        written = auth.write_connection_file(info, connection_file)  # before the line clients wait for
+        print(f"sbexportd: connection file {written}", file=sys.stderr, flush=True)
+        _announce(server.sockets, transport)
+    try:
+        code = await stop
+    finally:
+        if server is not None:
+            auth.remove_connection_file(written)
     if server is not None:
         server.close()
     for conn in list(daemon.connections):
@@ -568,13 +620,21 @@ async def serve_async(daemon: Daemon, transport: str, host: str | None = None, p
     return code
 
 
-def serve(transport: str, host: str | None = None, port: int | None = None, **daemon_options) -> int:
+def serve(transport: str, host: str | None = None, port: int | None = None, *,
+          connection_file: str | None = None, **daemon_options) -> int:
     daemon = Daemon(**daemon_options)
+    code = 1
     try:
+        main = serve_async(daemon, transport, host, port, connection_file)
         try:
             import uvloop
-            return uvloop.run(serve_async(daemon, transport, host, port))
+            code = uvloop.run(main)
         except ImportError:
-            return asyncio.run(serve_async(daemon, transport, host, port))
+            code = asyncio.run(main)
+        return code
     finally:
         daemon.close_all()
+        if not daemon.wait_idle(STOP_GRACE):  # a thread stuck in a converter, a device, ...: do not hang
+            log.warning("work still running %d s after the stop: exiting anyway", STOP_GRACE)
+            sys.stderr.flush()
+            os._exit(code)
