@@ -83,7 +83,10 @@ def _decode_binary(value: dict, what: str) -> np.ndarray:
     dt = np.dtype(dtype).newbyteorder("<")
     count = math.prod(shape)
     if isinstance(data, list):
-        a = np.asarray(data, dtype=dt)
+        try:
+            a = np.asarray(data, dtype=dt)
+        except (ValueError, TypeError, OverflowError) as e:  # strings, nulls, 1000 as int8
+            raise ArrayError(f"{what}: data must be numbers that fit {dtype} ({type(e).__name__})") from None
         if a.ndim != 1 or a.size != count:
             raise ArrayError(f"{what}: data has {a.size} values, shape {shape} needs {count}")
         return a.reshape(shape)

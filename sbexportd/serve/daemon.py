@@ -225,7 +225,11 @@ class Daemon:
                     "exportCache": self.exports.status(),
                     "requests": {"served": c["served"], "failed": c["failed"], "inFlight": self.in_flight,
                                  "byMethod": dict(self.by_method)},
-                    "connections": {"open": len(self.connections), "total": self.connections_total}}
+                    "connections": {"open": len(self.connections), "total": self.connections_total},
+                    "security": {"auth": self.token is not None, "roots": self.roots.describe(),
+                                 "allowedOrigins": list(self.allow_origins),
+                                 "refused": {"auth": c["authFailures"], "origin": c["originRefused"],
+                                             "http": c["httpRefused"]}}}
 
     # -- connections -----------------------------------------------------------------
     def connection_opened(self, conn) -> None:

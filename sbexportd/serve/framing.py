@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -36,11 +37,26 @@ SKIP_CHUNK = 1 << 20
 
 class FrameError(Exception):
     """A frame that cannot be read. `resync`: its length is unknown, so the reader
-    must look for the next Content-Length header; `fatal`: the stream is unusable."""
+    must look for the next Content-Length header; `fatal`: the stream is unusable;
+    `error` None: close without an answer."""
 
-    def __init__(self, error: ServeError, *, resync: bool = False, fatal: bool = False, skip: int = 0):
-        super().__init__(error.message)
+    def __init__(self, error: ServeError | None, *, resync: bool = False, fatal: bool = False, skip: int = 0):
+        super().__init__(error.message if error is not None else "refused")
         self.error, self.resync, self.fatal, self.skip = error, resync, fatal, skip
+
+
+# A web page can make a browser send an HTTP request to any host and port, and an
+# HTTP request carries a body the page chose: with Content-Length headers of its own
+# making, that body would be read as our frame. No LSP client sends a request line
+# or a Host / Origin header, so a connection that does is closed unanswered (as
+# Redis does against cross-protocol scripting).
+_HTTP_REQUEST_LINE = re.compile(rb"^[A-Z]{3,10} \S+ HTTP/\d", re.I)
+_HTTP_ONLY_HEADERS = (b"host:", b"origin:")
+
+
+def looks_like_http(line: bytes) -> bool:
+    head = line.lstrip()[:16].lower()
+    return bool(_HTTP_REQUEST_LINE.match(line.lstrip())) or head.startswith(_HTTP_ONLY_HEADERS)
 
 
 def _bad(message: str, kind: str = "bad_frame", code: int = errors.PARSE_ERROR) -> ServeError:
@@ -83,6 +99,8 @@ async def read_frame(reader: asyncio.StreamReader, max_bytes: int, resync: bool 
             if resync:
                 continue
             raise FrameError(_bad(f"a header line is longer than {MAX_HEADER_LINE} bytes"), resync=True) from None
+        if looks_like_http(line):
+            raise FrameError(None, fatal=True)
         if resync:  # garbage until a Content-Length header, possibly glued to the end of a body
             at = line.lower().find(b"content-length:")
             if at < 0:
@@ -165,7 +183,10 @@ def decode_body(body: bytes, encoding: str) -> Any:
 def encode_body(message: dict, encoding: str) -> bytes:
     if encoding == MSGPACK:
         return msgpack.packb(message, default=msgpack_default, use_bin_type=True)
-    return json.dumps(message, default=json_default, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    try:
+        return json.dumps(message, default=json_default, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (an id sent as "\ud800"): give it back as the same escape
+        return json.dumps(message, default=json_default, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
 def sniff_binary(data: bytes) -> str:

@@ -168,6 +168,8 @@ async def predict(ls, p: Params, req):
     encoding = p.encoding()
     deterministic = p.bool("deterministic", True)
     seed = p.int("seed")
+    if seed is not None and not 0 <= seed < 2**128:  # NumPy's generators take non-negative seeds
+        raise errors.invalid_params(f"{p.method}: seed must be a non-negative integer below 2**128")
     wanted = p.str_list("outputs")
     if _large(p.raw.get("obs")):  # building a big array from nested lists takes a while: not on the loop
         obs, state, mask = await daemon.run(daemon.work, _array_params, p)

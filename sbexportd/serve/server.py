@@ -457,6 +457,11 @@ async def serve_stream(conn: Connection, reader: asyncio.StreamReader) -> None:
             try:
                 frame = await read_frame(reader, conn.daemon.max_message_bytes, resync)
             except FrameError as fe:
+                if fe.error is None:  # an HTTP request (a web page): closed, unanswered (framing.py)
+                    log.warning("connection %d sent an HTTP request, not LSP frames: closed (a web page "
+                                "trying to reach the daemon?)", conn.id)
+                    conn.daemon.counters["httpRefused"] += 1
+                    break
                 conn.send_error(None, fe.error, conn.encoding)
                 if fe.fatal or (fe.skip and not await skip_body(reader, fe.skip)):
                     break
@@ -570,8 +575,21 @@ async def run_ws(daemon: Daemon, host: str, port: int):
             conn.close()
             await conn.transport.task
 
-    # websockets refuses a message over max_size itself (close code 1009)
-    return await serve(client, host, port, max_size=daemon.max_message_bytes, compression=None)
+    # websockets refuses a message over max_size itself (close code 1009), and a
+    # handshake whose Origin header is not allowed (403): browsers send one, so a web
+    # page cannot drive the daemon (clients that are not browsers send none)
+    return await serve(client, host, port, max_size=daemon.max_message_bytes, compression=None,
+                       origins=[None, *daemon.allow_origins], process_response=_count_refused(daemon))
+
+
+def _count_refused(daemon: Daemon):
+    def process_response(connection, request, response):
+        if response.status_code == 403:
+            daemon.counters["originRefused"] += 1
+            log.warning("refused a WebSocket handshake from origin %r (--allow-origin lets one in)",
+                        (request.headers.get("Origin") or "")[:100])
+        return None
+    return process_response
 
 
 def _announce(sockets, kind: str) -> None:
