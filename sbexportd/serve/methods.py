@@ -13,6 +13,8 @@ from typing import Any
 
 from . import errors
 from .arrays import JSON_ENCODINGS, ArrayError, Bulky, Out, decode, is_encoded
+from ..errors import SbExportError
+from ..export.transaction import check_out
 from .daemon import OpenOptions
 
 METHODS: dict[str, Any] = {}
@@ -194,6 +196,10 @@ async def export(ls, p: Params, req):
         raise errors.invalid_params(f"{p.method}: to must be a target name, 'a,b', a list of names or 'all'")
     out = p.path("out")
     ls.daemon.roots.check(out, "out")
+    try:  # (the export transaction checks it again; a bad out is a bad param)
+        check_out(out, forbidden=[ls.daemon.exports.root])
+    except SbExportError as e:
+        raise errors.invalid_params(f"{p.method}: out: {e}") from None
     results, failed = await ls.daemon.export(
         p.model_id(), to, out, force=p.bool("force", False), verify=p.bool("verify", True),
         all_or_nothing=p.bool("allOrNothing", False), progress=req.progress(p.raw), token=req.token)
