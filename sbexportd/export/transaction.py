@@ -60,13 +60,14 @@ class Transaction:
 
     # -- lifecycle ----------------------------------------------------------------------
     def __enter__(self) -> "Transaction":
-        self.open()
-        return self
+        return self  # (opened by the first stage(): nothing appears in `out` before there is something to stage)
 
     def __exit__(self, kind, value, tb) -> None:
         self.close()
 
     def open(self) -> None:
+        if self.txn is not None:
+            return
         if self.out.exists():
             sweep(self.out)
         else:
@@ -93,6 +94,7 @@ class Transaction:
     # -- staging ------------------------------------------------------------------------
     def stage(self, name: str) -> Path:
         """An empty folder (with the umask's permissions) to make target `name` in."""
+        self.open()
         folder = self.txn / "new" / name
         if folder.exists():
             _remove(folder)
@@ -104,12 +106,13 @@ class Transaction:
 
     def failed(self, name: str, error: SbExportError) -> None:
         self.errors[name] = error
-        folder = self.txn / "new" / name
-        if os.path.lexists(folder):
-            _remove(folder)
+        if self.txn is not None and os.path.lexists(self.txn / "new" / name):
+            _remove(self.txn / "new" / name)
 
     # -- installing ---------------------------------------------------------------------
     def commit(self) -> dict[str, Path]:
+        if not self._ready:
+            return {}
         self._journal("installing")
         for name in self._ready:
             try:

@@ -54,24 +54,40 @@ class ExportCache:
         txn = Transaction(out, names, force=force, all_or_nothing=all_or_nothing, forbidden=[self.root])
         names = txn.names
         progress.begin(f"exporting {entry.model.archive.path.name} to {', '.join(names)}")
-        infos: dict[str, dict] = {}
+        made: dict[str, tuple[Path, bool, float]] = {}
         try:
             with txn:
+                # first every target in the cache (minutes for some), then into `out` at once
                 for i, name in enumerate(names):
                     token.check("export")
                     try:
-                        infos[name] = self._stage(entry, name, i, len(names), txn, verify, progress, token)
+                        made[name] = self._make_or_find(entry, name, i, len(names), txn, verify, progress, token)
                     except Cancelled:
                         raise
                     except SbExportError as e:
                         if all_or_nothing:
                             raise
                         txn.failed(name, e)
+                token.check("export")
+                infos = {}
+                for name, (folder, hit, seconds) in made.items():
+                    try:
+                        infos[name] = self._copy(name, folder, hit, seconds, txn)
+                    except SbExportError as e:
+                        if all_or_nothing:
+                            raise
+                        txn.failed(name, e)
                         continue
+                    finally:
+                        if self.max == 0:
+                            shutil.rmtree(folder.parent, ignore_errors=True)
                     txn.ready(name)
                 token.check("export")
                 installed = txn.commit()
         except BaseException:
+            if self.max == 0:
+                for folder, _, _ in made.values():
+                    shutil.rmtree(folder.parent, ignore_errors=True)
             progress.end("cancelled" if token.cancelled() else "failed")
             raise
         progress.end("done" if not txn.errors else f"failed: {', '.join(txn.errors)}")
@@ -84,8 +100,8 @@ class ExportCache:
                 results.append(info)
         return results, [(n, txn.errors[n]) for n in names if n in txn.errors]
 
-    def _stage(self, entry, name, i, n, txn: Transaction, verify, progress, token) -> dict:
-        """Find or make the export of one target, and copy it into the transaction."""
+    def _make_or_find(self, entry, name, i, n, txn: Transaction, verify, progress, token) -> tuple[Path, bool, float]:
+        """(folder in the cache, found there, seconds) of one target: made if not cached."""
         start = time.perf_counter()
 
         def step(target: str, stage: str, fraction: float) -> None:
@@ -93,28 +109,29 @@ class ExportCache:
             progress.report(f"{target}: {stage}", 100.0 * (i + fraction) / n)
 
         key = hashlib.sha256(json.dumps([entry.identity, name, bool(verify)]).encode()).hexdigest()[:32]
-        with self._key_lock(key):  # two requests for the same export: one makes it, the other copies it
+        with self._key_lock(key):  # two requests for the same export: one makes it, the other finds it
             folder, hit = self._get(key), True
             if folder is None:
                 hit = False
                 folder = self._make(entry, name, key, verify, step, token, txn.out / name)
-            token.check("export")
-            try:
-                stage = txn.stage(name)
-                shutil.copytree(folder, stage, dirs_exist_ok=True)
-                manifest = json.loads((stage / "manifest.json").read_text())
-            except OSError as e:  # (shutil.Error too) the output's disk is full, ...
-                raise ExportError(f"cannot write the export: {getattr(e, 'strerror', None) or 'copy failed'}",
-                                  txn.out / name) from e
-            finally:
-                if self.max == 0:
-                    shutil.rmtree(folder.parent, ignore_errors=True)
         if hit:
             progress.report(f"{name}: cached", 100.0 * (i + 1) / n)
+        return folder, hit, time.perf_counter() - start
+
+    def _copy(self, name: str, folder: Path, hit: bool, seconds: float, txn: Transaction) -> dict:
+        """Copy a made target into the transaction; its result."""
+        start = time.perf_counter()
+        try:
+            stage = txn.stage(name)
+            shutil.copytree(folder, stage, dirs_exist_ok=True)
+            manifest = json.loads((stage / "manifest.json").read_text())
+        except OSError as e:  # (shutil.Error too) the output's disk is full, the cache entry was evicted, ...
+            raise ExportError(f"cannot write the export: {getattr(e, 'strerror', None) or 'copy failed'}",
+                              txn.out / name) from e
         files = manifest.get("files", [])
         return {"target": name, "ok": True, "path": None, "files": files,
                 "bytes": sum(f.get("bytes", 0) for f in files), "parity": manifest.get("parity"),
-                "manifest": manifest, "cached": hit, "seconds": round(time.perf_counter() - start, 4)}
+                "manifest": manifest, "cached": hit, "seconds": round(seconds + time.perf_counter() - start, 4)}
 
     def _make(self, entry, name, key, verify, step, token, shown_as: Path) -> Path:
         from ..export.core import build_target

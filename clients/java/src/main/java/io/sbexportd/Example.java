@@ -14,11 +14,13 @@ import java.util.Random;
  *
  * <pre>
  * java -cp sbexportd-client.jar:gson.jar:msgpack-core.jar io.sbexportd.Example \
- *     [--python .venv/bin/python | --connect HOST:PORT] [--token T] [--out DIR] [--batch N] MODEL
+ *     [--python .venv/bin/python | --connect HOST:PORT] [--out DIR] [--batch N] MODEL
  * </pre>
  *
  * With {@code --python} (the default: {@code python3}) it starts its own daemon
  * ({@code python -m sbexportd.cli serve --tcp 127.0.0.1:0}) and stops it at the end.
+ * With {@code --connect} the token comes from that daemon's connection file (or
+ * {@code $SBEXPORTD_TOKEN}): never from the command line, where {@code ps} shows it.
  * Exit status 0 when the two answers agree (the parity rule), 1 when they do not.
  */
 public final class Example {
@@ -28,21 +30,20 @@ public final class Example {
 
     @SuppressWarnings("unchecked")
     public static int run(String[] args) throws Exception {
-        String python = "python3", connect = null, token = null, model = null;
+        String python = "python3", connect = null, model = null;
         Path out = null;
         int batch = 4;
         for (int i = 0; i < args.length; i++) {
             switch (args[i]) {
                 case "--python": python = args[++i]; break;
                 case "--connect": connect = args[++i]; break;
-                case "--token": token = args[++i]; break;
                 case "--out": out = Paths.get(args[++i]); break;
                 case "--batch": batch = Integer.parseInt(args[++i]); break;
                 default: model = args[i];
             }
         }
         if (model == null) {
-            System.err.println("usage: Example [--python PY | --connect HOST:PORT] [--token T] [--out DIR] "
+            System.err.println("usage: Example [--python PY | --connect HOST:PORT] [--out DIR] "
                     + "[--batch N] MODEL");
             return 2;
         }
@@ -62,7 +63,7 @@ public final class Example {
                 client = daemon.connect();
             }
             try (SbExportClient c = client) {
-                c.initialize(token);
+                c.initialize();
                 System.out.printf("daemon   sbexportd %s (protocol %s)%n", c.serverInfo().get("version"),
                         c.serverInfo().get("protocolVersion"));
 
@@ -83,8 +84,8 @@ public final class Example {
                 remote.outputs().forEach((k, v) -> System.out.printf("  %-9s %s%n", k, v));
 
                 // 3. export to the portable format
-                Map<String, Object> exported = c.export(id, "portable", out.toString(), true);
-                Map<String, Object> result = ((List<Map<String, Object>>) exported.get("results")).get(0);
+                ExportResult exported = c.export(id, "portable", out.toString(), true);
+                Map<String, Object> result = exported.result("portable");
                 System.out.printf("%nexport   portable -> %s (%s bytes, parity %s)%n", result.get("path"),
                         result.get("bytes"), ((Map<String, Object>) result.get("parity")).get("passed"));
 

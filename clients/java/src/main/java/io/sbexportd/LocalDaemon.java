@@ -6,10 +6,13 @@ import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayDeque;
+import java.nio.file.Paths;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Collections;
 import java.util.Deque;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -24,17 +27,20 @@ import java.util.regex.Pattern;
  */
 public final class LocalDaemon implements AutoCloseable {
     static final Pattern LISTENING = Pattern.compile("^sbexportd: listening on (\\S+):(\\d+) \\(tcp\\)\\s*$");
+    static final Pattern CONNECTION_FILE = Pattern.compile("^sbexportd: connection file (.+?)\\s*$");
 
     private final Process process;
     private final String host;
     private final int port;
     private final Deque<String> log;
+    private final ConnectionFile connection;
 
-    private LocalDaemon(Process process, String host, int port, Deque<String> log) {
+    private LocalDaemon(Process process, String host, int port, Deque<String> log, ConnectionFile connection) {
         this.process = process;
         this.host = host;
         this.port = port;
         this.log = log;
+        this.connection = connection;
     }
 
     /** {@code python -m sbexportd.cli serve --tcp 127.0.0.1:0 [extraArgs]}. */
@@ -47,9 +53,18 @@ public final class LocalDaemon implements AutoCloseable {
 
     /** Any command that runs {@code sbexportd serve --tcp ...}. */
     public static LocalDaemon start(List<String> command, Duration timeout) throws IOException {
-        Process p = new ProcessBuilder(command).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+        return start(command, Collections.emptyMap(), timeout);
+    }
+
+    /** Any command that runs {@code sbexportd serve --tcp ...}, with more environment variables. */
+    public static LocalDaemon start(List<String> command, Map<String, String> env, Duration timeout)
+            throws IOException {
+        ProcessBuilder pb = new ProcessBuilder(command).redirectOutput(ProcessBuilder.Redirect.DISCARD);
+        pb.environment().putAll(env);
+        Process p = pb.start();
         Deque<String> log = new ArrayDeque<>();
         CompletableFuture<String[]> ready = new CompletableFuture<>();
+        String[] connectionFile = new String[1];
         Thread drain = new Thread(() -> {
             try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getErrorStream(),
                     StandardCharsets.UTF_8))) {
@@ -60,6 +75,10 @@ public final class LocalDaemon implements AutoCloseable {
                         if (log.size() > 200) {
                             log.removeFirst();
                         }
+                    }
+                    Matcher cf = CONNECTION_FILE.matcher(line);
+                    if (cf.matches()) {
+                        connectionFile[0] = cf.group(1);
                     }
                     Matcher m = LISTENING.matcher(line);
                     if (!ready.isDone() && m.matches()) {
@@ -75,7 +94,9 @@ public final class LocalDaemon implements AutoCloseable {
         drain.start();
         try {
             String[] hp = ready.get(timeout.toMillis(), TimeUnit.MILLISECONDS);
-            return new LocalDaemon(p, hp[0], Integer.parseInt(hp[1]), log);
+            // the daemon writes its connection file before it says it listens
+            ConnectionFile cf = connectionFile[0] == null ? null : ConnectionFile.read(Paths.get(connectionFile[0]));
+            return new LocalDaemon(p, hp[0], Integer.parseInt(hp[1]), log, cf);
         } catch (ExecutionException | TimeoutException | InterruptedException e) {
             p.destroyForcibly();
             if (e instanceof InterruptedException) {
@@ -110,12 +131,22 @@ public final class LocalDaemon implements AutoCloseable {
         }
     }
 
+    /** The daemon's connection file (its token), or null if it wrote none. */
+    public ConnectionFile connectionFile() {
+        return connection;
+    }
+
+    /** A connection to this daemon, with its token (from its connection file) for initialize. */
     public SbExportClient connect() throws IOException {
-        return SbExportClient.connect(host, port);
+        return connect(new SbExportClient.Options());
     }
 
     public SbExportClient connect(SbExportClient.Options options) throws IOException {
-        return SbExportClient.connect(host, port, options);
+        SbExportClient.Options o = options.copy();
+        if (o.token == null && o.connectionFile == null && connection != null) {
+            o.connectionFile(connection.path());
+        }
+        return SbExportClient.connect(host, port, o);
     }
 
     /** SIGTERM, then a kill after 10 s. */

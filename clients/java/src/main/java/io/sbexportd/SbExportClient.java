@@ -12,6 +12,7 @@ import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.net.SocketTimeoutException;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Base64;
@@ -20,6 +21,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
@@ -55,7 +57,7 @@ import com.google.gson.JsonPrimitive;
  *
  * <pre>{@code
  * try (SbExportClient c = SbExportClient.connect("127.0.0.1", 8765)) {
- *     c.initialize(null);
+ *     c.initialize();
  *     String id = c.openModel("agent.zip");
  *     Prediction p = c.predict(id, NdArray.of(new float[] {0.1f, 0.2f, 0.3f, 0.4f}, 1, 4));
  * }
@@ -86,6 +88,24 @@ public final class SbExportClient implements AutoCloseable {
         Duration requestTimeout = Duration.ofSeconds(120);
         Encoding encoding = Encoding.MSGPACK;
         int maxMessageBytes = 256 << 20;
+        String token;
+        Path connectionFile;
+
+        /**
+         * The daemon's token. By default the client finds it: in {@link #connectionFile},
+         * else in the connection file of the daemon at the host and port connected to
+         * ({@link ConnectionFile#find}), else in {@code $SBEXPORTD_TOKEN}.
+         */
+        public Options token(String t) {
+            token = t;
+            return this;
+        }
+
+        /** Read host, port and token from this connection file (the daemon's --connection-file). */
+        public Options connectionFile(Path p) {
+            connectionFile = p;
+            return this;
+        }
 
         public Options connectTimeout(Duration d) {
             connectTimeout = d;
@@ -111,7 +131,7 @@ public final class SbExportClient implements AutoCloseable {
 
         Options copy() {
             return new Options().connectTimeout(connectTimeout).requestTimeout(requestTimeout).encoding(encoding)
-                    .maxMessageBytes(maxMessageBytes);
+                    .maxMessageBytes(maxMessageBytes).token(token).connectionFile(connectionFile);
         }
     }
 
@@ -160,9 +180,11 @@ public final class SbExportClient implements AutoCloseable {
     private volatile boolean closed;
     private volatile boolean initialized;
     private volatile Map<String, Object> serverInfo = Collections.emptyMap();
+    private final String token;
 
-    private SbExportClient(Socket socket, Options options) throws IOException {
+    private SbExportClient(Socket socket, Options options, String token) throws IOException {
         this.options = options;
+        this.token = token;
         this.socket = socket;
         this.in = new BufferedInputStream(socket.getInputStream(), 1 << 16);
         this.out = new BufferedOutputStream(socket.getOutputStream(), 1 << 16);
@@ -171,12 +193,39 @@ public final class SbExportClient implements AutoCloseable {
         this.reader.start();
     }
 
+    /**
+     * Connect to the running daemon this user started last (the newest live TCP connection
+     * file, see {@link ConnectionFile}), or to the one {@link Options#connectionFile} names.
+     */
+    public static SbExportClient connect(Options options) throws IOException {
+        ConnectionFile f;
+        if (options.connectionFile != null) {
+            f = ConnectionFile.read(options.connectionFile);
+        } else {
+            f = ConnectionFile.find(null, null).orElseThrow(() -> new IOException(
+                    "no running sbexportd daemon found: no live connection file in " + ConnectionFile.runtimeDir()
+                            + " (start one with `sbexportd serve --tcp 127.0.0.1:0`, or give its host and port)"));
+        }
+        return connect(f.host(), f.port(), options.copy().connectionFile(f.path()));
+    }
+
+    public static SbExportClient connect() throws IOException {
+        return connect(new Options());
+    }
+
     public static SbExportClient connect(String host, int port) throws IOException {
         return connect(host, port, new Options());
     }
 
     public static SbExportClient connect(String host, int port, Options options) throws IOException {
         Options o = options.copy();
+        String token = o.token;
+        if (token == null && o.connectionFile != null) {
+            token = ConnectionFile.read(o.connectionFile).token();
+        } else if (token == null) {
+            Optional<ConnectionFile> found = ConnectionFile.find(host, port);
+            token = found.isPresent() ? found.get().token() : System.getenv("SBEXPORTD_TOKEN");
+        }
         Socket s = new Socket();
         try {
             s.setTcpNoDelay(true);
@@ -185,7 +234,7 @@ public final class SbExportClient implements AutoCloseable {
             s.close();
             throw new IOException("cannot connect to sbexportd at " + host + ":" + port + ": " + e.getMessage(), e);
         }
-        return new SbExportClient(s, o);
+        return new SbExportClient(s, o, token);
     }
 
     /** Called on the reader thread for every notification (method, params) the daemon sends. */
@@ -204,13 +253,22 @@ public final class SbExportClient implements AutoCloseable {
 
     // ---------------------------------------------------------------- the protocol's methods
 
+    /** {@link #initialize(String)} with the token found at connect (see {@link Options#token}). */
+    public Map<String, Object> initialize() throws IOException {
+        return initialize(null);
+    }
+
     /**
-     * {@code initialize} (with {@code initializationOptions.token} when {@code token} is not
-     * null), then the {@code initialized} notification. Returns the result; throws if the
-     * daemon speaks another major protocol version.
+     * {@code initialize} with {@code initializationOptions.token} ({@code token}, or when null
+     * the one found at connect, if any), then the {@code initialized} notification. Returns
+     * the result; throws if the daemon speaks another major protocol version. A wrong token
+     * is answered {@link SbExportException#UNAUTHORIZED} and the daemon closes the connection.
      */
     @SuppressWarnings("unchecked")
     public Map<String, Object> initialize(String token) throws IOException {
+        if (token == null) {
+            token = this.token;
+        }
         Map<String, Object> p = new LinkedHashMap<>();
         p.put("processId", ProcessHandle.current().pid());
         p.put("clientInfo", map("name", "sbexportd-java", "version", VERSION));
@@ -348,16 +406,18 @@ public final class SbExportClient implements AutoCloseable {
     }
 
     /** {@code sbexport/export} of a model to targets ("portable", "onnx,tflite", "all") under {@code out}. */
-    public Map<String, Object> export(String modelId, String to, String out, boolean force) throws IOException {
+    public ExportResult export(String modelId, String to, String out, boolean force) throws IOException {
         return export(modelId, map("to", to, "out", out, "force", force), null);
     }
 
     /**
-     * {@code sbexport/export} with any params (to, out, force, verify). {@code progress}
-     * (may be null) receives each {@code $/progress} value on the reader thread.
+     * {@code sbexport/export} with any params (to, out, force, verify, allOrNothing).
+     * {@code progress} (may be null) receives each {@code $/progress} value on the reader
+     * thread. Targets that failed are in {@link ExportResult#failed()}; when none could be
+     * made, the request throws.
      */
-    public Map<String, Object> export(String modelId, Map<String, Object> params,
-                                      Consumer<Map<String, Object>> progressListener) throws IOException {
+    public ExportResult export(String modelId, Map<String, Object> params,
+                               Consumer<Map<String, Object>> progressListener) throws IOException {
         Map<String, Object> p = new LinkedHashMap<>(params);
         p.put("modelId", modelId);
         String token = null;
@@ -367,7 +427,7 @@ public final class SbExportClient implements AutoCloseable {
             progress.put(token, progressListener);
         }
         try {
-            return asMap(call("sbexport/export", p), "sbexport/export");
+            return new ExportResult(asMap(call("sbexport/export", p), "sbexport/export"));
         } finally {
             if (token != null) {
                 progress.remove(token);

@@ -30,6 +30,7 @@ public class SbExportException extends IOException {
     public static final int PARITY_FAILED = -33011;
     public static final int OUTPUT_EXISTS = -33012;
     public static final int UNAUTHORIZED = -33020;
+    public static final int PATH_NOT_ALLOWED = -33021;
     public static final int MESSAGE_TOO_LARGE = -33030;
 
     private final int code;

@@ -173,10 +173,11 @@ class SbExportClientTest {
         Map<String, Object> p = new LinkedHashMap<>();
         p.put("to", "portable");
         p.put("out", tmp.toString());
-        Map<String, Object> result = msgpack.export(id, p, progress::add);
-        @SuppressWarnings("unchecked")
-        Map<String, Object> r = ((List<Map<String, Object>>) result.get("results")).get(0);
+        ExportResult result = msgpack.export(id, p, progress::add);
+        Map<String, Object> r = result.results().get(0);
         assertEquals("portable", r.get("target"));
+        assertTrue(result.complete());
+        assertTrue(result.failed().isEmpty());
         assertFalse(progress.isEmpty(), "no $/progress");
         assertEquals("begin", progress.get(0).get("kind"));
         assertEquals("end", progress.get(progress.size() - 1).get("kind"));
@@ -285,14 +286,27 @@ class SbExportClientTest {
 
     @Test
     void tokenShutdownAndClose() throws IOException {
-        try (LocalDaemon guarded = LocalDaemon.start(TestData.PYTHON, "--token", "s3cret")) {
+        String secret = "s3cret-from-the-environment";
+        try (LocalDaemon guarded = LocalDaemon.start(java.util.List.of(TestData.PYTHON, "-m", "sbexportd.cli", "serve",
+                "--tcp", "127.0.0.1:0"), Map.of("SBEXPORTD_TOKEN", secret), java.time.Duration.ofSeconds(60))) {
+            assertEquals(secret, guarded.connectionFile().token());
             try (SbExportClient c = guarded.connect()) {
-                SbExportException e = assertThrows(SbExportException.class, () -> c.initialize("wrong"));
+                SbExportException e = assertThrows(SbExportException.class, () -> c.initialize("wrong-token-0123456789"));
                 assertEquals(SbExportException.UNAUTHORIZED, e.code());
                 assertEquals("unauthorized", e.kind());
             }
+            // found by itself: the connection file of the daemon at this host and port
+            try (SbExportClient c = SbExportClient.connect(guarded.host(), guarded.port())) {
+                c.initialize();
+                assertEquals(Boolean.TRUE, ((Map<?, ?>) c.status().get("security")).get("auth"));
+            }
+            try (SbExportClient c = SbExportClient.connect(new SbExportClient.Options()
+                    .connectionFile(guarded.connectionFile().path()))) {
+                c.initialize();
+                assertNotNull(c.status().get("pid"));
+            }
             try (SbExportClient c = guarded.connect()) {
-                c.initialize("s3cret");
+                c.initialize(secret);
                 assertNotNull(c.status().get("pid"));
                 c.shutdown();
                 SbExportException e = assertThrows(SbExportException.class, c::status);
@@ -315,11 +329,39 @@ class SbExportClientTest {
         assertThrows(IOException.class, c::status);
     }
 
+    /** A target that fails is reported in ExportResult.failed(); the others are written. */
+    @Test
+    void aFailedTargetIsReportedAndTheOthersKept(@TempDir Path tmp) throws IOException {
+        Map<String, String> env = Map.of("PYTHONPATH", TestData.ROOT.resolve("tests/fakes") + java.io.File.pathSeparator
+                + TestData.ROOT, "SBEXPORTD_TEST_FAULTS", "portable-parity");
+        try (LocalDaemon faulty = LocalDaemon.start(java.util.List.of(TestData.PYTHON, "-m", "sbexportd.cli", "serve",
+                "--tcp", "127.0.0.1:0"), env, java.time.Duration.ofSeconds(60));
+             SbExportClient c = faulty.connect()) {
+            c.initialize();
+            String id = (String) c.open(model("ppo2_mlp_vec_box").toString()).get("modelId");
+            ExportResult r = c.export(id, Map.of("to", java.util.List.of("params", "portable"), "out", tmp.toString()),
+                    null);
+            assertFalse(r.complete());
+            assertEquals("params", r.results().get(0).get("target"));
+            assertNull(r.result("portable"));
+            assertEquals(1, r.failed().size());
+            assertEquals("portable", r.failed().get(0).target());
+            assertEquals(SbExportException.PARITY_FAILED, r.failed().get(0).error().code());
+            assertEquals("parity_failed", r.failed().get(0).error().kind());
+            assertTrue(Files.isDirectory(tmp.resolve("params")));
+            assertFalse(Files.exists(tmp.resolve("portable")));
+            SbExportException e = assertThrows(SbExportException.class, () -> c.export(id, Map.of("to", "portable",
+                    "out", tmp.resolve("b").toString()), null));
+            assertEquals(SbExportException.PARITY_FAILED, e.code());
+        }
+    }
+
     /** A request that outlives the timeout is cancelled; the connection goes on. */
     @Test
     void timeoutCancelsAndTheConnectionGoesOn(@TempDir Path tmp) throws Exception {
         try (SbExportClient c = daemon.connect(new SbExportClient.Options().requestTimeout(java.time.Duration.ofMillis(1)))) {
-            c.call("initialize", Map.of("processId", 1, "capabilities", Map.of()), SbExportClient.Encoding.MSGPACK,
+            c.call("initialize", Map.of("processId", 1, "capabilities", Map.of(), "initializationOptions",
+                    Map.of("token", daemon.connectionFile().token())), SbExportClient.Encoding.MSGPACK,
                     java.time.Duration.ofSeconds(30));
             String id = open(msgpack, "sac_lncnn_img_box");
             assertThrows(java.net.SocketTimeoutException.class,
