@@ -6,6 +6,7 @@ import { createConnection } from "node:net";
 import rpc from "vscode-jsonrpc/node";
 
 import { decodeWire, encodeWire, isNDArray, isTypedArray, isWireArray, toNDArray } from "./arrays.js";
+import { findConnection, readConnectionFile, runtimeDir } from "./connection.js";
 import { CancelledError, ConnectionError, ErrorCodes, SbexportdError, fromRpcError } from "./errors.js";
 import { FrameReader, FrameWriter, markMsgpack } from "./transport.js";
 
@@ -20,14 +21,31 @@ let clientCount = 0;
 
 /**
  * Connect to a daemon and initialize the connection.
+ *   connect()                                   the running daemon this user started last (its connection file)
+ *   connect({connectionFile})                   the daemon that connection file describes
  *   connect({port, host})                       a daemon listening on TCP (sbexportd serve --tcp)
  *   connect({spawn: {python, args, cwd, env}})  start `python -m sbexportd.cli serve --stdio` and talk on its pipes
- * Options: encoding ("msgpack" default, or "json"), token (initializationOptions.token).
+ * Options: encoding ("msgpack" default, or "json"), token (initializationOptions.token; by
+ * default the token of the daemon's connection file, else $SBEXPORTD_TOKEN).
  */
 export async function connect(options = {}) {
   const encoding = options.encoding ?? "msgpack";
   if (encoding !== "msgpack" && encoding !== "json") throw new TypeError(`encoding must be "msgpack" or "json"`);
   let readable, writable, child = null, socket = null;
+  let token = options.token ?? null;
+  if (!options.spawn && options.port === undefined) { // find the daemon
+    const info = options.connectionFile ? readConnectionFile(options.connectionFile) : findConnection();
+    if (!info) {
+      throw new ConnectionError(`no running sbexportd daemon found: no live connection file in ${runtimeDir()} `
+        + "(start one with `sbexportd serve --tcp 127.0.0.1:0`, or pass {port, host})");
+    }
+    options = { ...options, port: info.port, host: info.host };
+    token = token ?? info.token ?? null;
+  } else if (!options.spawn && token === null) { // the token of the daemon at that port
+    const info = options.connectionFile ? readConnectionFile(options.connectionFile)
+      : findConnection({ host: options.host ?? "127.0.0.1", port: options.port });
+    token = info?.token ?? process.env.SBEXPORTD_TOKEN ?? null;
+  }
   if (options.spawn) {
     const sp = options.spawn === true ? {} : options.spawn;
     const python = sp.python ?? DEFAULT_PYTHON();
@@ -49,11 +67,11 @@ export async function connect(options = {}) {
     });
     readable = writable = socket;
   } else {
-    throw new TypeError("connect: pass {port, host} or {spawn: {python, args}}");
+    throw new TypeError("connect: pass {port, host}, {connectionFile} or {spawn: {python, args}}");
   }
   const client = new Client({ readable, writable, child, socket, encoding });
   try {
-    await client._initialize(options.token ?? null);
+    await client._initialize(options.spawn ? null : token);
   } catch (err) {
     client._teardown();
     throw err;
@@ -238,12 +256,19 @@ export class Client extends EventEmitter {
 
   /**
    * Export to targets (e.g. "tfjs,onnx,portable", a list, or "all") under `out` (a
-   * folder on the daemon's machine): out/<target>/ each with manifest.json.
+   * folder on the daemon's machine): out/<target>/ each with manifest.json. Targets
+   * that fail are listed in the result's `failed` (each with its error as an
+   * SbexportdError) and leave nothing; the others are kept, unless allOrNothing.
+   * When no target could be made the promise rejects.
    */
-  export(model, options = {}) {
-    const { to, out, force, verify, signal, onProgress } = options;
-    return this.request("sbexport/export", strip({ modelId: this._model(model), to, out, force, verify }),
+  async export(model, options = {}) {
+    const { to, out, force, verify, allOrNothing, signal, onProgress } = options;
+    const result = await this.request("sbexport/export",
+      strip({ modelId: this._model(model), to, out, force, verify, allOrNothing }),
       { signal, onProgress, progress: true, encoding: options.encoding });
+    result.failed = (result.failed ?? []).map((f) => ({ ...f, error: fromRpcError(f.error, "sbexport/export") }));
+    result.complete = result.complete ?? result.failed.length === 0;
+    return result;
   }
 
   /** Close a model (the daemon forgets its id; it may stay warm for other clients). */
@@ -333,7 +358,8 @@ export class Model {
 
 /**
  * Start `python -m sbexportd.cli serve --tcp 127.0.0.1:0` and wait for its
- * "listening on HOST:PORT" line. Returns {host, port, process, stderr(), stop()}.
+ * "listening on HOST:PORT" line. Returns {host, port, token, connectionFile, process,
+ * stderr(), stop(), connect(options)}; connect() uses the daemon's token.
  */
 export function startDaemon(options = {}) {
   const python = options.python ?? DEFAULT_PYTHON();
@@ -345,7 +371,7 @@ export function startDaemon(options = {}) {
   let stderr = "";
   const exited = new Promise((resolve) => proc.once("exit", (code, signal) => resolve({ code, signal })));
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
+    let timer = setTimeout(() => {
       proc.kill("SIGKILL");
       reject(new ConnectionError(`the daemon did not say "listening on" within ${timeoutMs} ms: ${stderr.slice(-500)}`));
     }, timeoutMs);
@@ -362,8 +388,14 @@ export function startDaemon(options = {}) {
       const m = /listening on \[?([^\]\s]+?)\]?:(\d+)/.exec(stderr);
       if (m && timer) {
         clearTimeout(timer);
+        timer = null;
+        // written before the "listening" line: its token, unless --no-auth
+        const file = /connection file (.+)/.exec(stderr)?.[1]?.trim() ?? null;
+        const info = file ? readConnectionFile(file) : null;
         resolve({
           host: m[1], port: Number(m[2]), process: proc, pid: proc.pid,
+          token: info?.token ?? null, connectionFile: file,
+          connect: (opts = {}) => connect({ port: Number(m[2]), host: m[1], token: info?.token ?? undefined, ...opts }),
           stderr: () => stderr,
           async stop(timeout = 10000) {
             if (proc.exitCode !== null || proc.signalCode !== null) return exited;

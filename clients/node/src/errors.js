@@ -21,6 +21,7 @@ export const ErrorCodes = Object.freeze({
   PARITY_FAILED: -33011,
   OUTPUT_EXISTS: -33012,
   UNAUTHORIZED: -33020,
+  PATH_NOT_ALLOWED: -33021,
   MESSAGE_TOO_LARGE: -33030,
 });
 
@@ -69,6 +70,7 @@ export class ExportFailedError extends SbexportdError {}
 export class ParityFailedError extends ExportFailedError {}
 export class OutputExistsError extends SbexportdError {}
 export class UnauthorizedError extends SbexportdError {}
+export class PathNotAllowedError extends SbexportdError {}
 export class MessageTooLargeError extends SbexportdError {}
 /** The connection to the daemon ended (or could not be made); code is null. */
 export class ConnectionError extends SbexportdError {}
@@ -89,6 +91,7 @@ const BY_CODE = new Map([
   [ErrorCodes.BACKEND_UNAVAILABLE, BackendUnavailableError],
   [ErrorCodes.EXPORT_FAILED, ExportFailedError],
   [ErrorCodes.PARITY_FAILED, ParityFailedError],
+  [ErrorCodes.PATH_NOT_ALLOWED, PathNotAllowedError],
   [ErrorCodes.OUTPUT_EXISTS, OutputExistsError],
   [ErrorCodes.UNAUTHORIZED, UnauthorizedError],
   [ErrorCodes.MESSAGE_TOO_LARGE, MessageTooLargeError],

@@ -64,6 +64,7 @@ export declare const ErrorCodes: Readonly<{
   PARITY_FAILED: -33011;
   OUTPUT_EXISTS: -33012;
   UNAUTHORIZED: -33020;
+  PATH_NOT_ALLOWED: -33021;
   MESSAGE_TOO_LARGE: -33030;
 }>;
 
@@ -115,6 +116,8 @@ export declare class ParityFailedError extends ExportFailedError {}
 export declare class OutputExistsError extends SbexportdError {}
 /** -33020 */
 export declare class UnauthorizedError extends SbexportdError {}
+/** -33021: a path outside the daemon's --root folders */
+export declare class PathNotAllowedError extends SbexportdError {}
 /** -33030 */
 export declare class MessageTooLargeError extends SbexportdError {}
 /** The connection could not be made, or ended. */
@@ -134,12 +137,39 @@ export interface SpawnOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-export type ConnectOptions = ({ port: number; host?: string } | { spawn: SpawnOptions | true }) & {
+export type ConnectOptions = ({ port: number; host?: string } | { connectionFile: string } | { spawn: SpawnOptions | true }
+  | {}) & {
   /** Body encoding of requests (default "msgpack"); arrays travel as raw bytes either way (base64 in JSON). */
   encoding?: Encoding;
-  /** The daemon's --token, sent as initializationOptions.token. */
+  /**
+   * The daemon's token, sent as initializationOptions.token. Default: the token in the
+   * daemon's connection file (found by host and port, see findConnection), else $SBEXPORTD_TOKEN.
+   */
   token?: string;
 };
+
+/** A daemon's connection file (protocol.md, Authentication). */
+export interface ConnectionInfo {
+  transport: "tcp" | "ws";
+  host: string;
+  port: number;
+  /** null when the daemon runs with --no-auth. */
+  token: string | null;
+  pid: number;
+  version: string;
+  protocolVersion: string;
+  /** ws only: ws://host:port */
+  url?: string;
+  /** Where it was read from. */
+  path: string;
+}
+
+/** Where daemons write connection files: $SBEXPORTD_RUNTIME_DIR, $XDG_RUNTIME_DIR/sbexportd or ~/.local/share/sbexportd/runtime. */
+export declare function runtimeDir(env?: NodeJS.ProcessEnv): string;
+export declare function readConnectionFile(path: string): ConnectionInfo;
+/** The live daemon at host:port (the newest when port is left out), or null. */
+export declare function findConnection(options?: { host?: string; port?: number; transport?: "tcp" | "ws";
+  env?: NodeJS.ProcessEnv }): ConnectionInfo | null;
 
 /** A $/progress value with its token and the request's method. */
 export interface ProgressEvent {
@@ -262,10 +292,13 @@ export interface ExportOptions extends ProgressOptions {
   out: string;
   force?: boolean;
   verify?: boolean;
+  /** Write no target unless all succeed (default false: keep each target that succeeded). */
+  allOrNothing?: boolean;
 }
 
 export interface ExportTargetResult {
   target: string;
+  ok: true;
   path: string;
   files: Array<{ path: string; bytes: number; sha256: string }>;
   bytes: number;
@@ -275,10 +308,22 @@ export interface ExportTargetResult {
   seconds: number;
 }
 
+/** A target that could not be exported: nothing was written under its name. */
+export interface ExportTargetFailure {
+  target: string;
+  ok: false;
+  /** The daemon's error for this target, as the class of its code (ParityFailedError, ExportFailedError, ...). */
+  error: SbexportdError;
+}
+
 export interface ExportResult {
   modelId: string;
   out: string;
+  /** The targets written, complete and verified, in request order. */
   results: ExportTargetResult[];
+  /** The targets that failed (empty when complete). */
+  failed: ExportTargetFailure[];
+  complete: boolean;
 }
 
 export interface ServerCapabilities {
@@ -292,8 +337,11 @@ export interface ServerCapabilities {
 
 export declare const VERSION: string;
 
-/** Connect to a daemon (TCP, or a spawned `sbexportd serve --stdio`) and initialize. */
-export declare function connect(options: ConnectOptions): Promise<Client>;
+/**
+ * Connect to a daemon and initialize: with no host and port, the running daemon this
+ * user started last (its connection file); or TCP; or a spawned `sbexportd serve --stdio`.
+ */
+export declare function connect(options?: ConnectOptions): Promise<Client>;
 
 export declare class Client extends EventEmitter {
   readonly encoding: Encoding;
@@ -344,7 +392,7 @@ export interface StartDaemonOptions {
   python?: string;
   /** HOST:PORT for --tcp (default 127.0.0.1:0: any free port). */
   listen?: string;
-  /** More `serve` arguments (e.g. ["--token", "t"]). */
+  /** More `serve` arguments (e.g. ["--no-auth"]). */
   extraArgs?: string[];
   /** The whole command line after python (replaces listen and extraArgs). */
   args?: string[];
@@ -356,6 +404,11 @@ export interface StartDaemonOptions {
 export interface RunningDaemon {
   host: string;
   port: number;
+  /** From its connection file; null with --no-auth. */
+  token: string | null;
+  connectionFile: string | null;
+  /** connect() to this daemon with its token. */
+  connect(options?: Omit<ConnectOptions, "spawn">): Promise<Client>;
   pid: number | undefined;
   process: ChildProcess;
   stderr(): string;

@@ -6,7 +6,8 @@ import { after, before, describe, test } from "node:test";
 
 import {
   BadModelFileError, BadObservationError, CancelledError, Client, ConnectionError, ErrorCodes, FileNotFoundError,
-  InvalidParamsError, Model, OutputExistsError, SbexportdError, UnauthorizedError, UnknownModelError, connect, ndarray,
+  InvalidParamsError, Model, OutputExistsError, ParityFailedError, SbexportdError, UnauthorizedError, UnknownModelError,
+  connect, findConnection, ndarray,
 } from "../src/index.js";
 import { PYTHON, ROOT, daemon, fixture, sampleObs, sampleState, tempDir } from "./helpers.mjs";
 
@@ -74,20 +75,51 @@ describe("connection", () => {
     });
   });
 
-  test("a daemon with --token refuses a client without it (UnauthorizedError -33020) and serves one with it", async () => {
-    const secured = await daemon(["--token", "s3cret"]);
+  test("the token comes from the daemon's connection file; a wrong one is UnauthorizedError -33020", async () => {
+    const secret = "s3cret-from-the-environment";
+    const secured = await daemon([], { SBEXPORTD_TOKEN: secret });
     try {
-      await assert.rejects(connect({ port: secured.port }), (err) => {
+      assert.equal(secured.token, secret);
+      assert.equal(findConnection({ port: secured.port }).token, secret);
+      await assert.rejects(connect({ port: secured.port, token: "wrong-token-0123456789" }), (err) => {
         assert.ok(err instanceof UnauthorizedError);
         assert.equal(err.code, ErrorCodes.UNAUTHORIZED);
         assert.equal(err.kind, "unauthorized");
         return true;
       });
-      const c = await connect({ port: secured.port, token: "s3cret" });
-      assert.ok((await c.status()).version);
-      await c.close();
+      for (const options of [{ port: secured.port }, { connectionFile: secured.connectionFile }]) {
+        const c = await connect(options); // the client finds the token by itself
+        assert.equal((await c.status()).security.auth, true);
+        await c.close();
+      }
     } finally {
       await secured.stop();
+    }
+  });
+
+  test("a target that fails is in result.failed with its error; the others are written", async () => {
+    const faulty = await daemon([], {
+      PYTHONPATH: [join(ROOT, "tests/fakes"), ROOT].join(":"), SBEXPORTD_TEST_FAULTS: "portable-parity",
+    });
+    const t = tempDir();
+    try {
+      const c = await faulty.connect();
+      const m = await c.open(MLP);
+      const r = await m.export({ to: ["params", "portable"], out: t.dir });
+      assert.equal(r.complete, false);
+      assert.deepEqual(r.results.map((x) => x.target), ["params"]);
+      assert.equal(r.failed.length, 1);
+      assert.equal(r.failed[0].target, "portable");
+      assert.ok(r.failed[0].error instanceof ParityFailedError);
+      assert.equal(r.failed[0].error.kind, "parity_failed");
+      assert.deepEqual(readdirSync(t.dir), ["params"]);
+      await assert.rejects(m.export({ to: ["params", "portable"], out: join(t.dir, "b"), allOrNothing: true }),
+        ParityFailedError);
+      assert.equal(existsSync(join(t.dir, "b")), false);
+      await c.close();
+    } finally {
+      t.remove();
+      await faulty.stop();
     }
   });
 });

@@ -17,9 +17,9 @@ export function fixture(name, file = "model.zip") {
   return join(FIXTURES, name, file);
 }
 
-/** A daemon on a free loopback port, stopped by the returned stop(). */
-export async function daemon(extraArgs = []) {
-  return startDaemon({ python: PYTHON, cwd: ROOT, extraArgs, timeoutMs: 120000 });
+/** A daemon on a free loopback port, stopped by the returned stop(); env adds variables. */
+export async function daemon(extraArgs = [], env = {}) {
+  return startDaemon({ python: PYTHON, cwd: ROOT, extraArgs, timeoutMs: 120000, env: { ...process.env, ...env } });
 }
 
 export function tempDir(prefix = "sbx-node-") {

@@ -23,7 +23,8 @@ test("every value the declarations name is exported by the package", async () =>
     "InternalError", "NotInitializedError", "CancelledError", "FileNotFoundError", "BadModelFileError",
     "UnsupportedPolicyError", "UnknownModelError", "BadObservationError", "BackendUnavailableError",
     "ExportFailedError", "ParityFailedError", "OutputExistsError", "UnauthorizedError", "MessageTooLargeError",
-    "ConnectionError", "errorClassFor", "fromRpcError"]) {
+    "ConnectionError", "errorClassFor", "fromRpcError", "PathNotAllowedError", "findConnection",
+    "readConnectionFile", "runtimeDir"]) {
     assert.ok(pkg[name] !== undefined, name);
   }
   const portable = await import("sbexportd-client/portable");
