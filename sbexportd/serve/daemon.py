@@ -28,7 +28,7 @@ from .arrays import ENCODINGS
 from .auth import Throttle
 from .roots import Roots
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"  # 1.1: authentication by default, per-target export results (failed, complete)
 INLINE_PREDICT_ELEMENTS = 4096  # NumPy predicts up to this many obs values run on the loop: no thread hop
 
 
