@@ -116,7 +116,7 @@ def test_container_sizes_are_bounded(tmp_path):
 
 
 def test_what_real_files_hold_stays_far_below_the_bounds(zoo_dir):
-    """The zoo's largest pickles are ~2,300 opcodes: the bounds leave 400x headroom,
+    """The zoo's largest pickles are ~2,300 opcodes: the bound leaves 100x headroom,
     and every real agent still reads (test_read_real reads them all)."""
     import pickletools
     biggest = 0

@@ -57,7 +57,7 @@ MAX_NDIM = 32
 MAX_DEPTH = 400
 # Work bounds. Real SB2 pickles (the zoo's largest: ~2,300 opcodes, a few hundred
 # objects per container) sit far below them; hostile ones hit them in milliseconds.
-MAX_OBJECTS = 1_000_000  # pickle opcodes run: every object made and every memo reference
+MAX_OBJECTS = 250_000  # pickle opcodes run: every object made and every memo reference
 MAX_ITEMS = 100_000  # items in one list, tuple, dict or set
 MAX_EXPANDED = 1_000_000  # objects reachable when shared references count each time they occur
 MAX_KEY_VALUES = 256  # values in one dict key or set item (hashing a shared tuple is exponential)
