@@ -80,8 +80,9 @@ def cmd_export(args) -> int:
             bar.close()
     print(summary_table(results))
     failed = [r for r in results if not r.ok]
-    for r in failed:
-        print(f"sbexportd: error: {r.error}", file=sys.stderr)
+    if failed:
+        print(f"sbexportd: error: {len(failed)} of {len(results)} targets failed: "
+              f"{', '.join(r.target for r in failed)}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -153,9 +154,16 @@ def summary_table(results) -> str:
     if written:
         lines.append(f"written under {written[0].path.parent}/ (each with manifest.json)")
     if len(written) < len(results):
-        lines.append(f"{len(results) - len(written)} of {len(results)} targets failed (reasons below); "
-                     "the others are complete and verified")
+        lines.append(f"{len(results) - len(written)} of {len(results)} targets failed, nothing written for them; "
+                     "the others are complete" + (" and verified" if any(r.parity.get("verified") for r in written)
+                                                 else "") + ":")
+        lines += [f"  {r.target}: {_reason(r)}" for r in results if not r.ok]
     return "\n".join(lines)
+
+
+def _reason(r) -> str:
+    detail = getattr(r.error, "detail", None) or str(r.error)
+    return detail[len(r.target) + 2:] if detail.startswith(f"{r.target}: ") else detail
 
 
 def _size(n: int) -> str:

@@ -193,7 +193,8 @@ def test_the_cli_keeps_what_verified_and_exits_1(tmp_path):
     assert r.returncode == 1, r.stderr
     rows = {line.split()[0]: line for line in r.stdout.splitlines() if line.split()}
     assert "FAILED (parity_failed)" in rows["portable"] and " ok " in rows["params"]
-    assert "1 of 2 targets failed" in r.stdout and "does not reproduce the policy" in r.stderr
+    assert "1 of 2 targets failed" in r.stdout and "1 of 2 targets failed: portable" in r.stderr
+    assert "  portable: the export does not reproduce the policy" in r.stdout  # the reason, with the table
     assert visible(tmp_path / "a") == ["params"] and hidden(tmp_path / "a") == []
     r = cli("--to", "params,portable", "--out", str(tmp_path / "b"), "--all-or-nothing")
     assert r.returncode == 2 and "does not reproduce the policy" in r.stderr

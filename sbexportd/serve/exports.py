@@ -137,11 +137,14 @@ class ExportCache:
         from ..export.core import build_target
         parent = self.root / key
         shutil.rmtree(parent, ignore_errors=True)
-        parent.mkdir()
         try:
+            parent.mkdir()
             (parent / name).mkdir()
             build_target(entry.model, name, parent / name, verify=verify, progress=step,
                          cancelled=token.cancelled, shown_as=shown_as)
+        except OSError as e:  # the cache's disk is full, ...: said without the cache's (private) path
+            shutil.rmtree(parent, ignore_errors=True)
+            raise ExportError(f"the daemon cannot write its export cache: {e.strerror or 'error'}", shown_as) from e
         except BaseException:
             shutil.rmtree(parent, ignore_errors=True)
             raise
