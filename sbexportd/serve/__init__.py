@@ -6,7 +6,9 @@ repository root is the specification.
     framing.py  Content-Length frames, JSON / msgpack bodies
     methods.py  the sbexport/* methods (thin: params in, daemon call, result out)
     daemon.py   state shared by every connection: models, cache, executors, counters
-    exports.py  all-or-nothing, cached exports
+    exports.py  cached exports through the export transaction (export/transaction.py)
+    auth.py     tokens, connection files, the guess throttle
+    roots.py    --root confinement
     arrays.py   array encodings
     errors.py   error codes and the mapping of sbexportd's typed errors
 """
