@@ -410,6 +410,40 @@ def test_connection_files_of_dead_daemons_are_swept(tmp_path):
         d.stop()
 
 
+# -- --root ----------------------------------------------------------------------------------------
+def test_root_confines_what_clients_open_and_where_they_write(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "agent").mkdir(parents=True)
+    outside.mkdir()
+    shutil.copy(MLP, root / "agent" / "model.zip")
+    shutil.copy(MLP, outside / "model.zip")
+    shutil.copy(FIXTURES / "ppo2_mlp_vecnormalize" / "vecnormalize.pkl", outside / "vecnormalize.pkl")
+    (root / "escape.zip").symlink_to(outside / "model.zip")
+    (root / "out-link").symlink_to(outside)
+    # "auto" finds <dir>/<stem>/vecnormalize.pkl: here a symlink leading out of the root
+    (root / "agent" / "model").mkdir()
+    (root / "agent" / "model" / "vecnormalize.pkl").symlink_to(outside / "vecnormalize.pkl")
+    d = Daemon("--root", str(root))
+    try:
+        c = d.client()
+        assert c.request("sbexport/status")["security"]["roots"] == [str(root)]
+        for params in ({"path": str(outside / "model.zip")}, {"path": str(root / "escape.zip")},
+                       {"path": str(root / ".." / "outside" / "model.zip")},
+                       {"path": str(root / "agent" / "model.zip"), "vecnormalize": str(outside / "vecnormalize.pkl")},
+                       {"path": str(root / "agent" / "model.zip"), "vecnormalize": "auto"}):
+            e = error_of(c, "sbexport/open", params)
+            assert e.code == -33021 and e.kind == "path_not_allowed", params
+        mid = c.request("sbexport/open", {"path": str(root / "agent" / "model.zip")})["modelId"]
+        for out in (outside / "x", root / "out-link" / "x", root / ".." / "outside" / "y"):
+            e = error_of(c, "sbexport/export", {"modelId": mid, "to": "params", "out": str(out)})
+            assert e.code == -33021, out
+        assert sorted(p.name for p in outside.iterdir()) == ["model.zip", "vecnormalize.pkl"]
+        r = c.request("sbexport/export", {"modelId": mid, "to": "params", "out": str(root / "exports")})
+        assert r["complete"] and (root / "exports" / "params" / "manifest.json").is_file()
+    finally:
+        d.stop()
+
+
 # -- 8. errors leak nothing ------------------------------------------------------------------------
 def test_errors_tell_no_file_content_and_no_resolved_path(client, tmp_path):
     secret = tmp_path / "shadow"
