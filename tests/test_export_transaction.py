@@ -18,7 +18,7 @@ import pytest
 import sbexportd
 from sbexportd.errors import ExportError, OutputExists
 from sbexportd.export import export
-from sbexportd.export.transaction import PREFIX, Transaction, sweep
+from sbexportd.export.transaction import Transaction, sweep
 
 from conftest import FIXTURES, ROOT
 

@@ -5,7 +5,6 @@ request path.) The reader's side of findings 2, 4 and 8 is in test_harden_read.p
 the export transaction's crash recovery in test_export_transaction.py."""
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
@@ -25,7 +24,7 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES, ROOT
-from rpc_client import Client, Daemon, RpcError, find_connection, frame, wait_until
+from rpc_client import Client, Daemon, RpcError, find_connection, frame
 from tests.hostile import bombs as B
 from tests.hostile import make
 
