@@ -405,6 +405,10 @@ def test_connection_files_of_dead_daemons_are_swept(tmp_path):
     try:
         assert not stale.exists()
         assert find_connection(None, {"SBEXPORTD_RUNTIME_DIR": str(tmp_path)})["port"] == d.port
+        from sbexportd.serve.auth import find_connection_file  # the library's own finder agrees
+        info = find_connection_file("localhost", d.port, folder=tmp_path)
+        assert info["token"] == d.token and info["connectionFile"] == str(tmp_path / f"sbexportd-{d.proc.pid}.json")
+        assert find_connection_file(port=d.port + 1, folder=tmp_path) is None
     finally:
         d.stop()
 
