@@ -187,6 +187,28 @@ def test_fifos_do_not_wedge_the_daemon_and_sigterm_stops_it(tmp_path):
         d.stop()
 
 
+def test_sigterm_stops_the_daemon_even_with_work_stuck_in_a_thread(tmp_path):
+    """Whatever a worker is stuck in (a device, a converter: here a writer that sleeps
+    120 s), SIGTERM ends the process within its 10 s grace."""
+    d = faulty_daemon("slow-write=120")
+    try:
+        c = d.client()
+        mid = c.request("sbexport/open", {"path": str(MLP)})["modelId"]
+        c.start("sbexport/export", {"modelId": mid, "to": "params", "out": str(tmp_path / "out"),
+                                    "workDoneToken": "w"})
+        while not any(n["params"]["value"].get("message") == "params: writing" for n in c.notifications):
+            c.notifications.append(c.receive())
+        t = time.monotonic()
+        d.proc.send_signal(signal.SIGTERM)
+        d.proc.wait(30)
+        assert time.monotonic() - t < 20
+        assert any("exiting anyway" in line for line in d.stderr_lines)
+        assert _cache_folders(d.proc.pid) == []  # its cache was removed on the way out
+    finally:
+        d.stop()
+    assert visible(tmp_path / "out") == [] if (tmp_path / "out").exists() else True
+
+
 def test_a_huge_sparse_file_is_refused_before_it_is_hashed(client, tmp_path):
     path = tmp_path / "big.zip"
     with open(path, "wb") as f:

@@ -29,6 +29,7 @@ from .auth import Throttle
 from .roots import Roots
 
 PROTOCOL_VERSION = "1.1"  # 1.1: authentication by default, per-target export results (failed, complete)
+STOP_GRACE = 10.0  # seconds a stop waits for running work before the process exits regardless
 INLINE_PREDICT_ELEMENTS = 4096  # NumPy predicts up to this many obs values run on the loop: no thread hop
 
 
@@ -179,6 +180,7 @@ class Daemon:
         self.throttle = Throttle()
         self.allow_origins = tuple(allow_origins)  # WebSocket Origin headers let in (browsers)
         self.roots = Roots(roots)  # --root: the folders clients may read and write; none = anywhere
+        self.stop_deadline: float | None = None
         self.max_message_bytes = max_message_bytes
         self.started = time.time()
         self._t0 = time.monotonic()
@@ -376,17 +378,17 @@ class Daemon:
     # -- work ------------------------------------------------------------------------------
     async def run(self, pool: ThreadPoolExecutor, fn, *args, token: CancelToken | None = None):
         """fn(*args) on a pool thread. If the awaiting task is cancelled (shutdown), the
-        thread is told through `token` and awaited, so it can clean up first."""
+        thread is told through `token` and awaited, so it can clean up first, for up to
+        STOP_GRACE seconds (a thread stuck in a converter must not hold the stop)."""
         fut = asyncio.get_running_loop().run_in_executor(pool, partial(fn, *args))
         try:
             return await asyncio.shield(fut)
         except asyncio.CancelledError:
             if token is not None:
                 token.cancel()
-            try:
-                await fut
-            except BaseException:  # noqa: BLE001 - it was cancelled; its own error no longer matters
-                pass
+            await asyncio.wait([fut], timeout=self.grace_left())
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # it was cancelled; its own error no longer matters (retrieved: not logged)
             raise
 
     async def predict(self, e: Entry, obs, *, state=None, mask=None, deterministic: bool = True,
@@ -415,9 +417,18 @@ class Daemon:
         self.export_pool.shutdown(wait=False, cancel_futures=True)
         self.exports.close()
 
-    def wait_idle(self, timeout: float) -> bool:
-        """Whether the worker threads all ended within `timeout` seconds (after close_all)."""
-        end = time.monotonic() + timeout
+    def stopping(self) -> None:
+        """The daemon is stopping: running work has STOP_GRACE seconds from now."""
+        if self.stop_deadline is None:
+            self.stop_deadline = time.monotonic() + STOP_GRACE
+
+    def grace_left(self) -> float:
+        self.stopping()
+        return max(0.0, self.stop_deadline - time.monotonic())
+
+    def wait_idle(self) -> bool:
+        """Whether the worker threads all ended within the stop's grace (after close_all)."""
+        end = time.monotonic() + self.grace_left()
         for t in [t for t in threading.enumerate() if t.name.startswith("sbexportd-") and not t.daemon]:
             t.join(max(0.0, end - time.monotonic()))
             if t.is_alive():

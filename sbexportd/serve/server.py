@@ -27,7 +27,7 @@ from pygls.protocol import (JsonRPCNotification, JsonRPCRequestMessage, JsonRPCR
 
 from .. import __version__
 from . import auth, errors
-from .daemon import CancelToken, Daemon, NullProgress
+from .daemon import STOP_GRACE, CancelToken, Daemon, NullProgress
 from .arrays import Bulky
 from .auth import token_matches
 from .errors import ServeError
@@ -39,7 +39,6 @@ log = logging.getLogger("sbexportd.serve")
 READ_LIMIT = 256 << 10  # StreamReader buffer limit (header lines are bounded separately)
 LARGE_BODY = 1 << 20  # bodies parsed on a worker thread
 MAX_HELD = 64  # messages a connection may send while its token is being checked
-STOP_GRACE = 10  # seconds SIGTERM waits for running work before the process exits regardless
 _KIND_OF_CODE = {errors.PARSE_ERROR: "parse_error", errors.INVALID_REQUEST: "invalid_request",
                  errors.METHOD_NOT_FOUND: "method_not_found", errors.INVALID_PARAMS: "invalid_params",
                  errors.INTERNAL_ERROR: "internal", errors.REQUEST_CANCELLED: "cancelled",
@@ -625,6 +624,7 @@ async def serve_async(daemon: Daemon, transport: str, host: str | None = None, p
         _announce(server.sockets, transport)
     try:
         code = await stop
+        daemon.stopping()
     finally:
         if server is not None:
             auth.remove_connection_file(written)
@@ -652,7 +652,7 @@ def serve(transport: str, host: str | None = None, port: int | None = None, *,
         return code
     finally:
         daemon.close_all()
-        if not daemon.wait_idle(STOP_GRACE):  # a thread stuck in a converter, a device, ...: do not hang
-            log.warning("work still running %d s after the stop: exiting anyway", STOP_GRACE)
+        if not daemon.wait_idle():  # a thread stuck in a converter, a device, ...: do not hang
+            log.warning("work still running %.0f s after the stop: exiting anyway", STOP_GRACE)
             sys.stderr.flush()
             os._exit(code)
