@@ -24,5 +24,4 @@ def understand(archive: Archive, *, algo: str | None = None, activation: str | N
     spec.vecnormalize = vecnormalize is not None and vecnormalize.norm_obs
     if spec.vecnormalize:
         spec.input_dtype = "float32"  # raw env observations, normalized in float64 then fed
-    spec.validate()
     return spec

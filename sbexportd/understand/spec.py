@@ -242,10 +242,11 @@ class PolicySpec:
                 seen[key] = None
         return list(seen)
 
-    def validate(self) -> None:
+    def validate(self, source: str | None = None) -> dict[str, tuple[int, ...]]:
         """Every tensor a node reads exists (as an input, an earlier output or a
-        parameter), and every op is a known op: a spec bug surfaces here, not in a
-        backend."""
+        parameter), every op is a known op, and every parameter's shape fits the op's
+        inputs (understand/shapes.py): a spec bug or a wrong parameter naming surfaces
+        here, not in a backend. Returns every tensor's per-sample shape."""
         known = {"obs"} | ({"state", "mask"} if self.recurrent else set())
         for i, node in enumerate(self.nodes):
             if node.op not in OPS:
@@ -260,3 +261,5 @@ class PolicySpec:
         for out, name in self.outputs.items():
             if name not in known:
                 raise ValueError(f"output {out!r} -> {name!r} is never written")
+        from .shapes import check_program
+        return check_program(self, source)
