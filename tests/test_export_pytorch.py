@@ -22,7 +22,7 @@ import sbexportd
 from sbexportd.errors import ParityFailed
 from sbexportd.export import export
 from sbexportd.export.conventions import export_name, io, output_names, sample_inputs
-from sbexportd.parity import compare
+from sbexportd.parity import compare, judge
 from sbexportd.realize.numpy_backend import NumpyPolicy
 from sbexportd.understand.spec import OPS, Discrete, MultiBinary, MultiDiscrete
 
@@ -68,21 +68,14 @@ STANDALONE = ["ppo2_mlp_vec_discrete", "ppo2_mlp_vec_box", "a2c_mlp_elu", "a2c_m
 MEASURED: dict[str, float] = {}
 
 
-def _discrete(spec, name: str) -> bool:
-    return name == "action" and isinstance(spec.action_space, (Discrete, MultiDiscrete, MultiBinary))
-
-
 def _check_outputs(spec, got: dict, feeds: dict, where: str) -> float:
     """Every reference output within the parity rule; returns the largest abs error."""
-    ref = NumpyPolicy(spec).run(feeds["obs"], feeds.get("state"), feeds.get("mask"))
+    verdict = judge(spec, feeds, export_name)
+    assert sorted(got) == sorted(verdict.reference), where
+    mine = {k: (v.detach().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)) for k, v in got.items()}
+    assert mine["action"].dtype == verdict.reference["action"].dtype, where
     worst = 0.0
-    assert sorted(got) == sorted(export_name(k) for k in ref), where
-    for key, value in ref.items():
-        name = export_name(key)
-        mine = got[name]
-        mine = mine.detach().numpy() if isinstance(mine, torch.Tensor) else np.asarray(mine)
-        assert mine.dtype == np.asarray(value).dtype or name != "action", (where, name, mine.dtype, value.dtype)
-        check = compare(name, mine, value, _discrete(spec, name))
+    for check in verdict.check(mine).values():
         assert check.passed, f"{where}: {check.describe()}"
         worst = max(worst, check.max_abs_error)
     return worst

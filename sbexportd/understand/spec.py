@@ -48,15 +48,24 @@ class Box:
         return tuple(self.low.shape)
 
     def describe(self) -> dict[str, Any]:
+        """JSON-ready: a bound is one number when every element is equal, else a list
+        of numbers in row-major order; "inf" / "-inf" for an unbounded side (JSON has
+        no infinity; gym's float32 max counts as unbounded). Numbers round-trip: nine
+        significant digits are exact for float32."""
+        digits = 9 if np.dtype(self.dtype).itemsize <= 4 else 17
+
+        def num(x: float):
+            if x >= 3.4e38:
+                return "inf"
+            if x <= -3.4e38:
+                return "-inf"
+            return float(f"{x:.{digits}g}")
+
         def bound(a: np.ndarray):
-            # float32's max stands for "unbounded" in gym spaces
-            v = a.astype(np.float64)
-            v = np.where(v >= 3.4e38, np.inf, np.where(v <= -3.4e38, -np.inf, v))
-            def num(x):  # JSON has no infinity: "inf" / "-inf"
-                return float(f"{x:.7g}") if np.isfinite(x) else ("inf" if x > 0 else "-inf")
-            if v.size and np.all(v == v.flat[0]):
-                return num(v.flat[0])
-            return [num(x) for x in v.ravel()] if v.size <= 16 else f"array{list(v.shape)}"
+            v = a.astype(np.float64).ravel()
+            if v.size and np.all(v == v[0]):
+                return num(v[0])
+            return [num(x) for x in v]
         return {"type": "Box", "shape": list(self.shape), "dtype": self.dtype,
                 "low": bound(self.low), "high": bound(self.high)}
 
