@@ -59,7 +59,7 @@ def main() -> int:
                 len(model.archive.params)
                 for backend in BACKENDS:
                     cells[backend] = backend_parity(model, agent, backend)
-                exported = sbexportd.load(agent.path, "auto")
+                exported = sbexportd.load(agent.path, "auto", frame_stack="auto")
                 cells.update(export_all(exported, out / agent.id.replace("/", "_")))
             except Exception as exc:  # a sweep records and goes on
                 cells = {k: Outcome(False, detail=f"load: {type(exc).__name__}: {exc}"[:300])
@@ -85,7 +85,7 @@ def render(rows, failures, worst, total) -> str:
              "`.venv/bin/python bench/zoo_sweep.py` (tests/test_zoo.py asserts the same). Backends: "
              "`predict` on SB2's 64 golden observations against SB2 2.10.2's own answers (the parity "
              "rule of sbexportd/parity.py, no VecNormalize, as the goldens were recorded). Targets: "
-             "`export --to <target> --vecnormalize auto`, each export verified in its own runtime "
+             "`export --to <target> --vecnormalize auto --frame-stack auto`, each export verified in its own runtime "
              "against the reference on 64 seeded observations (the rule plus the float32 bound, "
              "docs/export.md). Each cell: the result and the largest absolute difference over "
              "every output.", "",

@@ -28,7 +28,7 @@ def test_synthetic_programs_pass_and_outputs_are_batched_shapes(case):
     from sbexportd.realize.numpy_backend import NumpyPolicy
     rng = np.random.default_rng(0)
     env = NumpyPolicy(spec).forward(case.obs(rng, 3), *((np.zeros((3, spec.state_size), np.float32),
-                                                          np.zeros(3, np.float32)) if spec.recurrent else ()))
+                                                          np.zeros(3, np.float32)) if spec.stateful else ()))
     for node in spec.nodes:
         for name in node.outputs:
             assert np.shape(env[name]) == (3, *shapes[name]), (node.op, name)

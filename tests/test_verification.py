@@ -49,19 +49,23 @@ def _bypass(model: Model, op: str) -> Model:
 
 
 def weight_perturbed() -> tuple[Model, Model]:
-    """One weight of the action head off by 1e-4 relative: the one whose change moves
-    the mean action most (a perturbation of a weight nothing reads is no defect)."""
-    model = _model("ppo2_mlp_vec_box")
-    w_name = "model/pi/w:0"
-    w = model.spec.tensors[w_name]
+    """One weight off by 1e-4 relative: of all the dense layers' weights, the one
+    whose input is largest on the checked observations (a perturbation of a weight
+    nothing reads is no defect; test_the_mutation_is_a_real_defect checks it shows)."""
+    model = _model("sac_lnmlp_vec_box")
     obs = sample_inputs(model.spec, VERIFY_N, VERIFY_SEED)["obs"]
     env = NumpyPolicy(model.spec).forward(obs)
-    latent = next(n.inputs[0] for n in model.spec.nodes if n.op == "dense" and n.params["w"] == w_name)
-    influence = np.abs(w) * np.abs(env[latent]).max(axis=0)[:, None]
-    i, j = np.unravel_index(np.argmax(influence), w.shape)
-    bad = w.copy()
-    bad[i, j] *= np.float32(1 + 1e-4)
-    return model, _broken(model, tensors={w_name: bad})
+    best = (0.0, "", (0, 0))
+    for node in model.spec.nodes:
+        if node.op == "dense":
+            w = model.spec.tensors[node.params["w"]]
+            influence = np.abs(w) * np.abs(env[node.inputs[0]]).max(axis=0)[:, None]
+            if influence.max() > best[0]:
+                best = (float(influence.max()), node.params["w"], np.unravel_index(np.argmax(influence), w.shape))
+    _, name, at = best
+    bad = model.spec.tensors[name].copy()
+    bad[at] *= np.float32(1 + 1e-4)
+    return model, _broken(model, tensors={name: bad})
 
 
 def scaling_dropped() -> tuple[Model, Model]:

@@ -39,7 +39,7 @@ def action_dtype(spec: PolicySpec) -> str:
 def io(spec: PolicySpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The manifest's inputs and outputs: name, dtype, shape (None = batch)."""
     inputs = [{"name": "obs", "dtype": spec.input_dtype, "shape": [None, *spec.observation_space.shape]}]
-    if spec.recurrent:
+    if spec.stateful:
         inputs += [{"name": "state", "dtype": "float32", "shape": [None, spec.state_size]},
                    {"name": "mask", "dtype": "float32", "shape": [None]}]
     outputs = []
@@ -86,7 +86,7 @@ def sample_observations(spec: PolicySpec, n: int, seed: int) -> np.ndarray:
 def sample_inputs(spec: PolicySpec, n: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
     """obs (and state, mask for recurrent policies: a nonzero state, some resets)."""
     feeds = {"obs": sample_observations(spec, n, seed)}
-    if spec.recurrent:
+    if spec.stateful:
         rng = np.random.RandomState(seed + 1)
         feeds["state"] = rng.uniform(-1, 1, size=(n, spec.state_size)).astype(np.float32)
         feeds["mask"] = (rng.uniform(size=n) < 0.25).astype(np.float32)

@@ -160,7 +160,7 @@ def verify_export(model, target: Target, folder: Path) -> dict[str, Any]:
             raise ParityFailed(f"{target.name}: output {name!r} missing from the export", folder)
     checks = verdict.check(got)
     failed = [c for c in checks.values() if not c.passed]
-    parity = {"verified": True, "reference": "numpy (TF1 float32 arithmetic)", "runtime": runtime,
+    parity = {"verified": True, "reference": "numpy", "arithmetic": "tf1-float32", "runtime": runtime,
               "observations": VERIFY_N, "seed": VERIFY_SEED,
               "max_abs_error": {k: c.max_abs_error for k, c in checks.items()},
               "float32_bound": {k: float(np.max(verdict.bound[k])) for k in checks if k in verdict.bound},

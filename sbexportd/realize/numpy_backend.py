@@ -198,6 +198,17 @@ def _lstm(node, xs, t, ar):
     return h.astype(d), np.concatenate([c, h], axis=1).astype(d)
 
 
+@op("frame_stack")
+def _frame_stack(node, xs, t, ar):
+    x, state, mask = xs
+    n, frame = node.attrs["n"], tuple(node.attrs["frame"])
+    b = np.shape(x)[0]
+    keep = (F32(1) - np.asarray(mask, F32)).reshape((b,) + (1,) * len(frame))
+    prev = np.asarray(state, F32).reshape((b, *frame[:-1], frame[-1] * (n - 1))) * keep
+    stacked = np.concatenate([prev, np.asarray(x).astype(F32)], axis=-1)
+    return stacked.astype(ar.dtype), stacked[..., frame[-1]:].reshape(b, -1).astype(ar.dtype)
+
+
 @op("concat")
 def _concat(node, xs, t, ar):
     return (np.concatenate(xs, axis=-1),)
@@ -284,7 +295,7 @@ class NumpyPolicy:
         """Every tensor of the program, by name."""
         d = self.arithmetic.dtype
         env: dict[str, object] = {"obs": obs}
-        if self.spec.recurrent:
+        if self.spec.stateful:
             env["state"], env["mask"] = np.asarray(state, F32).astype(d), np.asarray(mask, F32).astype(d)
         for node in self.spec.nodes:
             results = OP_IMPLS[node.op](node, [env[i] for i in node.inputs], self.tensors, self.arithmetic)

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..errors import InconsistentParameters, SbExportError
+from ..errors import InconsistentParameters, SbExportError, UnsupportedModel
 from .context import Context
 from .spec import Box, PolicySpec
 
@@ -245,6 +245,14 @@ def build_with(ctx: Context, build: Callable[[Context], PolicySpec]) -> PolicySp
     against its inputs); for unnamed parameters, through `name_parameters`."""
     def checked(c: Context) -> PolicySpec:
         spec = build(c)
+        if c.frame_stack:
+            if spec.recurrent:
+                raise UnsupportedModel("frame stacking in front of a recurrent (LSTM) policy is not supported; "
+                                       "feed the stacked observation with frame_stack=0", c.source)
+            spec.observation_space, spec.frame_stack = c.input_space, c.frame_stack
+            spec.outputs["state"] = c.stack_state
+            spec.notes.append(f"frames stacked in front of the policy (VecFrameStack n_stack={c.frame_stack}): "
+                              f"obs is one observation, state carries the previous {c.frame_stack - 1}")
         spec.validate(c.source)
         return spec
     if ctx.archive.data.get("_params_unnamed") and ctx.algo != "her":

@@ -132,6 +132,16 @@ def _lstm(node, xs, params):
     return ((n,), (2 * n,))
 
 
+@rule("frame_stack")
+def _frame_stack(node, xs, params):
+    x, state, mask = xs
+    n, frame = int(node.attrs["n"]), tuple(int(d) for d in node.attrs["frame"])
+    _need(n >= 2 and x == frame, f"frame_stack of {n} frames {list(frame)} got a frame {list(x)}")
+    _need(state == ((n - 1) * prod(frame),) and mask == (),
+          f"frame_stack state {list(state)} / mask {list(mask)}: expected [{(n - 1) * prod(frame)}] and []")
+    return ((*frame[:-1], frame[-1] * n), state)
+
+
 @rule("concat")
 def _concat(node, xs, params):
     _need(all(len(s) == 1 for s in xs), f"concat takes vectors, got {[list(s) for s in xs]}")
@@ -182,7 +192,7 @@ def check_program(spec, source: str | None = None) -> dict[str, Shape]:
     """Every node's parameters against its inputs, in order; returns every tensor's
     per-sample shape. Raises InconsistentParameters naming the node and tensor."""
     shapes: dict[str, Shape] = {"obs": tuple(spec.observation_space.shape)}
-    if spec.recurrent:
+    if spec.stateful:
         shapes.update(state=(spec.state_size,), mask=())
     params = {k: tuple(v.shape) for k, v in spec.tensors.items()}
     for i, node in enumerate(spec.nodes):

@@ -58,7 +58,7 @@ def main(out: Path) -> int:
             obs = case.obs(rng, n)
             inputs = {"obs": {k: arr(v) for k, v in obs.items()} if isinstance(obs, dict) else arr(obs)}
             state = mask = None
-            if spec.recurrent:
+            if spec.stateful:
                 state = rng.uniform(-1, 1, size=(n, spec.state_size)).astype(np.float32)
                 mask = (rng.uniform(size=n) < 0.25).astype(np.float32)
                 inputs.update(state=arr(state), mask=arr(mask))

@@ -144,7 +144,7 @@ def inputs(spec: PolicySpec, feeds: dict[str, Any]) -> tuple:
         x = {k: _tensor(v) for k, v in obs.items()}
     else:
         x = _tensor(obs, spec.input_dtype if spec.input_dtype in TORCH_DTYPES else None)
-    if not spec.recurrent:
+    if not spec.stateful:
         return (x,)
     return x, _tensor(feeds["state"], "float32"), _tensor(np.asarray(feeds["mask"]).reshape(-1), "float32")
 
