@@ -50,7 +50,7 @@ def inputs(case: str, batch: int, seed: int = 0):
     obs = c.obs(rng, batch)
     if not c.spec.stateful:
         return obs, None, None
-    state = rng.standard_normal((batch, c.spec.state_size)).astype(np.float32)
+    state = synthetic.state(c, rng, batch)
     mask = (np.arange(batch) % 3 == 1).astype(np.float32)  # batch 7: rows 1 and 4 reset
     return obs, state, mask
 

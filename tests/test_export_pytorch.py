@@ -289,7 +289,7 @@ def test_codegen_on_synthetic_specs(case, tmp_path):
     for batch in (1, 7):
         feeds = {"obs": c.obs(rng, batch)}
         if spec.stateful:
-            feeds["state"] = rng.standard_normal((batch, spec.state_size)).astype(np.float32)
+            feeds["state"] = synthetic.state(c, rng, batch)
             feeds["mask"] = (np.arange(batch) % 3 == 1).astype(np.float32)
         args = target.inputs(spec, feeds)
         with torch.no_grad():

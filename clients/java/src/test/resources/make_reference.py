@@ -110,7 +110,7 @@ def make_synthetic(case, out: Path) -> dict:
         obs = case.obs(rng, n)
         feeds = {"obs": obs}
         if spec.stateful:
-            feeds["state"] = rng.uniform(-1, 1, size=(n, spec.state_size)).astype(np.float32)
+            feeds["state"] = synthetic.state(case, rng, n, lambda size: rng.uniform(-1, 1, size=size))
             feeds["mask"] = (rng.uniform(size=n) < 0.25).astype(np.float32)
         out_ = policy.run(obs, feeds.get("state"), feeds.get("mask"))
         if isinstance(obs, dict):   # concat_dict: the caller concatenates in the keys' order
