@@ -98,6 +98,7 @@ class _Model:  # what portable.write reads of a model
 
 
 def make_synthetic(case, out: Path) -> dict:
+    import synthetic
     spec = case.spec
     target = out / ("synthetic_" + case.name)
     shutil.rmtree(target, ignore_errors=True)

@@ -35,7 +35,7 @@ public final class PortablePolicy {
             "cast_float", "one_hot", "multi_one_hot", "scale_box", "vecnormalize", "running_norm", "concat_dict",
             "flatten", "dense", "conv2d", "activation", "layer_norm", "lstm", "concat", "dueling", "squeeze_last",
             "softmax", "argmax", "split", "stack_last", "round", "exp_broadcast", "exp", "clip_value", "clip_box",
-            "unscale_box")));
+            "unscale_box", "frame_stack")));
 
     public static final Set<String> ACTIVATIONS = Collections.unmodifiableSet(new java.util.TreeSet<>(Arrays.asList(
             "identity", "relu", "tanh", "sigmoid", "elu", "softplus", "softsign", "relu6", "selu", "leaky_relu",
