@@ -228,6 +228,17 @@ def _lstm(node, xs, p):
     return h, tf.concat([c, h], axis=1)
 
 
+@converter("frame_stack")
+def _frame_stack(node, xs, p):
+    tf = _tf
+    x, state, mask = xs
+    n, frame = int(node.attrs["n"]), [int(d) for d in node.attrs["frame"]]
+    keep = tf.reshape(1.0 - _f32(mask), [-1] + [1] * len(frame))
+    prev = tf.reshape(state, [-1, *frame[:-1], frame[-1] * (n - 1)]) * keep
+    stacked = tf.concat([prev, _f32(x)], axis=-1)
+    return stacked, tf.reshape(stacked[..., frame[-1]:], [-1, (n - 1) * int(np.prod(frame))])
+
+
 @converter("concat")
 def _concat(node, xs, p):
     return (_tf.concat(list(xs), axis=-1),)
@@ -332,7 +343,7 @@ def _obs_signature(spec: PolicySpec):
 def _build_graph(spec: PolicySpec, weights: dict[str, Any], obs, state, mask, extra: tuple[str, ...] = ()):
     """Run every node's converter; returns {public output: tensor} (+ extra tensors by name)."""
     env: dict[str, Any] = {"obs": obs}
-    if spec.recurrent:
+    if spec.stateful:
         env["state"], env["mask"] = state, mask
     for node in spec.nodes:
         params = {role: weights[key] for role, key in node.params.items()}
@@ -353,7 +364,7 @@ def make_module(spec: PolicySpec, float64: bool = True):
     kernels have no float64 arithmetic): not SB2's exact arithmetic."""
     tf = _import_tf()
     obs_sig = _obs_signature(spec)
-    if spec.recurrent:
+    if spec.stateful:
         signature = [obs_sig, tf.TensorSpec([None, spec.state_size], tf.float32, name="state"),
                      tf.TensorSpec([None], tf.float32, name="mask")]
 
@@ -421,7 +432,7 @@ class TFPolicy:
                     for k, s in sig.items()}
         else:  # feeding casts to the placeholder's dtype, as SB2's feed_dict did
             feed = tf.convert_to_tensor(np.asarray(obs).astype(sig.dtype.as_numpy_dtype), sig.dtype)
-        if not self.spec.recurrent:
+        if not self.spec.stateful:
             return [feed]
         return [feed, tf.convert_to_tensor(np.asarray(state, np.float32)),
                 tf.convert_to_tensor(np.asarray(mask, np.float32).reshape(-1))]
