@@ -53,6 +53,7 @@ from stable_baselines.common.bit_flipping_env import BitFlippingEnv  # noqa: E40
 try:  # these four need mpi4py
     from stable_baselines import DDPG, TRPO, PPO1, GAIL  # noqa: E402
     from stable_baselines.gail import ExpertDataset  # noqa: E402
+    from stable_baselines.common.noise import AdaptiveParamNoiseSpec  # noqa: E402
 except ImportError:
     DDPG = TRPO = PPO1 = GAIL = ExpertDataset = None
 
@@ -277,6 +278,11 @@ case("ddpg_cnn_img_box", "ddpg", "CnnPolicy", "img", "box", "DDPG CnnPolicy, uin
 case("ddpg_mlp_normobs", "ddpg", "MlpPolicy", "offset", "box",
      "DDPG normalize_observations=True: in-graph obs_rms (non-trivial after training), clipped to "
      "observation_range=(-5, 5)", pk=dict(layers=[16, 16]), kw=dict(normalize_observations=True))
+case("ddpg_lnmlp_normobs_paramnoise", "ddpg", "LnMlpPolicy", "offset", "box_sym2",
+     "DDPG LnMlpPolicy (layer_norm) + normalize_observations=True + AdaptiveParamNoiseSpec together: "
+     "param-noise actor copies (noise/, noise_adapt/) among the parameters, obs_rms in float64; the same "
+     "case as make_era_fixtures.py saves in every older release",
+     pk=dict(layers=[16, 16]), kw=dict(normalize_observations=True, param_noise="adaptive"))
 
 # --- HER (dict observations of BitFlippingEnv, flattened for the inner model) -----
 case("her_sac_bitflip", "her", "MlpPolicy", "her_mb", "her_box",
@@ -336,6 +342,8 @@ def train_and_save(c, case_dir, seed):
     policy = c.get("policy_obj", c["policy"])
     kw = dict(ALGO_KW.get(c.get("inner", algo), {}))
     kw.update(c["kw"])
+    if kw.get("param_noise") == "adaptive":  # a fresh object per training: SB2 adapts it in place
+        kw["param_noise"] = AdaptiveParamNoiseSpec(initial_stddev=0.1, desired_action_stddev=0.1)
     common = dict(policy_kwargs=c["policy_kwargs"] or None, seed=seed, n_cpu_tf_sess=1, verbose=0)
     extra_files = []
     venv = None
@@ -453,8 +461,8 @@ def run_case(c, out_dir):
         "policy": inner.policy.__name__,
         "policy_class": policy_name(inner.policy),
         "policy_kwargs": {k: kw_repr(v) for k, v in (inner.policy_kwargs or {}).items()},
-        "algo_kwargs": {k: kw_repr(v) for k, v in dict(ALGO_KW.get(c.get("inner", c["algo"]), {}),
-                                                       **c["kw"]).items()},
+        "algo_kwargs": {k: kw_repr(getattr(inner, k) if k == "param_noise" else v)
+                        for k, v in dict(ALGO_KW.get(c.get("inner", c["algo"]), {}), **c["kw"]).items()},
         "observation_space": space_info(model.observation_space),
         "action_space": space_info(model.action_space),
         "n_envs": int(getattr(inner, "n_envs", 1)),
