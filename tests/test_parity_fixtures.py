@@ -1,5 +1,7 @@
-"""Every fixture family (tools/legacy/make_fixtures.py: tiny models trained and saved
-by SB2 2.10.2 itself, both formats) against SB2's recorded answers, every backend."""
+"""Every fixture family against SB2's recorded answers, every backend: tiny models trained
+and saved by SB2 2.10.2 itself in both formats (tools/legacy/make_fixtures.py), and by older
+releases in each on-disk format era (tools/legacy/make_era_fixtures.py: folders v<release>_*,
+whose goldens are what THAT release answered)."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -16,6 +18,45 @@ from parity import check
 CASES = fixture_cases()
 BACKENDS = ("numpy", "tensorflow", "torch")
 FILES = [(name, d, fmt) for name, d in CASES for fmt in ("zip", "pkl") if (d / f"model.{fmt}").is_file()]
+
+# Files of older SB2 releases that sbexportd does not reproduce yet (issue 8), as STRICT
+# expected failures: fixing the reader turns a case into XPASS, which fails the run until its
+# line here is deleted. Key "case.fmt" (every backend) or "case.fmt-backend"; value: the error seen.
+EXPECTED_FAILURES: dict[str, str] = {
+    # DDPG before 2.6 saved every trainable variable (model, noise/, noise_adapt/, target) as an
+    # unnamed list: once up to 2.3 (critic output qf/qf, no obs_rms), twice in 2.4, twice plus
+    # obs_rms/ret_rms at the END in 2.5. param_order.ddpg_names zips the 2.6+ order onto the
+    # first positions, so obs_rms takes kernels (meta.json "saved_params" has SB2's own names).
+    "v2_3_0_ddpg_lnmlp_normobs_paramnoise.pkl":
+        "ValueError: operands could not be broadcast together with shapes (64,) (64,2), raised while the "
+        "spec is built (off_policy.ddpg_obs_normalization on a wrong naming of the 60-tensor list)",
+    "v2_4_1_ddpg_lnmlp_normobs_paramnoise.pkl":
+        "120-tensor list (all trainable variables twice, no obs_rms) mis-named: input/obs_rms/* get "
+        "model/pi/fc0/kernel (4,16) etc.; predict: numpy 'operands could not be broadcast together with "
+        "shapes (32,4) (4,16)', TF 'Dimensions must be equal, but are 4 and 16', torch 'size of tensor a (4) "
+        "must match the size of tensor b (16)'",
+    "v2_5_1_ddpg_lnmlp_normobs_paramnoise.pkl":
+        "123-tensor list (all trainable variables twice, then obs_rms) mis-named: input/obs_rms/* get "
+        "positions 60-62 (model/pi/fc0/kernel (4,16) ...) instead of the last three; predict: numpy 'operands "
+        "could not be broadcast together with shapes (32,4) (4,16)', TF 'Dimensions must be equal, but are 4 "
+        "and 16', torch 'size of tensor a (4) must match the size of tensor b (16)'",
+    # Semantics, not reading: SB2 2.1.0-2.3.0 predict returned the Gaussian mean UNCLIPPED (2.4.0
+    # added the clip); sbexportd clips like 2.10.2, which also answers about 0.5 away from 2.3.0
+    # (meta.json "sb2_2_10_2"; the exact value changes when the fixture is regenerated).
+    "v2_3_0_ppo2_mlp_vec_box.pkl":
+        "AssertionError: actions: differs from SB2: max abs error about 0.5 (sbexportd clips the mean to the "
+        "Box bounds as SB2 >= 2.4 does; SB2 2.3.0 predict did not clip)",
+}
+
+
+def _marks(file_id: str, backend: str) -> list:
+    reason = EXPECTED_FAILURES.get(f"{file_id}-{backend}") or EXPECTED_FAILURES.get(file_id)
+    return [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+
+
+PARITY_PARAMS = [pytest.param((name, d, fmt), backend, id=f"{name}.{fmt}-{backend}",
+                              marks=_marks(f"{name}.{fmt}", backend))
+                 for name, d, fmt in FILES for backend in BACKENDS]
 # Golden keys that are not policy outputs.
 INPUT_KEYS = {"obs", "obs_raw", "state", "mask", "actions_obs_single", "obs_observation",
               "obs_achieved_goal", "obs_desired_goal"}
@@ -34,8 +75,13 @@ def _outputs(golden: dict, space) -> list[str]:
     return [k for k in golden if k not in INPUT_KEYS and not k.endswith("_error")]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("case", FILES, ids=[f"{n}.{fmt}" for n, _, fmt in FILES])
+def test_expected_failures_name_real_files():
+    """A stale key would silently stop guarding anything."""
+    known = {p.id for p in PARITY_PARAMS} | {f"{n}.{fmt}" for n, _, fmt in FILES}
+    assert sorted(set(EXPECTED_FAILURES) - known) == []
+
+
+@pytest.mark.parametrize("case, backend", PARITY_PARAMS)
 def test_fixture_parity(case, backend, record_property):
     if backend != "numpy":
         pytest.importorskip(backend, reason=f"{backend} not installed (run the README's install command)")
