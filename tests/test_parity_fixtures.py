@@ -1,7 +1,9 @@
 """Every fixture family against SB2's recorded answers, every backend: tiny models trained
 and saved by SB2 2.10.2 itself in both formats (tools/legacy/make_fixtures.py), and by older
 releases in each on-disk format era (tools/legacy/make_era_fixtures.py: folders v<release>_*,
-whose goldens are what THAT release answered)."""
+whose goldens are what THAT release answered; where SB2 2.10.2 reads such a file and answers
+otherwise, golden_2_10_2.npz holds its answers, which sbexportd reproduces: SB2 <= 2.3 did
+not clip a Gaussian policy's action to its Box)."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -22,31 +24,7 @@ FILES = [(name, d, fmt) for name, d in CASES for fmt in ("zip", "pkl") if (d / f
 # Files of older SB2 releases that sbexportd does not reproduce yet (issue 8), as STRICT
 # expected failures: fixing the reader turns a case into XPASS, which fails the run until its
 # line here is deleted. Key "case.fmt" (every backend) or "case.fmt-backend"; value: the error seen.
-EXPECTED_FAILURES: dict[str, str] = {
-    # DDPG before 2.6 saved every trainable variable (model, noise/, noise_adapt/, target) as an
-    # unnamed list: once up to 2.3 (critic output qf/qf, no obs_rms), twice in 2.4, twice plus
-    # obs_rms/ret_rms at the END in 2.5. param_order.ddpg_names zips the 2.6+ order onto the
-    # first positions, so obs_rms takes kernels (meta.json "saved_params" has SB2's own names).
-    "v2_3_0_ddpg_lnmlp_normobs_paramnoise.pkl":
-        "ValueError: operands could not be broadcast together with shapes (64,) (64,2), raised while the "
-        "spec is built (off_policy.ddpg_obs_normalization on a wrong naming of the 60-tensor list)",
-    "v2_4_1_ddpg_lnmlp_normobs_paramnoise.pkl":
-        "120-tensor list (all trainable variables twice, no obs_rms) mis-named: input/obs_rms/* get "
-        "model/pi/fc0/kernel (4,16) etc.; predict: numpy 'operands could not be broadcast together with "
-        "shapes (32,4) (4,16)', TF 'Dimensions must be equal, but are 4 and 16', torch 'size of tensor a (4) "
-        "must match the size of tensor b (16)'",
-    "v2_5_1_ddpg_lnmlp_normobs_paramnoise.pkl":
-        "123-tensor list (all trainable variables twice, then obs_rms) mis-named: input/obs_rms/* get "
-        "positions 60-62 (model/pi/fc0/kernel (4,16) ...) instead of the last three; predict: numpy 'operands "
-        "could not be broadcast together with shapes (32,4) (4,16)', TF 'Dimensions must be equal, but are 4 "
-        "and 16', torch 'size of tensor a (4) must match the size of tensor b (16)'",
-    # Semantics, not reading: SB2 2.1.0-2.3.0 predict returned the Gaussian mean UNCLIPPED (2.4.0
-    # added the clip); sbexportd clips like 2.10.2, which also answers about 0.5 away from 2.3.0
-    # (meta.json "sb2_2_10_2"; the exact value changes when the fixture is regenerated).
-    "v2_3_0_ppo2_mlp_vec_box.pkl":
-        "AssertionError: actions: differs from SB2: max abs error about 0.5 (sbexportd clips the mean to the "
-        "Box bounds as SB2 >= 2.4 does; SB2 2.3.0 predict did not clip)",
-}
+EXPECTED_FAILURES: dict[str, str] = {}
 
 
 def _marks(file_id: str, backend: str) -> list:
@@ -88,6 +66,11 @@ def test_fixture_parity(case, backend, record_property):
     name, folder, fmt = case
     meta = load_meta(folder)
     golden = dict(np.load(folder / "golden.npz"))
+    # An older release's file that SB2 2.10.2 reads but answers differently: sbexportd
+    # reproduces 2.10.2 (its answers, by tools/legacy/check_current.py).
+    current = folder / "golden_2_10_2.npz"
+    if current.is_file():
+        golden.update(np.load(current))
     m = model(folder / f"model.{fmt}")
     discrete = isinstance(m.spec.action_space, (Discrete, MultiDiscrete, MultiBinary))
     keys = _outputs(golden, m.spec.action_space)

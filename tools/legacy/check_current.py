@@ -9,7 +9,10 @@ model file with this release's own `<Algo>.load`, asks it the golden's questions
 golden's observations, and writes into that meta.json, under "sb2_2_10_2", per format:
 whether it loads (and the error if not), the largest difference from the saving
 release's answers per golden key, and `agrees` (the parity rule of tests/parity.py:
-discrete actions equal, everything else within 1e-5 of max(1, |answer|)).
+discrete actions equal, everything else within 1e-5 of max(1, |answer|)). Where 2.10.2
+loads the file and does not agree, its own answers go to golden_2_10_2.npz beside the
+golden: sbexportd reproduces SB2 2.10.2 wherever 2.10.2 reads the file, and
+tests/test_parity_fixtures.py holds it to those answers.
 
 A DDPG file from before 2.6 references the module `stable_baselines.ddpg.memory`, which
 2.6 removed; SB2's changelog (2.6.0) tells users to alias it. Such files are tried as
@@ -79,7 +82,14 @@ def ask(meta, path, golden):
         answers = record({}, model)
         if not np.array_equal(answers["obs"], golden["obs"]):
             raise RuntimeError("the golden observations differ from the sampler's")
-        return compare(meta, golden, answers)
+        result = compare(meta, golden, answers)
+        current = os.path.join(os.path.dirname(path), "golden_2_10_2.npz")
+        if not result["agrees"]:
+            np.savez(current, **{k: np.asarray(v) for k, v in answers.items() if k in golden})
+            result["answers"] = "golden_2_10_2.npz"
+        elif os.path.exists(current):
+            os.remove(current)
+        return result
     finally:
         close(model)
         del model
