@@ -12,6 +12,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+import conformance
 from sbexportd.export.conventions import stack_state
 from sbexportd.understand.builder import Program, flatten, input_dtype, preprocess
 from sbexportd.understand.spec import (ACTIVATIONS, OPS, Box, DictSpace, Discrete, Distribution,
@@ -360,7 +361,7 @@ def cases() -> list[Case]:
     return [mlp_discrete(), all_activations(), discrete_obs_dueling(), multidiscrete(), multibinary(),
             cnn((36, 36, 1), False, 11), cnn((40, 44, 3), True, 12), lstm(False), lstm(True),
             sac_vecnormalize(), ddpg_running_norm(), her_dict(), round_half_even(), frame_stack_image(),
-            frame_stack_vecnormalize()]
+            frame_stack_vecnormalize()] + conformance.cases()
 
 
 def state(case: Case, rng: np.random.Generator, batch: int, draw=None) -> np.ndarray:
