@@ -374,6 +374,25 @@ def state(case: Case, rng: np.random.Generator, batch: int, draw=None) -> np.nda
     return draw((batch, spec.state_size)).astype(F32)
 
 
+def reference_runs(case: Case, runs) -> list[tuple[dict, dict]]:
+    """The NumPy reference on a case, for the runtimes' suites (clients/java, clients/node):
+    for each (batch, seed), the inputs (obs, and a state a caller could hold with resets
+    on about a quarter of the rows) and the outputs under the export names."""
+    from sbexportd.export.conventions import export_name
+    from sbexportd.realize.numpy_backend import NumpyPolicy
+    policy = NumpyPolicy(case.spec)
+    out = []
+    for n, seed in runs:
+        rng = np.random.default_rng(seed)
+        inputs = {"obs": case.obs(rng, n)}
+        if case.spec.stateful:
+            inputs["state"] = state(case, rng, n, lambda size: rng.uniform(-1, 1, size=size))
+            inputs["mask"] = (rng.uniform(size=n) < 0.25).astype(F32)
+        got = policy.run(inputs["obs"], inputs.get("state"), inputs.get("mask"))
+        out.append((inputs, {export_name(k): np.asarray(v) for k, v in got.items()}))
+    return out
+
+
 def covered_ops(specs: list[PolicySpec]) -> set[str]:
     return {node.op for spec in specs for node in spec.nodes}
 
