@@ -109,5 +109,16 @@ class TargetUnavailable(ExportError):
     code = "target_unavailable"
 
 
+class NotRepresentable(ExportError):
+    """The target cannot represent this policy exactly (e.g. a dueling DQN in
+    Stable-Baselines3). `why` says what it lacks, `closest` what would come nearest;
+    nothing approximate is written in its place."""
+    code = "not_representable"
+
+    def __init__(self, message: str, path=None, *, why: str = "", closest: str = ""):
+        self.why, self.closest = why, closest
+        super().__init__(message, path)
+
+
 class Cancelled(SbExportError):
     code = "cancelled"

@@ -21,6 +21,8 @@ class Target:
     name: str
     module: str
     summary: str
+    in_all: bool = True  # part of `--to all` (training-framework targets, which refuse what they cannot
+    #                      represent exactly, are asked for by name)
 
     def load_module(self):
         return importlib.import_module(f"{__name__}.{self.module}")
@@ -35,4 +37,6 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("tflite", "tflite", "TensorFlow Lite flatbuffer with a signature runner"),
     Target("portable", "portable", "versioned msgpack: the spec and little-endian weights"),
     Target("params", "params", "raw weights by SB2 name: .npz, .json and .msgpack"),
+    Target("sb3", "sb3", "a Stable-Baselines3 / sb3-contrib model.zip (+ vecnormalize.pkl) that loads, "
+           "predicts and trains in SB3", in_all=False),
 )}
