@@ -217,9 +217,19 @@ class Features:
     head_layers: list[tuple[Node, str]]  # the chain after the CNN's fc1 (hidden layers)
 
 
+def policy_space(spec: PolicySpec) -> Space:
+    """The observation space the policy itself reads: with a frame stack in front, the
+    stacked space as VecFrameStack builds it (bounds repeated along the last axis)."""
+    space = spec.observation_space
+    if not spec.frame_stack:
+        return space
+    n = spec.frame_stack
+    return Box(low=np.repeat(space.low, n, axis=-1), high=np.repeat(space.high, n, axis=-1), dtype=space.dtype)
+
+
 def features(g: Graph, spec: PolicySpec, chain: list[tuple[Node, str]], start: str) -> Features:
     front = read_front(g, start)
-    space = spec.observation_space
+    space = policy_space(spec)
     kwargs: dict[str, Any] = {}
     transpose = sb3_transposes(space)
     sb3_space: Space = channel_first(space) if transpose else space
@@ -241,7 +251,7 @@ def features(g: Graph, spec: PolicySpec, chain: list[tuple[Node, str]], start: s
 
 
 def _cnn_features(g: Graph, spec: PolicySpec, chain: list[tuple[Node, str]], front: Front) -> Features:
-    space = spec.observation_space
+    space = policy_space(spec)
     shapes = [(tuple(g.tensor(c.params["w"]).shape), c.attrs["stride"]) for c in front.convs]
     nature = [((8, 8), 32, 4), ((4, 4), 64, 2), ((3, 3), 64, 1)]
     if len(shapes) != 3 or any(s[0][:2] != k or s[0][3] != n or st != stride
@@ -508,8 +518,11 @@ def on_policy_hyperparameters(model, sb2: str, sb3: str) -> tuple[dict[str, Any]
     n_envs = int(_num(d.get("n_envs")) or 1)
     if sb2 in ("ppo2", "a2c", "acktr"):
         _carry(d, [("gamma", "gamma", ident), ("n_steps", "n_steps", int), ("ent_coef", "ent_coef", ident),
-                   ("vf_coef", "vf_coef", ident), ("max_grad_norm", "max_grad_norm", ident),
-                   ("learning_rate", "learning_rate", ident)], h, notes, sb3)
+                   ("vf_coef", "vf_coef", ident), ("max_grad_norm", "max_grad_norm", ident)]
+               + ([("learning_rate", "learning_rate", ident)] if sb2 != "acktr" else []), h, notes, sb3)
+        if sb2 == "acktr" and "learning_rate" in d:
+            notes.append(f"learning_rate={d['learning_rate']!r:.20}: ACKTR's is the K-FAC natural-gradient step, "
+                         "not an RMSProp rate; SB3's A2C keeps its default learning_rate")
     if sb2 == "ppo2":
         _carry(d, [("gae_lambda", "lam", ident), ("n_epochs", "noptepochs", int), ("clip_range", "cliprange", ident)],
                h, notes, sb3)
@@ -624,8 +637,9 @@ def _sb2_critics(model, spec: PolicySpec, scope: str, layers: list[int], feats: 
                  missing_ok: bool = False) -> dict[str, np.ndarray] | None:
     """SB2's qf1, qf2 under <scope>values_fn/ (concat(features, action) -> layers -> 1) as SB3's
     ContinuousCritic qf0, qf1 (and its own features extractor for a CNN)."""
-    params = model.archive.params
-    n_act = int(np.prod(spec.action_space.shape))
+    params = dict(model.archive.params)
+    if scope == "model/" and f"{scope}values_fn/qf1/{q_out('qf1', 0, layers)}kernel:0" not in params:
+        params.update(_unnamed_critics(model, layers))
     out: dict[str, np.ndarray] = {}
     for i, q in enumerate(("qf1", "qf2")):
         base = f"{scope}values_fn/{q}/"
@@ -653,6 +667,25 @@ def _sb2_critics(model, spec: PolicySpec, scope: str, layers: list[int], feats: 
     return out
 
 
+def q_out(q: str, j: int, layers: list[int]) -> str:
+    return f"fc{j}/" if j < len(layers) else f"{q}/"
+
+
+def _unnamed_critics(model, layers: list[int]) -> dict[str, np.ndarray]:
+    """Old SB2 releases saved a bare list, of which sbexportd names what predict needs
+    (understand/param_order.py: the actor, then values_fn/vf). make_critics created
+    qf1 then qf2 right after vf, so the next unnamed entries, in order, are theirs; each
+    is shape-checked by the caller (kernels (obs + action -> layers -> 1))."""
+    params = model.archive.params
+    named = [i for i, k in enumerate(params) if not k.startswith("#")]
+    rest = [k for i, k in enumerate(params) if k.startswith("#") and named and i > max(named)]
+    names = [f"model/values_fn/{q}/{q_out(q, j, layers)}{part}:0" for q in ("qf1", "qf2")
+             for j in range(len(layers) + 1) for part in ("kernel", "bias")]
+    if len(rest) < len(names) or any(k != f"#{max(named) + 1 + i}" for i, k in enumerate(rest[:len(names)])):
+        return {}
+    return {n: params[k] for n, k in zip(names, rest)}
+
+
 def _sb2_cnn(model, spec: PolicySpec, scope: str, feats: Features) -> dict[str, np.ndarray] | None:
     params = model.archive.params
     out: dict[str, np.ndarray] = {}
@@ -664,7 +697,7 @@ def _sb2_cnn(model, spec: PolicySpec, scope: str, feats: Features) -> dict[str, 
         out[f"cnn.{2 * i}.weight"] = np.ascontiguousarray(w.transpose(3, 2, 0, 1))
         out[f"cnn.{2 * i}.bias"] = np.asarray(params[f"{scope}{name}/b:0"], np.float32).reshape(-1)
         shapes.append((w.shape, (4, 2, 1)[i]))
-    h, w_, c = _conv_out(spec.observation_space.shape, shapes)
+    h, w_, c = _conv_out(policy_space(spec).shape, shapes)
     fc1 = hwc_rows_to_chw(np.asarray(params[f"{scope}fc1/w:0"], np.float32), (h, w_, c))
     out.update(linear(fc1, params[f"{scope}fc1/b:0"], "linear.0"))
     return out

@@ -94,16 +94,35 @@ def spaces_env(observation_space, action_space, goal: bool = False, seed: int = 
         def __init__(self):
             self.observation_space, self.action_space = observation_space, action_space
             self.observation_space.seed(seed)
+            self.rng = np.random.default_rng(seed)
             self.t = 0
 
         def reset(self, *, seed=None, options=None):
             super().reset(seed=seed)
             self.t = 0
-            return self.observation_space.sample(), {}
+            return self.sample(), {}
+
+        def sample(self):
+            """Like the space's sample(), but a standard normal where a bound is
+            unbounded or huge (gym's CartPole says float32 max: uniform draws would be
+            ~1e38 and turn the network's sums into inf - inf)."""
+            space = self.observation_space
+            if isinstance(space, gym.spaces.Dict):
+                return {k: self._box(s) if isinstance(s, gym.spaces.Box) else s.sample() for k, s in space.items()}
+            return self._box(space) if isinstance(space, gym.spaces.Box) else space.sample()
+
+        def _box(self, space):
+            low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+            finite = np.isfinite(low) & np.isfinite(high) & (high - low < 1e6)
+            x = np.where(finite, self.rng.uniform(np.where(finite, low, 0), np.where(finite, high, 1)),
+                         self.rng.normal(size=space.shape))
+            if np.issubdtype(space.dtype, np.integer):
+                x = np.round(x)
+            return np.clip(x, low, high).astype(space.dtype)
 
         def step(self, action):
             self.t += 1
-            obs = self.observation_space.sample()
+            obs = self.sample()
             reward = float(self.compute_reward(obs["achieved_goal"], obs["desired_goal"], {})) if goal else 0.0
             return obs, reward, False, self.t >= 8, {}
 
