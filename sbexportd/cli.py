@@ -109,6 +109,16 @@ def quiet_native_stderr(enabled: bool = True):
         real.close()
 
 
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate
+    with quiet_native_stderr(enabled=not args.verbose):
+        result = evaluate(args.file, args.env, args.episodes, seed=args.seed, backend=args.backend,
+                          vecnormalize=args.vecnormalize or "auto", frame_stack=args.frame_stack or "auto",
+                          algo=args.algo, benchmark=args.benchmark)
+    print(json.dumps(result.as_dict(), indent=2) if args.json else result.render())
+    return 0
+
+
 def cmd_serve(args) -> int:
     from .serve import main as serve_main
     return serve_main(args)
@@ -206,6 +216,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="numpy", choices=("numpy", "tensorflow", "torch"))
     p.add_argument("--out", help="write every output to this .npz")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="play episodes of the agent's environment in gymnasium: mean +- std and "
+                       "the zoo's published figure")
+    p.add_argument("file", help="an SB2 save file, or an export folder (sb3, rl-zoo3, onnx, pytorch, tflite, "
+                                "savedmodel)")
+    p.add_argument("--env", help="environment id (default: the agent file's name, as the zoo names them); "
+                                 "old gym ids run as their gymnasium successors")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default="numpy", choices=("numpy", "tensorflow", "torch"),
+                   help="for an SB2 file: the backend that runs it")
+    p.add_argument("--vecnormalize", metavar="PATH|auto", help="for an SB2 file (default auto)")
+    p.add_argument("--frame-stack", metavar="N|auto", help="for an SB2 file (default auto)")
+    p.add_argument("--algo", help="override the detected algorithm")
+    p.add_argument("--benchmark", help="rl-baselines-zoo benchmark.md (default: one beside the agent's zoo)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--verbose", action="store_true", help="let TensorFlow's own log lines through")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("serve", help="run the daemon: JSON-RPC over the LSP base protocol (see protocol.md)")
     where = p.add_mutually_exclusive_group(required=True)
