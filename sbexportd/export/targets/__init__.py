@@ -39,4 +39,6 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("params", "params", "raw weights by SB2 name: .npz, .json and .msgpack"),
     Target("sb3", "sb3", "a Stable-Baselines3 / sb3-contrib model.zip (+ vecnormalize.pkl) that loads, "
            "predicts and trains in SB3", in_all=False),
+    Target("rl-zoo3", "rl_zoo3", "the sb3 model in rl-baselines3-zoo's layout (python -m rl_zoo3.enjoy runs it), "
+           "for the gymnasium successor of the agent's environment", in_all=False),
 )}

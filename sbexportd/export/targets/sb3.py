@@ -214,6 +214,11 @@ def write(model, folder: Path) -> None:
             "load": f"from {p.module} import {p.algo}; model = {p.algo}.load('{FILE}')",
             "notes": p.notes}
     (folder / META).write_text(json.dumps(meta, indent=2) + "\n")
+    remember(spec, p)
+
+
+def remember(spec: PolicySpec, p: Sb3Plan) -> None:
+    """Keep the plan for outputs / adjust_io / manifest_notes of this spec's export."""
     with _lock:
         for key in [k for k, (ref, _) in _plans.items() if ref() is None]:
             del _plans[key]
