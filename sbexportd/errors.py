@@ -87,6 +87,11 @@ class BadObservation(SbExportError):
     code = "bad_observation"
 
 
+class ObservationFileError(SbExportError):
+    """A file of observations that cannot be read (format, syntax, not numbers)."""
+    code = "bad_observation_file"
+
+
 class BackendUnavailable(SbExportError):
     code = "backend_unavailable"
 
