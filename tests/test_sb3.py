@@ -296,3 +296,24 @@ def test_exit_statuses_tell_file_from_observation(tmp_path):
         proc = _cli(*args)
         assert proc.returncode == status, (args, proc.returncode, proc.stderr)
         assert proc.stderr.count("\n") <= 1 or status == 2, proc.stderr
+
+
+# --- the daemon -----------------------------------------------------------------------------
+def test_daemon_evaluates_and_refuses_with_typed_errors(tmp_path):
+    from rpc_client import Daemon, RpcError
+    d = Daemon()
+    try:
+        c = d.client()
+        got = c.request("sbexport/evaluate", {"path": str(ROOT / "examples" / "ppo2_CartPole-v1.pkl"),
+                                               "env": "CartPole-v1", "episodes": 2, "seed": 3})
+        assert got["returns"] == [500.0, 500.0] and got["env"] == "CartPole-v1" and got["seed"] == 3
+        with pytest.raises(RpcError) as bad:
+            c.request("sbexport/evaluate", {"path": str(ROOT / "examples" / "ppo2_CartPole-v1.pkl"), "episodes": 0})
+        assert bad.value.code == -32602
+        opened = c.request("sbexport/open", {"path": str(FIXTURES / "ddpg_mlp_vec_box" / "model.zip")})
+        with pytest.raises(RpcError) as refused:
+            c.request("sbexport/export", {"modelId": opened["modelId"], "to": "sb3", "out": str(tmp_path / "x")})
+        assert refused.value.data["kind"] == "not_representable" and "Closest:" in str(refused.value)
+        c.close()
+    finally:
+        d.stop()
