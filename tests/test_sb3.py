@@ -114,6 +114,27 @@ def test_refused_cli_export_is_one_line_with_its_own_status(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("case,key", [("ppo2_mlp_vec_box", "action_net.bias"),
+                                      ("sac_mlp_vec_box", "actor.latent_pi.0.weight"),
+                                      ("ppo2_cnnlstm_img_discrete", "value_net.bias")])
+def test_verification_rejects_a_tampered_sb3_file(tmp_path, case, key):
+    """The other side: the same check refuses model.zip once one of its weights moves."""
+    import torch
+    from sbexportd.errors import ParityFailed
+    from sbexportd.export.core import verify_export
+    from sbexportd.export.targets import TARGETS, sb3
+    model = _load(case)
+    sb3.write(model, tmp_path)
+    m, _, meta = sb3.load_folder(tmp_path)
+    state = m.policy.state_dict()
+    with torch.no_grad():
+        state[key].view(-1)[0] += 1e-2 * max(1.0, float(state[key].abs().max()))
+    m.policy.load_state_dict(state)
+    m.save(str(tmp_path / "model.zip"))
+    with pytest.raises(ParityFailed, match="does not reproduce the policy"):
+        verify_export(model, TARGETS["sb3"], tmp_path)
+
+
 # --- SB3 on its own ----------------------------------------------------------------------
 STANDALONE = ["ppo2_mlp_vec_box", "a2c_cnn_img_discrete", "trpo_mlp_vec_discrete", "ppo2_cnnlstm_img_discrete",
               "sac_mlp_vec_box", "td3_cnn_img_box", "dqn_mlp_nodueling", "her_sac_bitflip",

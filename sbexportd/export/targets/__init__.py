@@ -13,7 +13,7 @@ tensorflowjs converter and onnxruntime are heavy)."""
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,9 @@ class Target:
     name: str
     module: str
     summary: str
-    in_all: bool = True  # part of `--to all` (training-framework targets, which refuse what they cannot
-    #                      represent exactly, are asked for by name)
+    # part of `--to all` (training-framework targets, which refuse what they cannot represent
+    # exactly, are asked for by name)
+    in_all: bool = field(default=True, kw_only=True)
 
     def load_module(self):
         return importlib.import_module(f"{__name__}.{self.module}")
