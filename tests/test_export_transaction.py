@@ -180,9 +180,10 @@ def test_force_replaces_files_and_symlinks_and_leaves_nothing_behind(tmp_path):
     assert visible(out) == ["params", "portable"] and hidden(out) == []
 
 
-def test_the_cli_keeps_what_verified_and_exits_1(tmp_path):
+def test_the_cli_keeps_what_verified_and_exits_5(tmp_path):
     """Issue 8: a failed target is in the summary table with its reason, its folder
-    is not written, the exit code is 1; --all-or-nothing writes nothing, exits 2."""
+    is not written, the exit status is 5 (the operation failed); --all-or-nothing
+    writes nothing, exits 5 as well."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FAKES), str(ROOT)]),
            "SBEXPORTD_TEST_FAULTS": "portable-parity"}
 
@@ -190,14 +191,14 @@ def test_the_cli_keeps_what_verified_and_exits_1(tmp_path):
         return subprocess.run([sys.executable, "-m", "sbexportd.cli", "export", str(MLP), *args], cwd=ROOT,
                               env=env, capture_output=True, text=True, timeout=300)
     r = cli("--to", "params,portable", "--out", str(tmp_path / "a"))
-    assert r.returncode == 1, r.stderr
+    assert r.returncode == 5, r.stderr
     rows = {line.split()[0]: line for line in r.stdout.splitlines() if line.split()}
     assert "FAILED (parity_failed)" in rows["portable"] and " ok " in rows["params"]
     assert "1 of 2 targets failed" in r.stdout and "1 of 2 targets failed: portable" in r.stderr
     assert "  portable: the export does not reproduce the policy" in r.stdout  # the reason, with the table
     assert visible(tmp_path / "a") == ["params"] and hidden(tmp_path / "a") == []
     r = cli("--to", "params,portable", "--out", str(tmp_path / "b"), "--all-or-nothing")
-    assert r.returncode == 2 and "does not reproduce the policy" in r.stderr
+    assert r.returncode == 5 and "does not reproduce the policy" in r.stderr
     assert not (tmp_path / "b").exists()
     manifest = json.loads((tmp_path / "a" / "params" / "manifest.json").read_text())
     assert manifest["parity"]["passed"] is True

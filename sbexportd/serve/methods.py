@@ -209,6 +209,27 @@ async def export(ls, p: Params, req):
     return {"modelId": p.model_id(), "out": out, "results": results, "failed": failures, "complete": not failed}
 
 
+@method("sbexport/evaluate")
+async def evaluate(ls, p: Params, req):
+    """Episodes of gymnasium's env for an SB2 file or an export folder (sbexportd.evaluate)."""
+    from ..evaluate import MAX_EPISODES, evaluate as run_episodes
+    from ..model import BACKENDS
+    path = p.path("path")
+    ls.daemon.roots.check(path, "path")  # (--root: an SB2 file or an export folder inside the roots)
+    vecnormalize = p.path("vecnormalize", required=False) or "auto"
+    if vecnormalize != "auto":
+        ls.daemon.roots.check(vecnormalize, "vecnormalize")
+    episodes = p.int("episodes", 10)
+    if not 1 <= episodes <= MAX_EPISODES:
+        raise errors.invalid_params(f"{p.method}: episodes must be from 1 to {MAX_EPISODES}")
+    backend = p.choice("backend", BACKENDS, "numpy")
+    call = functools.partial(run_episodes, path, p.str("env"), episodes, seed=p.int("seed", 0), backend=backend,
+                             vecnormalize=vecnormalize, frame_stack=p.str("frameStack", "auto"),
+                             cancelled=req.token.cancelled)
+    result = await ls.daemon.run(ls.daemon.work, call, token=req.token)
+    return result.as_dict()
+
+
 @method("sbexport/close")
 async def close_model(ls, p: Params, req):
     return ls.daemon.close(ls.conn.id, p.model_id())
