@@ -14,7 +14,7 @@ from conftest import fixture_cases, load_meta
 from parity import check
 
 CASES = fixture_cases()
-BACKENDS = ("numpy", "tensorflow", "torch")
+BACKENDS = ("numpy", "tensorflow", "torch", "onnxruntime")
 FILES = [(name, d, fmt) for name, d in CASES for fmt in ("zip", "pkl") if (d / f"model.{fmt}").is_file()]
 # Golden keys that are not policy outputs.
 INPUT_KEYS = {"obs", "obs_raw", "state", "mask", "actions_obs_single", "obs_observation",

@@ -13,7 +13,7 @@ from conftest import ZOO_REASON, zoo_cases
 from parity import check
 
 CASES = zoo_cases()
-BACKENDS = ("numpy", "tensorflow", "torch")
+BACKENDS = ("numpy", "tensorflow", "torch", "onnxruntime")
 
 
 @lru_cache(maxsize=None)
