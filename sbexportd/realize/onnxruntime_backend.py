@@ -38,8 +38,8 @@ OPSET = 17
 OUT_PREFIX = "out:"    # graph outputs: the recurrent `state` is both an input and an output
 DIST_PREFIX = "dist:"
 DICT_PREFIX = "obs:"   # inputs of a dict observation, by key
-CHUNK_ROWS = 8192          # rows per session call on large batches
-CHUNK_VALUES = 1 << 20     # ... and at most about this many observation values per call
+CHUNK_ROWS = 4096          # rows per session call on large batches (~5 MiB of arena each for a 64x64 MLP)
+CHUNK_VALUES = 1 << 18     # ... and at most about this many observation values per call
 PARALLEL_ROWS = 2048       # batches from this size are split across threads
 
 _onnx = None

@@ -121,6 +121,12 @@ class FrameParser:
             if self.frame_started is None and self._state == _HEADER and data.strip():
                 self.frame_started = self.last_byte
 
+    def touch(self) -> None:
+        """Restart the clocks of the frame being read (reading was paused meanwhile)."""
+        self.last_byte = time.monotonic()
+        if self.frame_started is not None:
+            self.frame_started = self.last_byte
+
     @property
     def buffered(self) -> int:
         return len(self._buf) - self._pos

@@ -212,6 +212,8 @@ class Connection:
         if reason in self.paused:
             self.paused.discard(reason)
             if not self.paused and not self.closed:
+                if self.parser is not None:
+                    self.parser.touch()  # the frame's clock stopped while the daemon did not read
                 self.flow.resume_reading()
 
     def writing_paused(self, paused: bool) -> None:
@@ -431,7 +433,7 @@ class Connection:
         """Why this connection should be closed now, if it should (TCP and WebSocket)."""
         d = self.daemon
         parser = self.parser
-        if d.header_timeout and parser is not None:
+        if d.header_timeout and parser is not None and not self.paused:  # not while the daemon does not read
             if parser.in_header and now - parser.frame_started > d.header_timeout:
                 return f"a frame's header was not complete within {d.header_timeout:g} s"
             if parser.in_body and now - parser.last_byte > d.header_timeout:
