@@ -179,6 +179,25 @@ def test_a_client_that_does_not_read_is_paused_not_buffered(daemon):
     other.close()
 
 
+def test_a_paused_client_is_not_timed_out_for_the_daemons_pause():
+    """While the daemon does not read a client (its answers pile up), a frame it has
+    half read is not "stalled": the header timeout counts the client's delays only."""
+    d = Daemon("--header-timeout", "1")
+    try:
+        slow = d.client()
+        slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        mid = slow.request("sbexport/open", {"path": str(CNN)})["modelId"]
+        n = 300
+        frames = b"".join(encode({"jsonrpc": "2.0", "id": i, "method": "sbexport/parameters",
+                                  "params": {"modelId": mid, "values": True}}, "msgpack") for i in range(n))
+        threading.Thread(target=slow.send_raw, args=(frames,), daemon=True).start()
+        time.sleep(3.0)  # paused for longer than the header timeout
+        assert sum("result" in slow.receive() for _ in range(n)) == n
+        assert slow.request("sbexport/status")["connections"]["open"] == 1
+    finally:
+        d.stop()
+
+
 def test_stalled_connections_are_closed_after_the_header_timeout(daemon):
     """Review: no header or idle timeout (4,000 stalled connections held). With the
     default --header-timeout (10 s): a connection that sends nothing, and one that
