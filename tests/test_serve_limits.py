@@ -274,3 +274,23 @@ def test_too_many_connections_are_refused_cleanly_and_served_clients_keep_their_
         for s in held:
             s.close()
         d.stop()
+
+
+def test_websocket_connections_are_limited_and_read_in_turn():
+    """The same bounds on the WebSocket transport: one connection over
+    --max-connections is closed with code 1013 (try again later); pipelined
+    requests beyond --max-in-flight wait their turn and are all answered."""
+    from websockets.sync.client import connect
+    d = Daemon("--max-connections", "2", "--max-in-flight", "4", transport="ws")
+    try:
+        a, b = d.client(), d.client()
+        extra = connect(f"ws://{d.host}:{d.port}", open_timeout=10)
+        with pytest.raises(Exception) as e:
+            extra.recv(timeout=10)
+        assert getattr(e.value, "rcvd", None) is not None and e.value.rcvd.code == 1013, e.value
+        mid = a.request("sbexport/open", {"path": str(MLP)})["modelId"]
+        ids = [a.start("sbexport/predict", {"modelId": mid, "obs": [[0.1, 0.2, 0.3, float(i)]]}) for i in range(50)]
+        assert all(len(a.result(i)["outputs"]["actions"]) == 1 for i in ids)
+        assert b.request("sbexport/status")["connections"] == {"open": 2, "total": 2, "refused": 1, "max": 2}
+    finally:
+        d.stop()
