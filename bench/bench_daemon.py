@@ -220,13 +220,15 @@ def legacy(python, agent, obs_file, calls, with_batch=True) -> dict | None:
     if not Path(python).exists():
         print(f"legacy stack not found at {python}: no SB2 baseline", file=sys.stderr)
         return None
-    proc = subprocess.run([python, "-c", LEGACY_SCRIPT, str(agent), str(calls), str(obs_file),
-                           "1" if with_batch else "0"],
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        print("SB2 baseline failed:\n" + proc.stderr[-3000:], file=sys.stderr)
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the legacy stack imports its own
+    for attempt in (1, 2):  # a legacy TensorFlow start sometimes fails on a busy machine: once more
+        proc = subprocess.run([python, "-c", LEGACY_SCRIPT, str(agent), str(calls), str(obs_file),
+                               "1" if with_batch else "0"],
+                              capture_output=True, text=True, timeout=600, env=env)
+        if proc.returncode == 0:
+            return json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"SB2 baseline failed (attempt {attempt}):\n" + proc.stderr[-1500:], file=sys.stderr)
+    return None
 
 
 def exports(daemon, client, mid, agent, targets, work: Path, cli: bool = True) -> dict:
