@@ -285,8 +285,21 @@ def amplification(quick: bool = False) -> dict:
 
 
 def run(quick: bool = False) -> dict:
-    return {"load": load(5.0 if quick else 10.0), "slow_clients": slow_clients(quick),
-            "memory_amplification": amplification(quick)}
+    """The figures, flat (bench/stress.py prints one row each): `scenario: figure`."""
+    nested = {"load": load(5.0 if quick else 10.0), "slow clients": slow_clients(quick),
+              "memory": amplification(quick)}
+    return _flat(nested)
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat(value, name + ": "))
+        else:
+            out[name] = value
+    return out
 
 
 if __name__ == "__main__":

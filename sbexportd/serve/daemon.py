@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -43,7 +43,8 @@ class FairExecutor(Executor):
     """A thread pool that serves its submitters in turns: each connection has its own
     queue and the threads take one task from each connection with work in round-robin
     order, so a connection with a hundred queued predicts delays another's by one
-    predict, not a hundred. The key is `current_connection` at submit time."""
+    predict, not a hundred. The key is `current_connection` at submit time. Its tasks
+    read (predicts, loads, decoding): its threads are daemon threads."""
 
     def __init__(self, max_workers: int, thread_name_prefix: str):
         self.max_workers = max(1, max_workers)
@@ -270,7 +271,8 @@ class Daemon:
         self.connections_total = 0
         self.in_flight = 0
         self.work = FairExecutor(workers or min(8, (os.cpu_count() or 1) + 2), "sbexportd-work")
-        self.export_pool = FairExecutor(max(1, export_workers), "sbexportd-export")
+        # exports write files: a standard pool, whose threads a stop waits for
+        self.export_pool = ThreadPoolExecutor(max_workers=max(1, export_workers), thread_name_prefix="sbexportd-export")
         from .exports import ExportCache
         self.exports = ExportCache(export_cache)
 
