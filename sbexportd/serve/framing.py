@@ -15,9 +15,11 @@ arrives, never held."""
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -70,6 +72,16 @@ def content_encoding(value: str | None) -> str | None:
     if media in _MSGPACK_MEDIA:
         return MSGPACK
     return None
+
+
+# What nearly every client sends: Content-Length, perhaps a Content-Type, nothing else.
+_COMMON_HEADER = re.compile(rb"Content-Length: *([0-9]{1,18}) *\r\n(?:Content-Type: *([^\r\n:]{1,200})\r\n)?\r\n",
+                            re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=64)
+def _encoding_of(content_type: bytes | None) -> str | None:
+    return content_encoding(None if content_type is None else content_type.decode("latin-1").strip())
 
 
 @dataclass
@@ -170,28 +182,19 @@ class FrameParser:
                 return None
 
     def _whole_header(self):
-        """The common case at once: a well-formed header block already buffered
-        (usually with its body). Returns the Frame, True when the header was taken
-        and the body is still coming, or None to read line by line (anything unusual)."""
-        buf, pos = self._buf, self._pos
-        end = buf.find(b"\r\n\r\n", pos, pos + 2 * MAX_HEADER_LINE)
-        if end <= pos:
+        """The common case at once: `Content-Length: N` (and a Content-Type) already
+        buffered, usually with the body. Returns the Frame, True when the header was
+        taken and the body is still coming, or None to read line by line (anything
+        else, including every malformed header)."""
+        m = _COMMON_HEADER.match(self._buf, self._pos)
+        if m is None:
             return None
-        headers = {}
-        for line in bytes(buf[pos:end]).split(b"\r\n"):
-            name, sep, value = line.partition(b":")
-            if not sep or not name or name != name.strip() or b"\n" in line or len(line) > MAX_HEADER_LINE:
-                return None
-            headers[name.decode("latin-1").lower()] = value.decode("latin-1").strip()
-        length = headers.get("content-length")
-        if length is None or not (length.isascii() and length.isdigit()) or len(length) > 18 \
-                or len(headers) > MAX_HEADER_LINES or int(length) > self.max_bytes:
+        n = int(m.group(1))
+        encoding = _encoding_of(m.group(2))
+        if n > self.max_bytes or encoding is None:
             return None
-        n = int(length)
-        encoding = content_encoding(headers.get("content-type"))
-        if encoding is None:
-            return None
-        start = end + 4
+        start = m.end()
+        buf = self._buf
         if len(buf) - start >= n:
             body = bytes(buf[start:start + n])
             self._pos = start + n
@@ -200,8 +203,10 @@ class FrameParser:
                 self.frame_started = None
             return Frame(encoding, body)
         self._pos = start
-        self._headers = headers
-        self._lines = len(headers)
+        self._headers = {"content-length": m.group(1).decode()}
+        if m.group(2) is not None:
+            self._headers["content-type"] = m.group(2).decode("latin-1").strip()
+        self._lines = len(self._headers)
         return self._end_of_headers() or True
 
     def _take_line(self) -> bytes | None:
