@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
+import os
+import re
 from typing import Any
 
 import numpy as np
@@ -149,6 +152,44 @@ def _list(a: np.ndarray) -> Any:
         # JSON has no NaN/Infinity: null (base64 keeps them)
         return np.where(np.isfinite(a), a, None).tolist() if a.ndim else None
     return a.tolist()
+
+
+LIST_CHUNK = 1 << 14  # values turned into Python numbers at a time when a big array goes out as JSON lists
+
+
+def encode_json(message: dict) -> bytes:
+    """JSON of an answer. Arrays answered as lists that are large are written a chunk
+    of rows at a time (their Python numbers, ~32 bytes each, exist for one chunk, not
+    for the whole array): json.dumps writes a placeholder for each, replaced after."""
+    big: list[np.ndarray] = []
+    nonce = os.urandom(8).hex()  # no string of the message (a parameter name...) can look like a placeholder
+
+    def default(o: Any) -> Any:
+        if isinstance(o, Out) and o.encoding == "list" and o.array.size > LIST_CHUNK and o.array.ndim:
+            big.append(o.array)
+            return f"\x00{nonce}{len(big) - 1}\x00"
+        return json_default(o)
+    text = json.dumps(message, default=default, separators=(",", ":"), ensure_ascii=False)
+    if not big:
+        return text.encode("utf-8")
+    parts = re.split(r'"\\u0000' + nonce + r'(\d+)\\u0000"', text)
+    out = bytearray()
+    for i, part in enumerate(parts):
+        if i % 2 == 0:
+            out += part.encode("utf-8")
+        else:
+            _list_json(big[int(part)], out)
+    return bytes(out)
+
+
+def _list_json(a: np.ndarray, out: bytearray) -> None:
+    rows = max(1, LIST_CHUNK // max(1, a.size // max(1, a.shape[0])))
+    out += b"["
+    for lo in range(0, a.shape[0], rows):
+        if lo:
+            out += b","
+        out += json.dumps(_list(a[lo:lo + rows]), separators=(",", ":")).encode()[1:-1]
+    out += b"]"
 
 
 def json_default(o: Any) -> Any:

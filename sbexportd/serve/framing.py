@@ -28,7 +28,7 @@ from typing import Any
 import msgpack
 
 from . import errors
-from .arrays import json_default, msgpack_default
+from .arrays import encode_json, msgpack_default
 from .errors import ServeError
 
 log = logging.getLogger("sbexportd.serve")
@@ -381,7 +381,7 @@ def encode_body(message: dict, encoding: str) -> bytes:
         if packer is None:
             packer = _packer.p = msgpack.Packer(default=msgpack_default, use_bin_type=True)
         return packer.pack(message)
-    return json.dumps(message, default=json_default, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return encode_json(message)
 
 
 def sniff_binary(data: bytes) -> str:

@@ -237,7 +237,11 @@ def _size(obs) -> int:
 
 
 def _array_params(p: Params):
-    return _array_param(p, "obs", required=True, goal=True), _array_param(p, "state"), _array_param(p, "mask")
+    arrays = _array_param(p, "obs", required=True, goal=True), _array_param(p, "state"), _array_param(p, "mask")
+    for key in ("obs", "state", "mask"):  # decoded: nested lists (~32 bytes a number) are freed now
+        if type(p.raw.get(key)) is list:
+            p.raw[key] = None
+    return arrays
 
 
 def _array_param(p: Params, key: str, required: bool = False, goal: bool = False):
