@@ -126,15 +126,21 @@ class Model:
             if single:
                 return {k: np.asarray(v)[0] for k, v in result.items()}
             return {k: np.asarray(v) for k, v in result.items()}
-        parts = []
-        for lo in range(0, max(n, 1), rows):
+        result: dict[str, np.ndarray] = {}
+        for lo in range(0, max(n, 1), rows):  # outputs allocated once, after the first chunk
             sl = slice(lo, lo + rows)
             b, s, m = batch[sl], None if state is None else state[sl], None if mask is None else mask[sl]
-            result = impl.run(b, s, m, outputs)
+            part = impl.run(b, s, m, outputs)
             if rng is not None:  # one stream across chunks: the same draws as one call
-                result["actions"] = impl.sample(b, s, m, rng)
-            parts.append({k: np.asarray(v) for k, v in result.items()})
-        result = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+                part["actions"] = impl.sample(b, s, m, rng)
+            if n <= rows:
+                result = {k: np.asarray(v) for k, v in part.items()}
+                break
+            for k, v in part.items():
+                v = np.asarray(v)
+                if k not in result:
+                    result[k] = np.empty((n, *v.shape[1:]), v.dtype)
+                result[k][sl] = v
         if single:
             result = {k: v[0] for k, v in result.items()}
         return result

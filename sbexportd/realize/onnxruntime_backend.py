@@ -469,15 +469,25 @@ class OrtPolicy:
         n = next(iter(feeds.values())).shape[0]
         if n <= self.chunk_rows and n < PARALLEL_ROWS:
             return self.session.run(names, feeds)
-        # chunks: bounded memory per call, and every core on big batches
+        # chunks: bounded memory per call, and every core on big batches; the first one
+        # tells the outputs' shapes, the others are written into them in place
         pieces = max(math.ceil(n / self.chunk_rows), min(os.cpu_count() or 1, n // (PARALLEL_ROWS // 2)))
         bounds = np.linspace(0, n, pieces + 1).astype(int)
 
         def part(i: int) -> list[np.ndarray]:
             return self.session.run(names, {k: v[bounds[i]:bounds[i + 1]] for k, v in feeds.items()})
-        rest = [_chunk_pool().submit(part, i) for i in range(1, pieces)]
-        parts = [part(0)] + [f.result() for f in rest]
-        return [np.concatenate(col) for col in zip(*parts)]
+        first = part(0)
+        outs = [np.empty((n, *a.shape[1:]), a.dtype) for a in first]
+        for o, a in zip(outs, first):
+            o[:bounds[1]] = a
+        del first
+
+        def fill(i: int) -> None:
+            for o, a in zip(outs, part(i)):
+                o[bounds[i]:bounds[i + 1]] = a
+        for f in [_chunk_pool().submit(fill, i) for i in range(1, pieces)]:
+            f.result()
+        return outs
 
     def run(self, obs, state=None, mask=None, outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         wanted = [k for k in (outputs or tuple(self.spec.outputs)) if k in self.spec.outputs]

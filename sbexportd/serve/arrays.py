@@ -157,7 +157,7 @@ def _list(a: np.ndarray) -> Any:
 LIST_CHUNK = 1 << 14  # values turned into Python numbers at a time when a big array goes out as JSON lists
 
 
-def encode_json(message: dict) -> bytes:
+def encode_json(message: dict) -> bytes | bytearray:
     """JSON of an answer. Arrays answered as lists that are large are written a chunk
     of rows at a time (their Python numbers, ~32 bytes each, exist for one chunk, not
     for the whole array): json.dumps writes a placeholder for each, replaced after."""
@@ -179,7 +179,7 @@ def encode_json(message: dict) -> bytes:
             out += part.encode("utf-8")
         else:
             _list_json(big[int(part)], out)
-    return bytes(out)
+    return out  # megabytes: not copied into bytes
 
 
 def _list_json(a: np.ndarray, out: bytearray) -> None:
