@@ -21,7 +21,8 @@ def _load_archive(args):
 def cmd_inspect(args) -> int:
     from .describe import describe, render
     from .model import load
-    model = load(args.file, args.vecnormalize, algo=args.algo, activation=args.activation)
+    model = load(args.file, args.vecnormalize, algo=args.algo, activation=args.activation,
+                 frame_stack=args.frame_stack)
     info = describe(model)
     print(json.dumps(info, indent=2) if args.json else render(info))
     return 0
@@ -49,7 +50,8 @@ def cmd_params(args) -> int:
 def cmd_predict(args) -> int:
     import numpy as np
     from .model import load
-    model = load(args.file, args.vecnormalize, algo=args.algo, activation=args.activation)
+    model = load(args.file, args.vecnormalize, algo=args.algo, activation=args.activation,
+                 frame_stack=args.frame_stack)
     obs = np.load(args.obs, allow_pickle=False)
     kw = {}
     if args.state:
@@ -70,7 +72,8 @@ def cmd_predict(args) -> int:
 def cmd_export(args) -> int:
     from .export import export
     from .model import load
-    model = load(args.file, args.vecnormalize, algo=args.algo, activation=args.activation)
+    model = load(args.file, args.vecnormalize, algo=args.algo, activation=args.activation,
+                 frame_stack=args.frame_stack)
     with quiet_native_stderr(enabled=not args.verbose) as stderr:
         bar = ProgressBar(stderr)
         try:
@@ -165,7 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
         if policy:
             p.add_argument("--vecnormalize", metavar="PATH|auto",
                            help="VecNormalize statistics (vecnormalize.pkl, obs_rms.pkl or their folder; "
-                                "'auto' = the zoo's folder beside the model)")
+                                "'auto' = as the zoo's enjoy.py: its config.yml's normalize, or the "
+                                "statistics beside the model when there is no config)")
+            p.add_argument("--frame-stack", metavar="N|auto",
+                           help="stack the last N observations in front of the policy (SB2's VecFrameStack), "
+                                "carried as state; 'auto' = the zoo's config.yml frame_stack")
             p.add_argument("--algo", help="override the detected algorithm")
             p.add_argument("--activation", help="hidden activation of a custom policy class whose code is absent")
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .errors import BackendUnavailable, BadObservation
-from .read import find_vecnormalize, read_model, read_vecnormalize
+from .read import read_model, read_vecnormalize, zoo_settings
 from .read.archive import Archive, VecNormalizeStats
 from .understand import understand
 from .understand.spec import DictSpace, PolicySpec
@@ -23,23 +23,46 @@ CHUNK_VALUES = 1 << 18
 
 
 def load(path: str | Path, vecnormalize: str | Path | VecNormalizeStats | None = None, *,
-         algo: str | None = None, activation: str | None = None) -> "Model":
+         algo: str | None = None, activation: str | None = None, frame_stack: int | str | None = None) -> "Model":
     """Read an SB2 .zip or .pkl safely and understand its policy.
 
-    vecnormalize: a vecnormalize.pkl / obs_rms.pkl path (or its folder), "auto" to use
-    the statistics the zoo keeps beside the model, or None for none."""
+    vecnormalize: a vecnormalize.pkl / obs_rms.pkl path (or its folder), "auto" to
+    decide as the zoo's enjoy.py did (its config.yml's `normalize`, or, without a
+    config, the statistics beside the model: sbexportd.read.zoo_settings), or None.
+
+    frame_stack: n > 1 puts SB2's VecFrameStack(n) in front of the policy, so that it
+    takes single observations and carries the previous n - 1 as state; "auto" takes n
+    from the zoo's config.yml (`frame_stack`); None or 0: the policy's own input."""
     archive = read_model(path)
     stats = _resolve_vecnormalize(archive.path, vecnormalize)
-    spec = understand(archive, algo=algo, activation=activation, vecnormalize=stats)
+    frames = _resolve_frame_stack(archive.path, frame_stack)
+    spec = understand(archive, algo=algo, activation=activation, vecnormalize=stats, frame_stack=frames)
     return Model(archive, spec, stats)
+
+
+def _resolve_frame_stack(model_path: Path, frame_stack) -> int:
+    if frame_stack is None:
+        return 0
+    if str(frame_stack) == "auto":
+        return zoo_settings(model_path).frame_stack
+    try:
+        n = int(frame_stack)
+    except (TypeError, ValueError):
+        n = -1
+    if isinstance(frame_stack, bool) or n < 0 or n > 64:
+        raise BadObservation(f"frame_stack must be 'auto' or a number of frames from 0 to 64, got "
+                             f"{frame_stack!r:.40}", model_path)
+    return n
 
 
 def _resolve_vecnormalize(model_path: Path, vn) -> VecNormalizeStats | None:
     if vn is None or isinstance(vn, VecNormalizeStats):
         return vn
     if str(vn) == "auto":
-        found = find_vecnormalize(model_path)
-        return read_vecnormalize(found) if found else None
+        settings = zoo_settings(model_path)
+        if not settings.normalize or settings.statistics is None:
+            return None
+        return read_vecnormalize(settings.statistics)
     return read_vecnormalize(vn)
 
 
@@ -112,7 +135,7 @@ class Model:
         or a name of BACKENDS."""
         batch, single = self._batch(obs)
         n = batch.shape[0]
-        if self.spec.recurrent:
+        if self.spec.stateful:
             state = np.zeros((n, self.spec.state_size), np.float32) if state is None else np.asarray(state, np.float32)
             mask = np.zeros((n,), np.float32) if mask is None else np.asarray(mask, np.float32).reshape(-1)
             if state.shape != (n, self.spec.state_size) or mask.shape != (n,):

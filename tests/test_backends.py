@@ -51,9 +51,9 @@ def inputs(case: str, batch: int, seed: int = 0):
     c = CASES[case]
     rng = np.random.default_rng(seed)
     obs = c.obs(rng, batch)
-    if not c.spec.recurrent:
+    if not c.spec.stateful:
         return obs, None, None
-    state = rng.standard_normal((batch, c.spec.state_size)).astype(np.float32)
+    state = synthetic.state(c, rng, batch)
     mask = (np.arange(batch) % 3 == 1).astype(np.float32)  # batch 7: rows 1 and 4 reset
     return obs, state, mask
 
@@ -123,7 +123,7 @@ def test_matches_numpy_reference(case, backend, batch, record_property):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("case", [n for n, c in CASES.items() if c.spec.recurrent])
+@pytest.mark.parametrize("case", [n for n, c in CASES.items() if c.spec.stateful])
 def test_recurrent_rollout(case, backend):
     """Five steps, each backend feeding back its own state; resets on some steps."""
     spec = CASES[case].spec

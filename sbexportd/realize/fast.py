@@ -6,7 +6,8 @@ and ~85 us for torch; batch 1024: ~3M observations/s against ~0.26M and ~1.9M), 
 is the one candidate. It is verified, not trusted: before it serves a request it runs
 seeded observations (export.conventions.sample_inputs, as every export's check) at
 batch 64 and batch 1, and every output, and every tensor sampling reads, must meet the
-parity rule (sbexportd.parity) against the NumPy reference. A model whose fast path
+parity rule against the NumPy reference, as every export does (sbexportd.parity.judge:
+the rule plus what float32 evaluation itself puts in doubt). A model whose fast path
 cannot be built or does not verify is served by the reference, and says why.
 """
 from __future__ import annotations
@@ -15,16 +16,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from ..parity import compare
-from ..understand.spec import Discrete, MultiBinary, MultiDiscrete
-
 CANDIDATE = "onnxruntime"
 REFERENCE = "numpy"
 VERIFY_N = 64
 VERIFY_SEED = 0
-
 
 @dataclass
 class FastPath:
@@ -45,35 +40,33 @@ class FastPath:
                 "reason": self.reason, "observations": self.observations, "seed": self.seed,
                 "maxAbsError": self.max_abs_error, "seconds": round(self.seconds, 4)}
 
-
 class NotVerified(Exception):
     """The candidate disagrees with the reference (the parity rule)."""
 
+def check(spec, impl) -> tuple[int, dict[str, float]]:
+    """Run `impl` and the judge on seeded inputs; raises NotVerified on any output (or
+    tensor sampling reads) outside the parity rule. Returns (observations, max errors)."""
+    import dataclasses
 
-def check(spec, impl, reference) -> tuple[int, dict[str, float]]:
-    """Run `impl` and `reference` on seeded inputs; raises NotVerified on any output
-    (or sampling tensor) outside the parity rule. Returns (observations, max errors)."""
     from ..export.conventions import sample_inputs
+    from ..parity import judge
     feeds = sample_inputs(spec, VERIFY_N, VERIFY_SEED)
-    discrete = isinstance(spec.action_space, (Discrete, MultiDiscrete, MultiBinary))
+    # stochastic actions are drawn from the distribution's tensors: judged with the outputs
+    extra = {f"tensor {t}": t for t in spec.distribution.tensors.values() if t not in spec.outputs.values()}
+    judged = dataclasses.replace(spec, outputs={**spec.outputs, **extra}) if extra else spec
     errors: dict[str, float] = {}
     batches = [feeds, {k: v[:1] for k, v in feeds.items()}]  # the batch-1 kernels differ from the batched ones
     for batch in batches:
         args = (batch["obs"], batch.get("state"), batch.get("mask"))
-        want, got = reference.run(*args), impl.run(*args)
-        if spec.distribution.tensors:  # stochastic actions are drawn from these
-            ref_env, env = reference.forward(*args), impl.forward(*args)
-            for t in spec.distribution.tensors.values():
-                want[f"tensor {t}"], got[f"tensor {t}"] = ref_env[t], env[t]
-        for name, w in want.items():
-            if name not in got:
-                raise NotVerified(f"{name!r} is missing")
-            c = compare(name, got[name], w, discrete and name == "actions")
+        got = impl.run(*args)
+        if extra:
+            env = impl.forward(*args)
+            got.update({name: env[t] for name, t in extra.items()})
+        for name, c in judge(judged, batch).check(got).items():
             errors[name] = max(errors.get(name, 0.0), c.max_abs_error)
             if not c.passed:
                 raise NotVerified(f"{c.describe()} on seeded observations (batch {len(batch['obs'])})")
     return sum(len(b["obs"]) for b in batches), errors
-
 
 def choose(model) -> FastPath:
     """Build the candidate on `model` (Model.backend) and verify it against the
@@ -81,7 +74,7 @@ def choose(model) -> FastPath:
     start = time.perf_counter()
     try:
         impl = model.backend(CANDIDATE, verified=False)
-        n, errors = check(model.spec, impl, model.backend(REFERENCE))
+        n, errors = check(model.spec, impl)
     except (NotVerified, NotImplementedError) as e:
         return FastPath(REFERENCE, reason=f"{CANDIDATE}: {e}", seconds=time.perf_counter() - start)
     except Exception as e:  # noqa: BLE001 - a runtime that cannot take this graph: the reference serves

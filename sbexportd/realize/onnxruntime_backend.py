@@ -11,7 +11,7 @@ default.
 Every op has one converter in `CONVERTERS`: (graph, node, input names) -> output
 names. Math is float32 except `vecnormalize` (float64, as SB2's VecNormalize). The
 graph's inputs are `obs` (the spec's input dtype; feeding casts to it, as SB2's
-feed_dict did) and, for recurrent policies, `state` and `mask`; its outputs are the
+feed_dict did) and, for stateful policies (an LSTM, a frame stack), `state` and `mask`; its outputs are the
 spec's public outputs as `out:<name>`, and the distribution's tensors as `dist:<tensor>`
 (for sampling).
 
@@ -35,7 +35,7 @@ from ..understand.spec import FLOAT64_PARAMS, Box, DictSpace, Node, PolicySpec, 
 Converter = Callable[["Graph", Node, list[str]], tuple[str, ...]]
 CONVERTERS: dict[str, Converter] = {}
 OPSET = 17
-OUT_PREFIX = "out:"    # graph outputs: the recurrent `state` is both an input and an output
+OUT_PREFIX = "out:"    # graph outputs: the carried `state` is both an input and an output
 DIST_PREFIX = "dist:"
 DICT_PREFIX = "obs:"   # inputs of a dict observation, by key
 CHUNK_ROWS = 4096          # rows per session call on large batches (~5 MiB of arena each for a 64x64 MLP)
@@ -297,6 +297,20 @@ def _lstm(g, node, xs):
     return h, g.op("Concat", [c, h], F32, 2, axis=1)
 
 
+@converter("frame_stack")
+def _frame_stack(g, node, xs):
+    x, state, mask = xs
+    n, frame = int(node.attrs["n"]), [int(d) for d in node.attrs["frame"]]
+    rank = 1 + len(frame)
+    keep = g.binary("Sub", g.const(1, F32), g.op("Reshape", [g.f32(mask), g.const([-1] + [1] * len(frame), np.int64)],
+                                                F32, rank))
+    prev = g.op("Reshape", [state, g.const([-1, *frame[:-1], frame[-1] * (n - 1)], np.int64)], F32, rank)
+    stacked = g.op("Concat", [g.binary("Mul", prev, keep), g.f32(x)], F32, rank, axis=-1)
+    rest = g.op("Slice", [stacked, g.const([frame[-1]], np.int64), g.const([np.iinfo(np.int64).max], np.int64),
+                          g.const([-1], np.int64)], F32, rank)
+    return stacked, g.op("Reshape", [rest, g.const([-1, (n - 1) * math.prod(frame)], np.int64)], F32, 2)
+
+
 @converter("concat")
 def _concat(g, node, xs):
     return (g.op("Concat", list(xs), g.dtype(xs[0]), g.rank(xs[0]), axis=-1),)
@@ -393,7 +407,7 @@ def build_graph(spec: PolicySpec):
         obs_shape = ["N", *spec.observation_space.shape]
         inputs = [helper.make_tensor_value_info("obs", _tensor_type(spec.input_dtype), obs_shape)]
         g.info["obs"] = (np.dtype(spec.input_dtype), len(obs_shape))
-    if spec.recurrent:
+    if spec.stateful:
         inputs += [helper.make_tensor_value_info("state", _tensor_type(np.float32), ["N", spec.state_size]),
                    helper.make_tensor_value_info("mask", _tensor_type(np.float32), ["N"])]
         g.info["state"], g.info["mask"] = (np.dtype(F32), 2), (np.dtype(F32), 1)
@@ -460,7 +474,7 @@ class OrtPolicy:
                      for name, dtype in self._dtypes.items() if name.startswith(DICT_PREFIX)}
         else:  # cast as SB2's feed_dict did
             feeds = {"obs": np.ascontiguousarray(obs, dtype=self.spec.input_dtype)}
-        if self.spec.recurrent:
+        if self.spec.stateful:
             feeds["state"] = np.ascontiguousarray(state, dtype=F32)
             feeds["mask"] = np.ascontiguousarray(np.asarray(mask, F32).reshape(-1))
         return feeds

@@ -228,6 +228,17 @@ def _lstm(node, xs, p):
     return h, tf.concat([c, h], axis=1)
 
 
+@converter("frame_stack")
+def _frame_stack(node, xs, p):
+    tf = _tf
+    x, state, mask = xs
+    n, frame = int(node.attrs["n"]), [int(d) for d in node.attrs["frame"]]
+    keep = tf.reshape(1.0 - _f32(mask), [-1] + [1] * len(frame))
+    prev = tf.reshape(state, [-1, *frame[:-1], frame[-1] * (n - 1)]) * keep
+    stacked = tf.concat([prev, _f32(x)], axis=-1)
+    return stacked, tf.reshape(stacked[..., frame[-1]:], [-1, (n - 1) * int(np.prod(frame))])
+
+
 @converter("concat")
 def _concat(node, xs, p):
     return (_tf.concat(list(xs), axis=-1),)
@@ -332,7 +343,7 @@ def _obs_signature(spec: PolicySpec):
 def _build_graph(spec: PolicySpec, weights: dict[str, Any], obs, state, mask, extra: tuple[str, ...] = ()):
     """Run every node's converter; returns {public output: tensor} (+ extra tensors by name)."""
     env: dict[str, Any] = {"obs": obs}
-    if spec.recurrent:
+    if spec.stateful:
         env["state"], env["mask"] = state, mask
     for node in spec.nodes:
         params = {role: weights[key] for role, key in node.params.items()}
@@ -353,7 +364,7 @@ def make_module(spec: PolicySpec, float64: bool = True):
     kernels have no float64 arithmetic): not SB2's exact arithmetic."""
     tf = _import_tf()
     obs_sig = _obs_signature(spec)
-    if spec.recurrent:
+    if spec.stateful:
         signature = [obs_sig, tf.TensorSpec([None, spec.state_size], tf.float32, name="state"),
                      tf.TensorSpec([None], tf.float32, name="mask")]
 
@@ -406,7 +417,7 @@ class GraphSession:
             else:
                 self.obs = tf.compat.v1.placeholder(sig.dtype, sig.shape, name="obs")
             self.state = self.mask = None
-            if spec.recurrent:
+            if spec.stateful:
                 self.state = tf.compat.v1.placeholder(tf.float32, [None, spec.state_size], name="state")
                 self.mask = tf.compat.v1.placeholder(tf.float32, [None], name="mask")
             weights = {key: tf.constant(np.asarray(spec.tensors[key]).astype(dt), name=variable_name(key))
@@ -418,7 +429,7 @@ class GraphSession:
         config.graph_options.rewrite_options.disable_meta_optimizer = True
         self.session = tf.compat.v1.Session(graph=self.graph, config=config)
         self.feeds = list(self.obs.values()) if isinstance(self.obs, dict) else [self.obs]
-        if spec.recurrent:
+        if spec.stateful:
             self.feeds += [self.state, self.mask]
         self._callables: dict[tuple[str, ...], Any] = {}
 
@@ -457,7 +468,7 @@ class TFPolicy:
             arrays = [np.asarray(obs[k]).astype(s.dtype.as_numpy_dtype, copy=False) for k, s in sig.items()]
         else:
             arrays = [np.asarray(obs).astype(sig.dtype.as_numpy_dtype, copy=False)]
-        if self.spec.recurrent:
+        if self.spec.stateful:
             arrays += [np.asarray(state, np.float32), np.asarray(mask, np.float32).reshape(-1)]
         return arrays
 

@@ -234,6 +234,8 @@ class Entry:
                 "input": {"name": "obs", "dtype": spec.input_dtype, "shape": [None, *spec.observation_space.shape]},
                 "recurrent": ({"n_lstm": spec.recurrent, "state_shape": [None, spec.state_size]}
                               if spec.recurrent else None),
+                "frame_stack": ({"n": spec.frame_stack, "state_shape": [None, spec.state_size]}
+                                if spec.frame_stack else None),
                 "goal_keys": [k for k, _ in spec.goal_observation.spaces] if spec.goal_observation else None,
                 "outputs": sorted(spec.outputs), "vecnormalize": bool(spec.vecnormalize)}
 

@@ -269,6 +269,6 @@ def _outputs(spec, wanted: list[str]) -> tuple[str, ...]:
             raise errors.invalid_params(f"sbexport/predict: this model has no output {name!r}; it has "
                                         f"{', '.join(sorted(have))}", "unknown_output")
         chosen += [k for k in match if k not in chosen]
-    if spec.recurrent and "state" in have and "state" not in chosen:
+    if spec.stateful and "state" in have and "state" not in chosen:
         chosen.append("state")
     return tuple(chosen)

@@ -10,8 +10,9 @@ tensors and writing named tensors. Tensor names are free-form strings; three are
 reserved inputs:
 
     "obs"    the raw environment observation, batch first (dtype as the env gives it)
-    "state"  recurrent state in, (batch, 2 * n_lstm) float32   [recurrent only]
-    "mask"   episode-start flags, (batch,) float32, 1.0 = reset [recurrent only]
+    "state"  carried state in, (batch, state_size) float32: the LSTM's (c, h), or the
+             previous frames of a frame stack                  [stateful only]
+    "mask"   episode-start flags, (batch,) float32, 1.0 = reset [stateful only]
 
 `outputs` maps the public output names to tensor names:
 
@@ -21,7 +22,7 @@ reserved inputs:
     mean, std        Box: the Gaussian's mean and std (SAC: pre-tanh mean)
     values           the critic's V(s)
     q_values         DQN's Q(s, .)
-    state            recurrent state out
+    state            carried state out (feed it back with the next observation)
 
 Constants (space bounds, VecNormalize statistics, DDPG's observation statistics)
 live in `tensors` beside the trained weights, so every export embeds them.
@@ -48,15 +49,24 @@ class Box:
         return tuple(self.low.shape)
 
     def describe(self) -> dict[str, Any]:
+        """JSON-ready: a bound is one number when every element is equal, else a list
+        of numbers in row-major order; "inf" / "-inf" for an unbounded side (JSON has
+        no infinity; gym's float32 max counts as unbounded). Numbers round-trip: nine
+        significant digits are exact for float32."""
+        digits = 9 if np.dtype(self.dtype).itemsize <= 4 else 17
+
+        def num(x: float):
+            if x >= 3.4e38:
+                return "inf"
+            if x <= -3.4e38:
+                return "-inf"
+            return float(f"{x:.{digits}g}")
+
         def bound(a: np.ndarray):
-            # float32's max stands for "unbounded" in gym spaces
-            v = a.astype(np.float64)
-            v = np.where(v >= 3.4e38, np.inf, np.where(v <= -3.4e38, -np.inf, v))
-            def num(x):  # JSON has no infinity: "inf" / "-inf"
-                return float(f"{x:.7g}") if np.isfinite(x) else ("inf" if x > 0 else "-inf")
-            if v.size and np.all(v == v.flat[0]):
-                return num(v.flat[0])
-            return [num(x) for x in v.ravel()] if v.size <= 16 else f"array{list(v.shape)}"
+            v = a.astype(np.float64).ravel()
+            if v.size and np.all(v == v[0]):
+                return num(v[0])
+            return [num(x) for x in v]
         return {"type": "Box", "shape": list(self.shape), "dtype": self.dtype,
                 "low": bound(self.low), "high": bound(self.high)}
 
@@ -161,6 +171,10 @@ OPS: dict[str, str] = {
     "exp": "x -> exp(x)",
     "clip_value": "x -> clip(x, lo, hi) with scalar attrs lo, hi",
     "clip_box": "x -> clip(x, low, high); params low, high",
+    "frame_stack": "x, state, mask -> stacked, state' (SB2's VecFrameStack, one step): prev = "
+                   "reshape(state, frame[:-1] + [frame[-1] * (n - 1)]) * (1 - mask); stacked = "
+                   "concat(prev, float32(x)) on the last axis (oldest frame first); state' = "
+                   "flatten(stacked[..., frame[-1]:]); attrs n (frames), frame (one frame's shape)",
     "unscale_box": "x in [-1, 1] -> low + 0.5 * (x + 1) * (high - low); params low, high",
 }
 
@@ -223,6 +237,7 @@ class PolicySpec:
     distribution: Distribution
     input_dtype: str = "float32"    # dtype of "obs" (SB2's placeholder dtype; feeding casts to it)
     recurrent: int = 0              # n_lstm for recurrent policies, else 0
+    frame_stack: int = 0            # frames stacked in front of the policy (VecFrameStack), else 0
     summary: list[Layer] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # decisions a user should know about
     preprocessing: list[str] = field(default_factory=list)  # human-readable obs pipeline
@@ -232,8 +247,20 @@ class PolicySpec:
     vecnormalize: bool = False      # VecNormalize statistics are baked into the program
 
     @property
+    def stack_size(self) -> int:
+        """Floats a frame stack carries: the n - 1 previous frames."""
+        if not self.frame_stack:
+            return 0
+        return (self.frame_stack - 1) * int(np.prod(self.observation_space.shape))
+
+    @property
     def state_size(self) -> int:
-        return 2 * self.recurrent
+        return self.stack_size + 2 * self.recurrent
+
+    @property
+    def stateful(self) -> bool:
+        """The program reads "state" and "mask" (an LSTM or a frame stack)."""
+        return self.state_size > 0
 
     def used_tensors(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -242,11 +269,12 @@ class PolicySpec:
                 seen[key] = None
         return list(seen)
 
-    def validate(self) -> None:
+    def validate(self, source: str | None = None) -> dict[str, tuple[int, ...]]:
         """Every tensor a node reads exists (as an input, an earlier output or a
-        parameter), and every op is a known op: a spec bug surfaces here, not in a
-        backend."""
-        known = {"obs"} | ({"state", "mask"} if self.recurrent else set())
+        parameter), every op is a known op, and every parameter's shape fits the op's
+        inputs (understand/shapes.py): a spec bug or a wrong parameter naming surfaces
+        here, not in a backend. Returns every tensor's per-sample shape."""
+        known = {"obs"} | ({"state", "mask"} if self.stateful else set())
         for i, node in enumerate(self.nodes):
             if node.op not in OPS:
                 raise ValueError(f"node {i}: unknown op {node.op!r}")
@@ -260,3 +288,5 @@ class PolicySpec:
         for out, name in self.outputs.items():
             if name not in known:
                 raise ValueError(f"output {out!r} -> {name!r} is never written")
+        from .shapes import check_program
+        return check_program(self, source)

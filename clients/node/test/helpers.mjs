@@ -50,7 +50,6 @@ function bound(b, i) {
   if (Array.isArray(b)) return bound(b[i]);
   if (b === "inf") return Infinity;
   if (b === "-inf") return -Infinity;
-  if (typeof b === "string") return NaN; // "array[...]": large and not uniform
   return b;
 }
 

@@ -58,8 +58,8 @@ def main(out: Path) -> int:
             obs = case.obs(rng, n)
             inputs = {"obs": {k: arr(v) for k, v in obs.items()} if isinstance(obs, dict) else arr(obs)}
             state = mask = None
-            if spec.recurrent:
-                state = rng.uniform(-1, 1, size=(n, spec.state_size)).astype(np.float32)
+            if spec.stateful:
+                state = synthetic.state(case, rng, n, lambda size: rng.uniform(-1, 1, size=size))
                 mask = (rng.uniform(size=n) < 0.25).astype(np.float32)
                 inputs.update(state=arr(state), mask=arr(mask))
             got = policy.run(obs, state, mask)

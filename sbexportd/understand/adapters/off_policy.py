@@ -74,11 +74,21 @@ def ddpg_obs_normalization(prog: Program, ctx: Context, x: str, steps: list[str]
     p = ctx.params
     names = [next((k for k in p if k.endswith(f"obs_rms/{v}:0")), None)
              for v in ("runningsum", "runningsumsq", "count")]
-    if None in names:
+    if None not in names:
+        total, sumsq, count = (np.asarray(p[k], np.float64) for k in names)
+        prog.consumed.update(names)
+    elif ctx.archive.data.get("_params_unnamed"):
+        # SB2 <= 2.4 saved no statistics: loading leaves RunningMeanStd at its
+        # initial values (sum 0, sumsq and count epsilon=1e-2): mean 0, std 1.
+        count = np.float64(1e-2)
+        total = np.zeros(ctx.observation_space.shape)
+        sumsq = np.full(ctx.observation_space.shape, 1e-2)
+        ctx.notes.append("normalize_observations=True, but this release of SB2 did not save the "
+                         "observation statistics: as when SB2 loads the file, they are the initial "
+                         "ones (mean 0, std 1)")
+    else:
         raise InconsistentParameters("normalize_observations=True but the obs_rms/runningsum, "
                                      "runningsumsq and count parameters are missing", ctx.source)
-    total, sumsq, count = (np.asarray(p[k], np.float64) for k in names)
-    prog.consumed.update(names)
     mean = (total / count).astype(np.float32)
     std = np.sqrt(np.maximum((sumsq / count).astype(np.float32) - np.square(mean), np.float32(1e-2)))
     steps.append(f"DDPG observation normalization: clip((obs - mean) / std, {lo:g}, {hi:g})")

@@ -88,7 +88,7 @@ def make(case: Path, out: Path) -> dict:
     spec = model.spec
     return {"case": case.name, "algo": spec.algo, "policy": spec.policy,
             "observation": type(spec.observation_space).__name__, "action": type(spec.action_space).__name__,
-            "input_dtype": spec.input_dtype, "recurrent": bool(spec.recurrent), "vecnormalize": spec.vecnormalize,
+            "input_dtype": spec.input_dtype, "recurrent": spec.stateful, "vecnormalize": spec.vecnormalize,
             "ops": sorted({n.op for n in spec.nodes})}
 
 
@@ -98,6 +98,7 @@ class _Model:  # what portable.write reads of a model
 
 
 def make_synthetic(case, out: Path) -> dict:
+    import synthetic
     spec = case.spec
     target = out / ("synthetic_" + case.name)
     shutil.rmtree(target, ignore_errors=True)
@@ -109,8 +110,8 @@ def make_synthetic(case, out: Path) -> dict:
         rng = np.random.default_rng(seed)
         obs = case.obs(rng, n)
         feeds = {"obs": obs}
-        if spec.recurrent:
-            feeds["state"] = rng.uniform(-1, 1, size=(n, spec.state_size)).astype(np.float32)
+        if spec.stateful:
+            feeds["state"] = synthetic.state(case, rng, n, lambda size: rng.uniform(-1, 1, size=size))
             feeds["mask"] = (rng.uniform(size=n) < 0.25).astype(np.float32)
         out_ = policy.run(obs, feeds.get("state"), feeds.get("mask"))
         if isinstance(obs, dict):   # concat_dict: the caller concatenates in the keys' order
@@ -122,7 +123,7 @@ def make_synthetic(case, out: Path) -> dict:
         msgpack.packb({"case": target.name, "runs": runs}, use_bin_type=True))
     return {"case": target.name, "algo": spec.algo, "policy": "synthetic",
             "observation": type(spec.observation_space).__name__, "action": type(spec.action_space).__name__,
-            "input_dtype": spec.input_dtype, "recurrent": bool(spec.recurrent), "vecnormalize": spec.vecnormalize,
+            "input_dtype": spec.input_dtype, "recurrent": spec.stateful, "vecnormalize": spec.vecnormalize,
             "ops": sorted({n.op for n in spec.nodes})}
 
 
