@@ -220,8 +220,10 @@ def legacy(python, agent, obs_file, calls, with_batch=True) -> dict | None:
     if not Path(python).exists():
         print(f"legacy stack not found at {python}: no SB2 baseline", file=sys.stderr)
         return None
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the legacy stack imports its own
-    for attempt in (1, 2):  # a legacy TensorFlow start sometimes fails on a busy machine: once more
+    # the legacy stack imports its own packages, and TF1 must not see TF2_BEHAVIOR, which
+    # importing TensorFlow 2 (the TensorFlow backend's rows) sets in this process's environment
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TF2_BEHAVIOR")}
+    for attempt in (1, 2):
         proc = subprocess.run([python, "-c", LEGACY_SCRIPT, str(agent), str(calls), str(obs_file),
                                "1" if with_batch else "0"],
                               capture_output=True, text=True, timeout=600, env=env)

@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from rpc_client import Daemon, RpcError, b64, encode, memory, raw  # noqa: E402
+from rpc_client import Client, Daemon, RpcError, b64, encode, memory, raw  # noqa: E402
 
 MLP = ROOT / "tests" / "fixtures" / "ppo2_mlp_vec_discrete" / "model.zip"
 MLP2 = ROOT / "tests" / "fixtures" / "ppo2_mlp_vec_box" / "model.zip"
@@ -257,7 +257,8 @@ def amplification(quick: bool = False) -> dict:
     for name, enc, form, backend in cases:
         d = Daemon()  # a fresh daemon per case: its peak is this request's
         try:
-            c = d.client()
+            c = Client.tcp(d.host, d.port, timeout=900)  # 84 MiB of JSON on a busy machine: minutes
+            c.initialize()
             mid = c.request("sbexport/open", {"path": str(MLP)})["modelId"]
             params = {"modelId": mid} if backend is None else {"modelId": mid, "backend": backend}
             c.request("sbexport/predict", {**params, "obs": form(obs[:4096])}, enc)
