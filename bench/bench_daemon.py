@@ -200,12 +200,24 @@ print(json.dumps({"ok": ok, "errors": errors}))
 """
 
 
-def concurrent(host, port, mid, clients: int, batch: int, seconds: float = 4.0) -> dict:
-    """`clients` processes, each sending predicts one after the other for `seconds`."""
+def cpu_seconds(pid: int) -> float:
+    """A process's user + system CPU time so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def concurrent(daemon, mid, clients: int, batch: int, seconds: float = 4.0) -> dict:
+    """`clients` processes, each sending predicts one after the other for `seconds`;
+    and how many cores the daemon kept busy meanwhile."""
     start = time.time() + 3.0  # every client connected and warm before the clock starts
-    procs = [subprocess.Popen([sys.executable, "-c", CLIENT_SCRIPT, str(ROOT / "tests"), host, str(port), mid,
-                               str(batch), str(start), str(seconds)], stdout=subprocess.PIPE, text=True)
+    procs = [subprocess.Popen([sys.executable, "-c", CLIENT_SCRIPT, str(ROOT / "tests"), daemon.host,
+                               str(daemon.port), mid, str(batch), str(start), str(seconds)],
+                              stdout=subprocess.PIPE, text=True)
              for _ in range(clients)]
+    time.sleep(max(0.0, start - time.time()))
+    cpu0 = cpu_seconds(daemon.proc.pid)
+    time.sleep(seconds)
+    cores = (cpu_seconds(daemon.proc.pid) - cpu0) / seconds
     ok = errors = 0
     for p in procs:
         out, _ = p.communicate(timeout=120)
@@ -213,7 +225,7 @@ def concurrent(host, port, mid, clients: int, batch: int, seconds: float = 4.0) 
         ok += got["ok"]
         errors += got["errors"]
     return {"clients": clients, "batch": batch, "requests_per_s": ok / seconds, "obs_per_s": ok * batch / seconds,
-            "errors": errors}
+            "errors": errors, "daemon_cores": cores}
 
 
 def legacy(python, agent, obs_file, calls, with_batch=True) -> dict | None:
@@ -293,7 +305,7 @@ def main() -> int:
                     lat[enc] += latency(c, mid, obs, args.calls, enc)
                     empty[enc] += floor(c, args.calls // 2, enc)
             thr = {mode: throughput(c, mid, obs, mode) for mode in ("list", "base64", "msgpack")}
-            conc = [concurrent(d.host, d.port, mid, n, batch) for batch in (1, 1024) for n in (1, 4, 16)]
+            conc = [concurrent(d, mid, n, batch) for batch in (1, 1024) for n in (1, 4, 16)]
             exp = None if args.no_exports else exports(d, c, mid, agent, args.targets, work)
             rss = c.request("sbexport/status")["rssBytes"]
         finally:
@@ -353,12 +365,13 @@ def main() -> int:
     for mode, label in (("list", "JSON lists"), ("base64", "JSON base64"), ("msgpack", "msgpack")):
         trow(f"daemon, {label}", thr[mode])
     print("\n" + table(rows))
-    rows = [("concurrent clients (msgpack)", "batch", "requests/s", "obs/s", "vs 1 client", "errors")]
+    rows = [("concurrent clients (msgpack)", "batch", "requests/s", "obs/s", "vs 1 client", "errors",
+             "daemon CPU (cores)")]
     for cc in conc:
         one = next(x for x in conc if x["batch"] == cc["batch"] and x["clients"] == 1)
         rows.append((f"{cc['clients']} client{'s' if cc['clients'] > 1 else ''}", str(cc["batch"]),
                      f"{cc['requests_per_s']:,.0f}", f"{cc['obs_per_s']:,.0f}",
-                     f"{cc['obs_per_s'] / one['obs_per_s']:.2f}x", str(cc["errors"])))
+                     f"{cc['obs_per_s'] / one['obs_per_s']:.2f}x", str(cc["errors"]), f"{cc['daemon_cores']:.2f}"))
     print("\n" + table(rows))
     if exp is not None:
         rows = [(f"export --to {args.targets}", "seconds", "vs cold CLI")]
