@@ -180,23 +180,23 @@ import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import numpy as np
 from rpc_client import Client, raw
-host, port, mid, batch, start, seconds = sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), \
-    float(sys.argv[6]), float(sys.argv[7])
+host, port, mid, batch, seconds = sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), float(sys.argv[6])
 c = Client.tcp(host, port)
 c.initialize()
 obs = np.random.default_rng(int(port) + batch).normal(size=(batch, 4)).astype(np.float32)
 params = {"modelId": mid, "obs": raw(obs)}
 c.request("sbexport/predict", params, "msgpack")
-while time.time() < start:
-    time.sleep(0.001)
+print("ready", flush=True)
+sys.stdin.readline()  # every client is connected and warm: go
+end = time.perf_counter() + seconds
 ok = errors = 0
-while time.time() < start + seconds:
+while time.perf_counter() < end:
     try:
         out = c.request("sbexport/predict", params, "msgpack")
         ok += out["outputs"]["actions"]["shape"] == [batch]
     except Exception:
         errors += 1
-print(json.dumps({"ok": ok, "errors": errors}))
+print(json.dumps({"ok": ok, "errors": errors}), flush=True)
 """
 
 
@@ -207,15 +207,18 @@ def cpu_seconds(pid: int) -> float:
 
 
 def concurrent(daemon, mid, clients: int, batch: int, seconds: float = 4.0) -> dict:
-    """`clients` processes, each sending predicts one after the other for `seconds`;
-    and how many cores the daemon kept busy meanwhile."""
-    start = time.time() + 3.0  # every client connected and warm before the clock starts
+    """`clients` processes, each sending predicts one after the other for `seconds`
+    once all are connected and warm; and how many cores the daemon kept busy meanwhile."""
     procs = [subprocess.Popen([sys.executable, "-c", CLIENT_SCRIPT, str(ROOT / "tests"), daemon.host,
-                               str(daemon.port), mid, str(batch), str(start), str(seconds)],
-                              stdout=subprocess.PIPE, text=True)
+                               str(daemon.port), mid, str(batch), str(seconds)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
              for _ in range(clients)]
-    time.sleep(max(0.0, start - time.time()))
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
     cpu0 = cpu_seconds(daemon.proc.pid)
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
     time.sleep(seconds)
     cores = (cpu_seconds(daemon.proc.pid) - cpu0) / seconds
     ok = errors = 0
