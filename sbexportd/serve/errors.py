@@ -74,6 +74,10 @@ HINTS = {
     "backend_unavailable": "choose backend numpy, tensorflow or torch",
     "target_unavailable": "choose targets from sbexport/targets, or 'all'",
     "export_failed": "the message says which target failed and why; other targets may still work",
+    "not_representable": "the target cannot hold this policy exactly; the message says why and what is closest "
+                         "(other targets still export it)",
+    "unknown_environment": "pass env: a gymnasium id (old gym ids map to their successors); install the package "
+                           "that registers it",
     "parity_failed": "the export does not reproduce the policy; pass verify=false to keep it anyway",
     "output_exists": "pass force=true to replace the existing export, or choose another out folder",
     "os_error": "check that the daemon can read the input and write the out folder",

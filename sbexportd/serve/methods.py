@@ -188,6 +188,23 @@ async def export(conn, p: Params, req):
     return {"modelId": p.model_id(), "out": out, "results": results}
 
 
+@method("sbexport/evaluate")
+async def evaluate(ls, p: Params, req):
+    """Episodes of gymnasium's env for an SB2 file or an export folder (sbexportd.evaluate)."""
+    from ..evaluate import MAX_EPISODES, evaluate as run_episodes
+    from ..model import BACKENDS
+    path = p.str("path", required=True)
+    episodes = p.int("episodes", 10)
+    if not 1 <= episodes <= MAX_EPISODES:
+        raise errors.invalid_params(f"{p.method}: episodes must be from 1 to {MAX_EPISODES}")
+    backend = p.choice("backend", BACKENDS, "numpy")
+    call = functools.partial(run_episodes, path, p.str("env"), episodes, seed=p.int("seed", 0), backend=backend,
+                             vecnormalize=p.str("vecnormalize", "auto"), frame_stack=p.str("frameStack", "auto"),
+                             cancelled=req.token.cancelled)
+    result = await ls.daemon.run(ls.daemon.work, call, token=req.token)
+    return result.as_dict()
+
+
 @method("sbexport/close")
 def close_model(conn, p: Params, req):
     return conn.daemon.close(conn.id, p.model_id())
