@@ -11,6 +11,7 @@ Keys of the protocol's own objects are camelCase (LSP style); what sbexportd its
 describes (inspect, parameter stats, manifests) keeps the snake_case the CLI prints."""
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -189,7 +190,7 @@ async def export(conn, p: Params, req):
 
 
 @method("sbexport/evaluate")
-async def evaluate(ls, p: Params, req):
+async def evaluate(conn, p: Params, req):
     """Episodes of gymnasium's env for an SB2 file or an export folder (sbexportd.evaluate)."""
     from ..evaluate import MAX_EPISODES, evaluate as run_episodes
     from ..model import BACKENDS
@@ -201,7 +202,7 @@ async def evaluate(ls, p: Params, req):
     call = functools.partial(run_episodes, path, p.str("env"), episodes, seed=p.int("seed", 0), backend=backend,
                              vecnormalize=p.str("vecnormalize", "auto"), frame_stack=p.str("frameStack", "auto"),
                              cancelled=req.token.cancelled)
-    result = await ls.daemon.run(ls.daemon.work, call, token=req.token)
+    result = await conn.daemon.run(conn.daemon.work, call, token=req.token)
     return result.as_dict()
 
 
