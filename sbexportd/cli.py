@@ -248,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print every output as JSON")
     p.add_argument("--stochastic", action="store_true", help="sample instead of the deterministic action")
     p.add_argument("--seed", type=int)
-    p.add_argument("--backend", default="numpy", choices=("numpy", "tensorflow", "torch"))
+    p.add_argument("--backend", choices=("numpy", "tensorflow", "torch", "onnxruntime"),
+                   help="default: the fastest backend verified on this model (onnxruntime, else numpy)")
     p.add_argument("--out", help="write every output to this .npz")
     p.set_defaults(func=cmd_predict)
 
@@ -297,6 +298,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exports run at once (default 1: TensorFlow's converters are not known to be thread-safe)")
     p.add_argument("--export-cache", type=int, default=32, metavar="N",
                    help="finished exports kept so a repeat is a copy (0: keep none)")
+    p.add_argument("--max-predict-values", type=int, default=1 << 24, metavar="N",
+                   help="observation values one predict may carry (default 16777216; bounds its memory)")
+    p.add_argument("--max-in-flight", type=int, default=32, metavar="N",
+                   help="requests one connection may have unanswered; beyond, its socket is not read (default 32)")
+    p.add_argument("--max-connections", type=int, default=256, metavar="N",
+                   help="TCP/WebSocket connections at once; more are refused with an answer (default 256)")
+    p.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="a frame's header must arrive within it, a body must not stall longer, and a new "
+                        "connection must initialize within it (default 10; 0: none)")
+    p.add_argument("--idle-timeout", type=float, default=3600.0, metavar="SECONDS",
+                   help="connections with nothing in flight and silent this long are closed, as are clients "
+                        "that do not read their answers this long (default 3600; 0: never)")
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=cmd_serve)
     return parser

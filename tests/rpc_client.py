@@ -248,20 +248,26 @@ class Daemon:
     write their connection file into a runtime folder of their own (a temporary
     folder unless env sets SBEXPORTD_RUNTIME_DIR); clients take the token from it."""
 
-    def __init__(self, *args: str, transport: str = "tcp", env: dict | None = None):
+    def __init__(self, *args: str, transport: str = "tcp", env: dict | None = None, max_files: int | None = None):
+        """max_files: the daemon's file-descriptor limit (soft and hard), as on a
+        machine whose `ulimit -n` is that low."""
         import tempfile
         self.transport = transport
         where = {"tcp": ["--tcp", "127.0.0.1:0"], "ws": ["--ws", "127.0.0.1:0"], "stdio": ["--stdio"]}[transport]
         self._runtime = None
         env = {**os.environ, **(env or {})}
-        if "SBEXPORTD_RUNTIME_DIR" not in (env or {}) or not (env or {}).get("SBEXPORTD_RUNTIME_DIR"):
+        if not env.get("SBEXPORTD_RUNTIME_DIR"):
             self._runtime = tempfile.TemporaryDirectory(prefix="sbexportd-rt-")
             env["SBEXPORTD_RUNTIME_DIR"] = self._runtime.name
         self.env = env
+
+        def limit():
+            import resource
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max_files, max_files))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sbexportd.cli", "serve", *where, *args], cwd=ROOT,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE if transport == "stdio" else subprocess.DEVNULL,
-            stderr=subprocess.PIPE, env=env)
+            stderr=subprocess.PIPE, env=env, preexec_fn=limit if max_files else None)
         self.stderr_lines: list[str] = []
         self._ready = threading.Event()
         self.host = self.port = None
@@ -329,6 +335,16 @@ class Daemon:
             self._runtime.cleanup()
             self._runtime = None
         return self.proc.returncode
+
+
+def memory(pid: int) -> dict[str, int]:
+    """A process's resident memory now (VmRSS) and at its peak (VmHWM), in bytes."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            key, value = line.split(":")
+            out[key] = int(value.split()[0]) * 1024
+    return {"rss": out["VmRSS"], "peak": out["VmHWM"]}
 
 
 def wait_until(predicate, timeout: float = 30, interval: float = 0.02) -> bool:

@@ -1,5 +1,5 @@
 """Every real agent of ../shared/zoo and ../shared/zoo-more (54 at their real sizes)
-through what a user does with it: inspect, params, predict on the three backends
+through what a user does with it: inspect, params, predict on the four backends
 against SB2 2.10.2's own answers, and an export to every target (`--vecnormalize auto
 --frame-stack auto`, each verified in its own runtime). Each agent is loaded once and
 exported once (module caches). A failure not fixed yet is a strict expected failure

@@ -22,10 +22,15 @@ ZOO = Path(os.environ.get("SBEXPORTD_ZOO", ROOT.parent / "shared" / "zoo"))
 ZOO_MORE = Path(os.environ.get("SBEXPORTD_ZOO_MORE", ZOO.parent / "zoo-more"))
 ROOTS = (ZOO, ZOO_MORE)
 EXPECTED = {ZOO.name: 15, ZOO_MORE.name: 39}
-BACKENDS = ("numpy", "tensorflow", "torch")
+BACKENDS = ("numpy", "tensorflow", "torch", "onnxruntime")
 
 # (agent id, backend or target) -> why it fails today. Empty when every agent passes.
-KNOWN_FAILURES: dict[tuple[str, str], str] = {}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {
+    ("zoo-more/td3/HumanoidBulletEnv-v0.pkl", "onnxruntime"):
+        "ONNX Runtime (MLAS) sums the 400x300 actor in another order than TF1: its actions are 1.5e-5 from "
+        "SB2's, over the plain 1e-5 rule but within the float32 bound every export is judged with "
+        "(parity.judge), which the fast path is held to as the issue asks (realize/fast.py)",
+}
 
 # Agents the training-framework targets (sb3, rl-zoo3) must refuse, with a word of the
 # reason their NotRepresentable error must give: what SB3 cannot represent exactly.

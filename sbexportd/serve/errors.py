@@ -33,6 +33,8 @@ OUTPUT_EXISTS = -33012
 UNAUTHORIZED = -33020
 PATH_NOT_ALLOWED = -33021
 MESSAGE_TOO_LARGE = -33030
+TOO_MANY_CONNECTIONS = -33031
+TIMEOUT = -33032
 ERROR = -33000  # an sbexportd error of no more specific family
 
 HINTS = {
@@ -42,6 +44,12 @@ HINTS = {
     "unsupported_content_type": "use 'application/vscode-jsonrpc; charset=utf-8' (JSON) or 'application/msgpack'",
     "message_too_large": "split the batch into smaller requests, or start the daemon with a larger "
                          "--max-message-bytes",
+    "batch_too_large": "split the observations into smaller predicts, or start the daemon with a larger "
+                       "--max-predict-values",
+    "too_many_connections": "close idle connections or try again later; the daemon's --max-connections sets "
+                            "the limit",
+    "timeout": "send each frame's header at once and keep its body coming; connections idle longer than "
+               "--idle-timeout are closed: connect again",
     "invalid_request": "send a JSON-RPC 2.0 object: {\"jsonrpc\": \"2.0\", \"id\": <int|string>, \"method\": ..., "
                        "\"params\": {...}} (batches are not supported)",
     "method_not_found": "see protocol.md for the methods; sbexport/* methods take one params object",
