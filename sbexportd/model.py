@@ -20,6 +20,7 @@ BACKENDS = ("numpy", "tensorflow", "torch", "onnxruntime")
 # the whole batch (the outputs are row-independent, and so is the sampling stream).
 CHUNK_ROWS = 4096
 CHUNK_VALUES = 1 << 18
+MAX_FRAME_STACK = 64  # frames a VecFrameStack in front of the policy may hold
 
 
 def load(path: str | Path, vecnormalize: str | Path | VecNormalizeStats | None = None, *,
@@ -49,9 +50,9 @@ def _resolve_frame_stack(model_path: Path, frame_stack) -> int:
         n = int(frame_stack)
     except (TypeError, ValueError):
         n = -1
-    if isinstance(frame_stack, bool) or n < 0 or n > 64:
-        raise BadObservation(f"frame_stack must be 'auto' or a number of frames from 0 to 64, got "
-                             f"{frame_stack!r:.40}", model_path)
+    if isinstance(frame_stack, bool) or n < 0 or n > MAX_FRAME_STACK:
+        raise BadObservation(f"frame_stack must be 'auto' or a number of frames from 0 to {MAX_FRAME_STACK}, "
+                             f"got {frame_stack!r:.40}", model_path)
     return n
 
 

@@ -321,6 +321,32 @@ def test_a_failed_target_is_reported_and_the_others_kept(tmp_path):
         d.stop()
 
 
+def test_to_all_keeps_what_verified(tmp_path):
+    """Issue 8's `--to all` through the daemon: every target of `all` is made and
+    verified; the one whose parity check fails is reported in `failed`, and every
+    other is written, complete, with its passed parity check in its manifest."""
+    from sbexportd.export.targets import TARGETS
+    d = faulty_daemon("portable-parity")
+    try:
+        c = Client.tcp(d.host, d.port, timeout=1200)  # every target: TensorFlow, tf2onnx, tfjs, LiteRT, torch
+        c.token = d.token
+        c.initialize()
+        mid = c.request("sbexport/open", {"path": str(MLP)})["modelId"]
+        out = tmp_path / "out"
+        r = c.request("sbexport/export", {"modelId": mid, "to": "all", "out": str(out)})
+        others = sorted(n for n, t in TARGETS.items() if t.in_all and n != "portable")
+        assert len(others) >= 6 and sorted(x["target"] for x in r["results"]) == others
+        assert all(x["ok"] and x["parity"]["passed"] for x in r["results"]), r["results"]
+        assert [(f["target"], f["error"]["code"]) for f in r["failed"]] == [("portable", -33011)]
+        assert r["complete"] is False
+        assert visible(out) == others and hidden(out) == []
+        for name in others:
+            assert json.loads((out / name / "manifest.json").read_text())["parity"]["passed"] is True
+        c.close()
+    finally:
+        d.stop()
+
+
 # -- 7. authentication ------------------------------------------------------------------------------
 def test_a_token_is_generated_and_written_to_a_private_connection_file():
     d = Daemon()

@@ -193,6 +193,79 @@ def test_zoo_cartpole_agent(client, zoo_dir):
                 sbexportd.load(path).predict(obs))
 
 
+def _stacked_run(client, mid: str, model, frames: np.ndarray, backend: str | None) -> np.ndarray:
+    """Feed frames (batch, n, frame) one step at a time from a reset, through the daemon
+    and in process; every step's outputs equal. The last step's actions."""
+    state_local = state_remote = None
+    for t in range(frames.shape[1]):
+        mask = np.full(len(frames), 1.0 if t == 0 else 0.0, np.float32)
+        want = model.predict(frames[:, t], state=state_local, mask=mask, backend=backend)
+        params = {"modelId": mid, "obs": raw(frames[:, t]), "mask": raw(mask)}
+        if state_remote is not None:
+            params["state"] = raw(state_remote)
+        if backend is not None:
+            params["backend"] = backend
+        got = outputs(client.request("sbexport/predict", params, encoding="msgpack"))
+        assert_same(got, want)
+        state_local, state_remote = want["state"], got["state"]
+    return got["actions"]
+
+
+@pytest.mark.zoo
+def test_frame_stack_on_the_zoos_frame_stacked_agent(client, tmp_path):
+    """zoo-more's a2c BipedalWalkerHardcore (config frame_stack: 4) opened with
+    frameStack takes one observation at a time, as sbexportd.load(frame_stack=4)
+    does in process (bit for bit, on the fast path and the reference) and as SB2
+    did on the stacked observation; it is another model than the file without it."""
+    from zoo import ZOO_MORE
+    path = ZOO_MORE / "agents" / "a2c" / "BipedalWalkerHardcore-v2.pkl"
+    if not path.is_file():
+        pytest.skip(f"{path} not found (set SBEXPORTD_ZOO_MORE): the frame-stacked agent NOT tested")
+    g = np.load(ZOO_MORE / "goldens" / "a2c" / "BipedalWalkerHardcore-v2.npz")
+    model = sbexportd.load(path, frame_stack=4)
+    opened = client.request("sbexport/open", {"path": str(path), "frameStack": 4})
+    assert opened["summary"]["frame_stack"] == {"n": 4, "state_shape": [None, 72]}
+    assert opened["summary"]["input"]["shape"] == [None, 24]
+    plain = client.request("sbexport/open", {"path": str(path)})
+    auto = client.request("sbexport/open", {"path": str(path), "frameStack": "auto"})  # the config's 4
+    assert len({opened["modelId"], plain["modelId"], auto["modelId"]}) == 3
+    assert plain["summary"]["frame_stack"] is None and plain["summary"]["input"]["shape"] == [None, 96]
+    assert auto["summary"]["frame_stack"] == opened["summary"]["frame_stack"]
+    frames = g["obs"].reshape(len(g["obs"]), 4, 24)  # SB2's stacked observations, oldest frame first
+    for backend in (None, "numpy"):
+        actions = _stacked_run(client, opened["modelId"], model, frames, backend)
+        assert np.abs(actions - g["actions"]).max() <= 1e-5, backend  # SB2's own answer
+    assert_same(outputs(client.request("sbexport/predict", {"modelId": plain["modelId"], "obs": raw(g["obs"])},
+                                       encoding="msgpack")), sbexportd.load(path).predict(g["obs"]))
+    # the export cache keeps them apart too: each export has its own inputs
+    shapes = {}
+    for name, mid in (("plain", plain["modelId"]), ("stacked", opened["modelId"])):
+        result = client.request("sbexport/export", {"modelId": mid, "to": "portable", "out": str(tmp_path / name)})
+        shapes[name] = {i["name"]: i["shape"] for i in result["results"][0]["manifest"]["inputs"]}
+    assert shapes["plain"] == {"obs": [None, 96]}
+    assert shapes["stacked"] == {"obs": [None, 24], "state": [None, 72], "mask": [None]}
+
+
+def test_frame_stack_on_a_fixture(client):
+    """frameStack on any file: the MLP fixture's 4 observation values as 2 stacked
+    frames of 2, equal to sbexportd.load(frame_stack=2) in process."""
+    path = model_path("mlp")
+    model = sbexportd.load(path, frame_stack=2)
+    opened = client.request("sbexport/open", {"path": str(path), "frameStack": 2})
+    assert opened["summary"]["frame_stack"]["n"] == 2
+    assert opened["modelId"] != client.request("sbexport/open", {"path": str(path)})["modelId"]
+    frames = golden("mlp")["obs"][:16].reshape(16, 2, 2)
+    for backend in (None, "numpy"):
+        _stacked_run(client, opened["modelId"], model, frames, backend)
+
+
+@pytest.mark.parametrize("value", [0, -1, 65, 2.0, True, "4", "x", [4], {}])
+def test_frame_stack_must_be_a_number_of_frames(client, value):
+    with pytest.raises(RpcError) as e:
+        client.request("sbexport/open", {"path": str(model_path("mlp")), "frameStack": value})
+    assert e.value.code == -32602 and "frameStack" in e.value.error["message"], e.value
+
+
 # -- the warm cache ------------------------------------------------------------------------------
 def test_model_ids_are_stable_and_reopening_is_a_cache_hit(client, tmp_path, monkeypatch):
     path = model_path("mlp")

@@ -154,18 +154,22 @@ class OpenOptions:
     vecnormalize: str | None = None
     algo: str | None = None
     activation: str | None = None
+    frame_stack: int | str | None = None  # SB2's VecFrameStack(n) in front of the policy, or "auto"
 
     @classmethod
     def make(cls, path: str, vecnormalize: str | None = None, algo: str | None = None,
-             activation: str | None = None) -> "OpenOptions":
+             activation: str | None = None, frame_stack: int | str | None = None) -> "OpenOptions":
         def absolute(p: str) -> str:  # not resolved: what a symlink points to is not the client's business
             return os.path.abspath(os.path.expanduser(p))
         vn = None if vecnormalize is None else ("auto" if vecnormalize == "auto" else absolute(vecnormalize))
-        return cls(absolute(path), vn, algo, activation)
+        return cls(absolute(path), vn, algo, activation, frame_stack)
 
     @property
     def model_id(self) -> str:
-        return "m-" + hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:20]
+        key = asdict(self)
+        if key["frame_stack"] is None:  # the modelIds of files opened without it stay what they were
+            del key["frame_stack"]
+        return "m-" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def _stamp(path: str) -> tuple[int, int, int, int, int]:
@@ -212,7 +216,7 @@ class Entry:
         self.param_bytes = int(sum(np.asarray(v).nbytes for v in model.archive.params.values()))
         vn = model.vecnormalize
         h = hashlib.sha256(json.dumps([self.sha256, model.archive.path.name, options.algo, options.activation,
-                                       __version__]).encode())
+                                       model.spec.frame_stack or 0, __version__]).encode())
         if vn is not None:  # the statistics themselves, wherever they were found
             h.update(np.ascontiguousarray(vn.mean, np.float64).tobytes())
             h.update(np.ascontiguousarray(vn.var, np.float64).tobytes())
@@ -453,7 +457,8 @@ class Daemon:
             self.counters["reloads"] += 1
         progress.report("reading and understanding the file", 10)
         from ..model import load
-        model = load(opts.path, opts.vecnormalize, algo=opts.algo, activation=opts.activation)
+        model = load(opts.path, opts.vecnormalize, algo=opts.algo, activation=opts.activation,
+                     frame_stack=opts.frame_stack)
         vn = model.vecnormalize
         if vn is not None and vn.source:
             self.roots.check(vn.source, "the VecNormalize statistics found beside the model")

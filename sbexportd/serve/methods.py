@@ -102,7 +102,7 @@ def method(name: str):
 # -- the methods ----------------------------------------------------------------------------
 @method("sbexport/open")
 async def open_model(conn, p: Params, req):
-    from ..model import BACKENDS
+    from ..model import BACKENDS, MAX_FRAME_STACK
     from ..understand.context import ALGORITHMS
     from ..understand.spec import ACTIVATIONS
     algo = p.str("algo")
@@ -116,12 +116,17 @@ async def open_model(conn, p: Params, req):
     if unknown:
         raise errors.ServeError(errors.BACKEND_UNAVAILABLE, f"unknown backend {', '.join(unknown)[:200]}",
                                 "backend_unavailable")
+    frame_stack = p.raw.get("frameStack")
+    if frame_stack is not None and frame_stack != "auto" and (
+            type(frame_stack) is not int or not 1 <= frame_stack <= MAX_FRAME_STACK):
+        raise errors.invalid_params(f"{p.method}: frameStack must be a number of frames from 1 to "
+                                    f"{MAX_FRAME_STACK} or \"auto\", got {frame_stack!r:.40}")
     path, vecnormalize = p.path("path"), p.path("vecnormalize", required=False)
     roots = conn.daemon.roots
     roots.check(path, "path")
     if vecnormalize not in (None, "auto"):
         roots.check(vecnormalize, "vecnormalize")
-    opts = OpenOptions.make(path, vecnormalize, algo, activation)
+    opts = OpenOptions.make(path, vecnormalize, algo, activation, frame_stack)
     return await conn.daemon.open(conn.id, opts, warm=tuple(warm), progress=req.progress(p.raw), token=req.token)
 
 

@@ -209,9 +209,9 @@ export class Client extends EventEmitter {
 
   /** Open (load and keep warm) an SB2 file on the daemon's machine. Returns a Model. */
   async open(path, options = {}) {
-    const { vecnormalize, algo, activation, backends, signal, onProgress } = options;
+    const { vecnormalize, algo, activation, frameStack, backends, signal, onProgress } = options;
     const result = await this.request("sbexport/open",
-      strip({ path, vecnormalize, algo, activation, backends }), { signal, onProgress, progress: true,
+      strip({ path, vecnormalize, algo, activation, frameStack, backends }), { signal, onProgress, progress: true,
         encoding: options.encoding });
     return new Model(this, result);
   }

@@ -226,6 +226,9 @@ export interface OpenOptions extends ProgressOptions {
   vecnormalize?: string;
   algo?: string;
   activation?: string;
+  /** SB2's VecFrameStack(n) in front of the policy (1 to 64), or "auto" (the zoo's config.yml):
+   * the model then takes one observation at a time and carries the previous n - 1 in `state`. */
+  frameStack?: number | "auto";
   /** Backends to build now (default ["numpy"]). */
   backends?: Array<"numpy" | "tensorflow" | "torch">;
 }

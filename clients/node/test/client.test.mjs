@@ -237,6 +237,19 @@ describe("open, inspect, parameters, predict", () => {
       await json.predict(m.id, obs, { state: random, mask: new Float32Array(4) }));
   });
 
+  test("frameStack: the same file with VecFrameStack(2) in front is another model, taking one frame at a time", async () => {
+    const plain = await mp.open(MLP);
+    const m = await mp.open(MLP, { frameStack: 2 });
+    assert.notEqual(m.id, plain.id);
+    assert.deepEqual(m.summary.frame_stack, { n: 2, state_shape: [null, 2] });
+    assert.deepEqual(m.summary.input.shape, [null, 2]);
+    const frames = sampleObs(m.summary, 4, 6);
+    const first = await m.predict(frames, { mask: new Float32Array([1, 1, 1, 1]) });
+    assert.deepEqual(first.state.shape, [4, 2]);
+    assert.deepEqual(Array.from(first.state.data), Array.from(frames.data));  // the frame just seen, kept
+    await assert.rejects(mp.open(MLP, { frameStack: 0 }), InvalidParamsError);
+  });
+
   test("close forgets the model: UnknownModelError afterwards", async () => {
     const c = await connect({ port: d.port });
     const m = await c.open(fixture("a2c_mlp_vec_discrete"));

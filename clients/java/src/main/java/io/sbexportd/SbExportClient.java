@@ -302,7 +302,7 @@ public final class SbExportClient implements AutoCloseable {
     }
 
     /**
-     * {@code sbexport/open}. {@code options}: vecnormalize, algo, activation, backends,
+     * {@code sbexport/open}. {@code options}: vecnormalize, algo, activation, frameStack, backends,
      * workDoneToken (may be null). The result holds {@code modelId}, {@code cached},
      * {@code seconds}, {@code summary}.
      */
