@@ -157,6 +157,8 @@ def _renamed(e: SbExportError, folder: Path, shown_as: Path) -> SbExportError:
     if path is not None and (path == str(folder) or path.startswith(str(folder) + os.sep)):
         path = str(shown_as) + path[len(str(folder)):]
     new = type(e).__new__(type(e))
+    # what a subclass keeps besides its message (NotRepresentable's why and closest)
+    new.__dict__.update({k: _scrub(v, folder, shown_as) if isinstance(v, str) else v for k, v in vars(e).items()})
     SbExportError.__init__(new, _scrub(detail, folder, shown_as), path)
     return new
 
