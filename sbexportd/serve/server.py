@@ -27,7 +27,7 @@ from pygls.protocol import (JsonRPCNotification, JsonRPCRequestMessage, JsonRPCR
                             LanguageServerProtocol, default_converter, lsp_method)
 
 from .. import __version__
-from . import errors
+from . import editor, errors
 from .daemon import CancelToken, Daemon, NullProgress
 from .arrays import Bulky
 from .errors import ServeError
@@ -134,6 +134,8 @@ class SbProtocol(LanguageServerProtocol):
         p = dict(args[0]) if args else {}
         if params.work_done_token is not None:
             p.setdefault("workDoneToken", params.work_done_token)
+        elif "workDoneToken" not in p and editor.wants_progress(self._server, params.command):
+            p["workDoneToken"] = yield editor.create_progress, (self._server,), None  # editors send none
         result = yield handler, (p,), None
         return result
 
@@ -141,11 +143,12 @@ class SbProtocol(LanguageServerProtocol):
 class SbServer(LanguageServer):
     def __init__(self, daemon: Daemon, conn: "Connection"):
         self.daemon, self.conn = daemon, conn
-        super().__init__("sbexportd", __version__, text_document_sync_kind=types.TextDocumentSyncKind.None_,
+        super().__init__("sbexportd", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
                          protocol_cls=SbProtocol, converter_factory=converter)
         self.protocol.conn = conn
         from .methods import register
         register(self)
+        editor.register(self)
 
     def report_server_error(self, error, source):
         log.debug("pygls reported %r (%s)", error, getattr(source, "__name__", source))
@@ -365,7 +368,7 @@ class Connection:
             return {"jsonrpc": "2.0", "id": data.id, "error": err}
         if hasattr(data, "result") and hasattr(data, "id"):
             result = data.result
-            if attrs.has(type(result)):
+            if attrs.has(type(result)) or (isinstance(result, list) and result and attrs.has(type(result[0]))):
                 result = self.protocol._converter.unstructure(result)
             return {"jsonrpc": "2.0", "id": data.id, "result": result}
         return self.protocol._converter.unstructure(data)
