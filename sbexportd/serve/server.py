@@ -92,10 +92,12 @@ class SbProtocol(LanguageServerProtocol):
         super()._execute_handler(msg_id, handler, callback, args, kwargs)
         # pygls files a generator's sub-handlers (executeCommand -> command) under fresh
         # uuids and never removes them: drop each when done, or every call leaks its result
+        # (not when cancelled: only shutdown cancels, while it iterates over the dict)
         fut = self._request_futures.get(msg_id)
         if fut is not None:
             fut.add_done_callback(
-                lambda f, k=msg_id: self._request_futures.pop(k, None) if self._request_futures.get(k) is f else None)
+                lambda f, k=msg_id: self._request_futures.pop(k, None)
+                if not f.cancelled() and self._request_futures.get(k) is f else None)
 
     def _handle_cancel_notification(self, msg_id):
         self.conn.cancel(msg_id)  # cooperative: the request answers -32800 once it has cleaned up
