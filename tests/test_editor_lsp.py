@@ -164,6 +164,10 @@ def test_references_are_found_in_every_language(tmp_path, line, expected):
     'url = "https://example.com/agent.zip"',   # a URL is not a local file
     "archive.zipper = 1",                      # not an extension
     "import zipfile, pickle  # .pkl files",   # no name before the extension
+    'model.save(f"{log_dir}/ppo2.zip")',      # templates are made at run time
+    'cp "$DIR/agent.zip" .',
+    "paths = glob('runs/*.pkl')",
+    "name = '%s.zip' % env_id",
 ])
 def test_non_references_are_ignored(tmp_path, line):
     assert find([line], tmp_path, []) == []

@@ -20,7 +20,9 @@ _EXT = r"\.(?:zip|pkl)"
 # "models/agent.zip", 'a.pkl', `a.zip`: a quoted string that ends in the extension
 _QUOTED = re.compile(r"""(["'`])((?:(?!\1)[^\n\\]|\\.){1,1024}?""" + _EXT + r")\1", re.IGNORECASE)
 # model: agents/ppo2/CartPole-v1.zip (YAML), [agent](models/a.zip) (Markdown), a shell line
-_BARE = re.compile(r"(?<![\w./~\\:@%+-])(~?[\w./\\@%+-]*\w" + _EXT + r")(?![\w.])", re.IGNORECASE)
+_BARE = re.compile(r"(?<![\w./~\\:@%+{}$-])(~?[\w./\\@+-]*\w" + _EXT + r")(?![\w.])", re.IGNORECASE)
+# f"{log_dir}/ppo2.zip", "${DIR}/a.zip", "runs/*.pkl", "%s.zip": made at run time, not a file name
+_TEMPLATE = re.compile(r"[{}$*?%<>]")
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,9 @@ def _spans(line: str) -> Iterable[tuple[int, int, str]]:
     taken: list[tuple[int, int]] = []
     for m in _QUOTED.finditer(line):
         text = m.group(2)
-        if "://" in text or text.strip() != text:
-            continue  # a URL, or not a path
-        taken.append((m.start(2), m.end(2)))
+        taken.append((m.start(2), m.end(2)))  # nothing inside a string is a bare path either
+        if "://" in text or text.strip() != text or _TEMPLATE.search(text):
+            continue  # a URL, a template, or not a path
         yield m.start(2), m.end(2), _unescape(text)
     for m in _BARE.finditer(line):
         if any(s <= m.start(1) < e for s, e in taken):
