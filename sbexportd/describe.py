@@ -5,14 +5,27 @@ from typing import Any
 
 import numpy as np
 
-from .read import find_vecnormalize
+from .errors import SbExportError
+from .read import zoo_settings
+
+
+def _auto(path) -> dict[str, Any]:
+    """What `--vecnormalize auto` and `--frame-stack auto` would do, and why."""
+    try:
+        s = zoo_settings(path)
+    except SbExportError as exc:
+        return {"vecnormalize": False, "frame_stack": 0, "reason": f"cannot decide: {exc}",
+                "statistics": None, "config": None}
+    return {"vecnormalize": s.normalize, "frame_stack": s.frame_stack, "reason": s.reason,
+            "statistics": str(s.statistics) if s.statistics else None,
+            "config": str(s.config) if s.config else None}
 
 
 def describe(model) -> dict[str, Any]:
     spec, archive = model.spec, model.archive
     used = set(spec.used_tensors())
     trained = [k for k in spec.sb2_params if k in used]
-    found = find_vecnormalize(archive.path)
+    auto = _auto(archive.path)
     return {
         "file": str(archive.path),
         "format": archive.format,
@@ -26,6 +39,8 @@ def describe(model) -> dict[str, Any]:
         "input": {"name": "obs", "dtype": spec.input_dtype,
                   "shape": [None] + list(spec.observation_space.shape)},
         "recurrent": {"n_lstm": spec.recurrent, "state_shape": [None, spec.state_size]} if spec.recurrent else None,
+        "frame_stack": ({"n": spec.frame_stack, "state_shape": [None, spec.state_size]}
+                        if spec.frame_stack else None),
         "preprocessing": spec.preprocessing,
         "layers": [{"name": l.name, "kind": l.kind, "shape": l.shape, "activation": l.activation}
                    for l in spec.summary],
@@ -34,8 +49,8 @@ def describe(model) -> dict[str, Any]:
         "distribution": spec.distribution.kind,
         "parameters": {"in_file": len(spec.sb2_params), "used_by_policy": len(trained),
                        "policy_weights": int(sum(np.asarray(spec.tensors[k]).size for k in trained))},
-        "vecnormalize": {"applied": spec.vecnormalize,
-                         "found_beside_model": str(found) if found else None},
+        "vecnormalize": {"applied": spec.vecnormalize, "found_beside_model": auto["statistics"]},
+        "auto": auto,
         "notes": list(spec.notes),
     }
 
@@ -56,6 +71,9 @@ def render(info: dict[str, Any]) -> str:
     if info["recurrent"]:
         lines.append(f"recurrent    LSTM n_lstm={info['recurrent']['n_lstm']} "
                      f"(state {info['recurrent']['state_shape']}, mask [N])")
+    if info["frame_stack"]:
+        lines.append(f"frame stack  {info['frame_stack']['n']} frames (state "
+                     f"{info['frame_stack']['state_shape']}, mask [N])")
     lines.append("preprocess   " + ("; ".join(info["preprocessing"]) or "none"))
     lines.append("layers")
     for layer in info["layers"]:
@@ -66,12 +84,16 @@ def render(info: dict[str, Any]) -> str:
     p = info["parameters"]
     lines.append(f"parameters   {p['used_by_policy']} of {p['in_file']} tensors used by the policy, "
                  f"{p['policy_weights']} weights")
-    vn = info["vecnormalize"]
+    vn, auto = info["vecnormalize"], info["auto"]
     if vn["applied"]:
         lines.append("vecnormalize applied")
-    elif vn["found_beside_model"]:
-        lines.append(f"vecnormalize found {vn['found_beside_model']} but NOT applied "
-                     f"(pass --vecnormalize auto)")
+    elif auto["vecnormalize"]:
+        lines.append(f"vecnormalize NOT applied; --vecnormalize auto would apply it: {auto['reason']}")
+    elif vn["found_beside_model"] or auto["config"]:
+        lines.append(f"vecnormalize not applied, and auto would not: {auto['reason']}")
+    if auto["frame_stack"]:
+        lines.append(f"frame stack  the zoo's config stacks {auto['frame_stack']} frames "
+                     f"({auto['config']}); --frame-stack auto takes single observations")
     for note in info["notes"]:
         lines.append(f"note         {note}")
     return "\n".join(lines)

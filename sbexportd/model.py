@@ -8,32 +8,61 @@ from typing import Any
 import numpy as np
 
 from .errors import BackendUnavailable, BadObservation
-from .read import find_vecnormalize, read_model, read_vecnormalize
+from .read import read_model, read_vecnormalize, zoo_settings
 from .read.archive import Archive, VecNormalizeStats
 from .understand import understand
 from .understand.spec import DictSpace, PolicySpec
 
-BACKENDS = ("numpy", "tensorflow", "torch")
+BACKENDS = ("numpy", "tensorflow", "torch", "onnxruntime")
+# Backends that do not bound their own memory get batches in chunks of at most this
+# many rows and about CHUNK_VALUES observation values: a batch of a million
+# observations then needs the reference's intermediate tensors for a chunk, not for
+# the whole batch (the outputs are row-independent, and so is the sampling stream).
+CHUNK_ROWS = 4096
+CHUNK_VALUES = 1 << 18
 
 
 def load(path: str | Path, vecnormalize: str | Path | VecNormalizeStats | None = None, *,
-         algo: str | None = None, activation: str | None = None) -> "Model":
+         algo: str | None = None, activation: str | None = None, frame_stack: int | str | None = None) -> "Model":
     """Read an SB2 .zip or .pkl safely and understand its policy.
 
-    vecnormalize: a vecnormalize.pkl / obs_rms.pkl path (or its folder), "auto" to use
-    the statistics the zoo keeps beside the model, or None for none."""
+    vecnormalize: a vecnormalize.pkl / obs_rms.pkl path (or its folder), "auto" to
+    decide as the zoo's enjoy.py did (its config.yml's `normalize`, or, without a
+    config, the statistics beside the model: sbexportd.read.zoo_settings), or None.
+
+    frame_stack: n > 1 puts SB2's VecFrameStack(n) in front of the policy, so that it
+    takes single observations and carries the previous n - 1 as state; "auto" takes n
+    from the zoo's config.yml (`frame_stack`); None or 0: the policy's own input."""
     archive = read_model(path)
     stats = _resolve_vecnormalize(archive.path, vecnormalize)
-    spec = understand(archive, algo=algo, activation=activation, vecnormalize=stats)
+    frames = _resolve_frame_stack(archive.path, frame_stack)
+    spec = understand(archive, algo=algo, activation=activation, vecnormalize=stats, frame_stack=frames)
     return Model(archive, spec, stats)
+
+
+def _resolve_frame_stack(model_path: Path, frame_stack) -> int:
+    if frame_stack is None:
+        return 0
+    if str(frame_stack) == "auto":
+        return zoo_settings(model_path).frame_stack
+    try:
+        n = int(frame_stack)
+    except (TypeError, ValueError):
+        n = -1
+    if isinstance(frame_stack, bool) or n < 0 or n > 64:
+        raise BadObservation(f"frame_stack must be 'auto' or a number of frames from 0 to 64, got "
+                             f"{frame_stack!r:.40}", model_path)
+    return n
 
 
 def _resolve_vecnormalize(model_path: Path, vn) -> VecNormalizeStats | None:
     if vn is None or isinstance(vn, VecNormalizeStats):
         return vn
     if str(vn) == "auto":
-        found = find_vecnormalize(model_path)
-        return read_vecnormalize(found) if found else None
+        settings = zoo_settings(model_path)
+        if not settings.normalize or settings.statistics is None:
+            return None
+        return read_vecnormalize(settings.statistics)
     return read_vecnormalize(vn)
 
 
@@ -44,18 +73,40 @@ class Model:
         self.vecnormalize = vecnormalize
         self._backends: dict[str, Any] = {}
         self._lock = threading.Lock()  # one build per backend, whichever thread asks first
+        self._fast = None  # realize.fast.FastPath, once chosen
+        self._fast_lock = threading.Lock()
 
     @property
     def path(self) -> Path:
         return self.archive.path
 
     # -- backends (built once, kept warm) ----------------------------------------
-    def backend(self, name: str = "numpy"):
+    def backend(self, name: str = "numpy", *, verified: bool = True):
+        """The named backend, built once. `onnxruntime` is served only once it has
+        reproduced the reference on this model (see `fast_path`), unless verified=False."""
+        if name == "onnxruntime" and verified and not self.fast_path.verified:
+            raise BackendUnavailable(f"the onnxruntime backend is not used for this model: "
+                                     f"{self.fast_path.reason}", self.path)
         impl = self._backends.get(name)
         if impl is not None:
             return impl
         with self._lock:
             return self._build_backend(name)
+
+    @property
+    def fast_path(self):
+        """realize.fast.FastPath: the default backend (the fastest one that reproduces
+        the NumPy reference on seeded observations, else the reference) and why."""
+        if self._fast is None:
+            with self._fast_lock:
+                if self._fast is None:
+                    from .realize.fast import choose
+                    self._fast = choose(self)
+        return self._fast
+
+    @property
+    def default_backend(self) -> str:
+        return self.fast_path.backend
 
     def _build_backend(self, name: str):
         if name not in self._backends:
@@ -65,6 +116,8 @@ class Model:
                 from .realize.tf_backend import TFPolicy as impl
             elif name == "torch":
                 from .realize.torch_backend import TorchPolicy as impl
+            elif name == "onnxruntime":
+                from .realize.onnxruntime_backend import OrtPolicy as impl
             else:
                 raise BackendUnavailable(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
             self._backends[name] = impl(self.spec)
@@ -72,28 +125,52 @@ class Model:
 
     # -- inference --------------------------------------------------------------------
     def predict(self, obs: Any, state: np.ndarray | None = None, mask: np.ndarray | None = None,
-                deterministic: bool = True, backend: str = "numpy", seed: int | None = None,
+                deterministic: bool = True, backend: str | None = None, seed: int | None = None,
                 outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """SB2's predict(obs, state, mask, deterministic) and more: returns a dict with
         `actions` and, where they apply, `probs` (probs_<i>), `mean`, `std`, `values`,
-        `q_values`, `state`. A single unbatched observation gives unbatched outputs."""
+        `q_values`, `state`. A single unbatched observation gives unbatched outputs.
+
+        backend: None for the default (`default_backend`: the fastest verified one),
+        or a name of BACKENDS."""
         batch, single = self._batch(obs)
         n = batch.shape[0]
-        if self.spec.recurrent:
+        if self.spec.stateful:
             state = np.zeros((n, self.spec.state_size), np.float32) if state is None else np.asarray(state, np.float32)
             mask = np.zeros((n,), np.float32) if mask is None else np.asarray(mask, np.float32).reshape(-1)
             if state.shape != (n, self.spec.state_size) or mask.shape != (n,):
                 raise BadObservation(f"recurrent policy: state must be ({n}, {self.spec.state_size}) and "
                                      f"mask ({n},); got {list(state.shape)} and {list(mask.shape)}", self.path)
-        impl = self.backend(backend)
-        result = impl.run(batch, state, mask, outputs)
-        if not deterministic:
-            rng = np.random.default_rng(seed)
-            result["actions"] = impl.sample(batch, state, mask, rng)
-        result = {k: np.asarray(v) for k, v in result.items()}
+        impl = self.backend(backend or self.default_backend)
+        rng = None if deterministic else np.random.default_rng(seed)
+        rows = n if getattr(impl, "chunk_rows", None) else self._chunk_rows()
+        if n <= rows and rng is None:  # the common case, without the chunking
+            result = impl.run(batch, state, mask, outputs)
+            if single:
+                return {k: np.asarray(v)[0] for k, v in result.items()}
+            return {k: np.asarray(v) for k, v in result.items()}
+        result: dict[str, np.ndarray] = {}
+        for lo in range(0, max(n, 1), rows):  # outputs allocated once, after the first chunk
+            sl = slice(lo, lo + rows)
+            b, s, m = batch[sl], None if state is None else state[sl], None if mask is None else mask[sl]
+            part = impl.run(b, s, m, outputs)
+            if rng is not None:  # one stream across chunks: the same draws as one call
+                part["actions"] = impl.sample(b, s, m, rng)
+            if n <= rows:
+                result = {k: np.asarray(v) for k, v in part.items()}
+                break
+            for k, v in part.items():
+                v = np.asarray(v)
+                if k not in result:
+                    result[k] = np.empty((n, *v.shape[1:]), v.dtype)
+                result[k][sl] = v
         if single:
             result = {k: v[0] for k, v in result.items()}
         return result
+
+    def _chunk_rows(self) -> int:
+        row = max(1, int(np.prod(self.spec.observation_space.shape)))
+        return max(1, min(CHUNK_ROWS, CHUNK_VALUES // row))
 
     def _batch(self, obs: Any) -> tuple[np.ndarray, bool]:
         spec = self.spec

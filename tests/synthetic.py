@@ -12,6 +12,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+import conformance
+from sbexportd.export.conventions import stack_state
 from sbexportd.understand.builder import Program, flatten, input_dtype, preprocess
 from sbexportd.understand.spec import (ACTIVATIONS, OPS, Box, DictSpace, Discrete, Distribution,
                                        MultiBinary, MultiDiscrete, PolicySpec)
@@ -321,10 +323,74 @@ def round_half_even() -> Case:
                 lambda rng, b: np.tile(halves, (b, 1)))
 
 
+def frame_stack_image() -> Case:
+    """VecFrameStack of 3 uint8 frames (36x36x1) in front of a CnnPolicy: the stack on
+    the channel axis, scaled like SB2's image input, carried as state."""
+    net = Net(14)
+    n, frame = 3, (36, 36, 1)
+    stacked, state = net.prog.emit("frame_stack", ("obs", "state", "mask"), outputs=("stacked", "stack_state"),
+                                   attrs={"n": n, "frame": list(frame)})
+    x, shape, _ = preprocess(net.prog, box((36, 36, 3), 0, 255, "uint8"), scale=True, x=stacked)
+    h, dim = net.nature_cnn(x, shape, "model/")
+    outputs, dist = categorical_head(net, h, dim, 4)
+    outputs["values"], outputs["state"] = value_head(net, h, dim), state
+    space = box(frame, 0, 255, "uint8")
+    return Case("frame_stack_image", net.spec("ppo2", space, Discrete(4), outputs, dist, frame_stack=n),
+                lambda rng, b: rng.integers(0, 256, (b, *frame)).astype(np.uint8))
+
+
+def frame_stack_vecnormalize() -> Case:
+    """VecNormalize of one frame, then VecFrameStack of 4 (the zoo's order), Gaussian head."""
+    net = Net(15)
+    space = box((6,), -np.inf, np.inf)
+    mean, var = np.linspace(-2, 3, 6), np.linspace(0.5, 4, 6)
+    x = net.prog.emit("vecnormalize", ("obs",), attrs={"eps": 1e-8, "clip": 5.0}, params={
+        "mean": net.prog.const("vecnormalize/mean", mean), "var": net.prog.const("vecnormalize/var", var)})
+    stacked, state = net.prog.emit("frame_stack", (x, "state", "mask"), outputs=("stacked", "stack_state"),
+                                   attrs={"n": 4, "frame": [6]})
+    x, _, _ = preprocess(net.prog, box((24,), -np.inf, np.inf), scale=False, x=stacked)
+    h, dim = net.mlp(x, 24, (16,), "model/pi_fc", "tanh")
+    outputs, dist = gaussian_head(net, h, dim, box((2,), -1, 1))
+    outputs["state"] = state
+    return Case("frame_stack_vecnormalize", net.spec("a2c", space, box((2,), -1, 1), outputs, dist, frame_stack=4,
+                                                     vecnormalize=True),
+                lambda rng, b: (mean + 3 * np.sqrt(var) * rng.standard_normal((b, 6))).astype(F32))
+
+
 def cases() -> list[Case]:
     return [mlp_discrete(), all_activations(), discrete_obs_dueling(), multidiscrete(), multibinary(),
             cnn((36, 36, 1), False, 11), cnn((40, 44, 3), True, 12), lstm(False), lstm(True),
-            sac_vecnormalize(), ddpg_running_norm(), her_dict(), round_half_even()]
+            sac_vecnormalize(), ddpg_running_norm(), her_dict(), round_half_even(), frame_stack_image(),
+            frame_stack_vecnormalize()] + conformance.cases()
+
+
+def state(case: Case, rng: np.random.Generator, batch: int, draw=None) -> np.ndarray:
+    """A state a caller could really hold: a frame stack's previous observations (of the
+    case's own distribution), or an LSTM's state drawn by `draw` (default N(0, 1))."""
+    spec = case.spec
+    if spec.frame_stack:
+        return stack_state([case.obs(rng, batch) for _ in range(spec.frame_stack - 1)])
+    draw = draw or (lambda size: rng.standard_normal(size))
+    return draw((batch, spec.state_size)).astype(F32)
+
+
+def reference_runs(case: Case, runs) -> list[tuple[dict, dict]]:
+    """The NumPy reference on a case, for the runtimes' suites (clients/java, clients/node):
+    for each (batch, seed), the inputs (obs, and a state a caller could hold with resets
+    on about a quarter of the rows) and the outputs under the export names."""
+    from sbexportd.export.conventions import export_name
+    from sbexportd.realize.numpy_backend import NumpyPolicy
+    policy = NumpyPolicy(case.spec)
+    out = []
+    for n, seed in runs:
+        rng = np.random.default_rng(seed)
+        inputs = {"obs": case.obs(rng, n)}
+        if case.spec.stateful:
+            inputs["state"] = state(case, rng, n, lambda size: rng.uniform(-1, 1, size=size))
+            inputs["mask"] = (rng.uniform(size=n) < 0.25).astype(F32)
+        got = policy.run(inputs["obs"], inputs.get("state"), inputs.get("mask"))
+        out.append((inputs, {export_name(k): np.asarray(v) for k, v in got.items()}))
+    return out
 
 
 def covered_ops(specs: list[PolicySpec]) -> set[str]:

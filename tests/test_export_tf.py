@@ -16,11 +16,9 @@ import pytest
 import sbexportd
 from sbexportd.errors import ParityFailed
 from sbexportd.export import export
-from sbexportd.export.conventions import io, sample_inputs
-from sbexportd.export.core import reference_outputs
+from sbexportd.export.conventions import export_name, io, sample_inputs
 from sbexportd.export.targets import TARGETS
-from sbexportd.parity import compare
-from sbexportd.understand.spec import Discrete, MultiBinary, MultiDiscrete
+from sbexportd.parity import judge
 
 from conftest import FIXTURES, ZOO
 
@@ -104,7 +102,7 @@ def test_export_parity(exported, case, target):
     if hasattr(mod, "adjust_io"):  # the names and dtypes this runtime really has
         inputs, outputs = mod.adjust_io(model.spec, inputs, outputs)
     assert manifest["inputs"] == inputs and manifest["outputs"] == outputs
-    if target in ("graphdef", "onnx") and model.spec.recurrent:
+    if target in ("graphdef", "onnx") and model.spec.stateful:
         assert "state_out" in {d["name"] for d in manifest["outputs"]}
     if target == "tfjs" and manifest["outputs"][0]["dtype"] != "float32":
         assert manifest["outputs"][0]["dtype"] == "int32"
@@ -126,7 +124,7 @@ def test_export_parity(exported, case, target):
 def test_files_and_names(exported, case):
     model, _, out = exported[case]
     spec = model.spec
-    recurrent = bool(spec.recurrent)
+    recurrent = spec.stateful
     names_in = ["obs", "state", "mask"] if recurrent else ["obs"]
     names_out = [d["name"] for d in io(spec)[1]]
 
@@ -170,16 +168,14 @@ def test_other_batch_sizes(exported, case, target):
     (a recurrent state fed back in)."""
     model, _, out = exported[case]
     runner, _ = TARGETS[target].load_module().load(out / target, model.spec)
-    discrete = isinstance(model.spec.action_space, (Discrete, MultiDiscrete, MultiBinary))
     for n in (1, 3):
         feeds = sample_inputs(model.spec, n, seed=7 + n)
-        for _ in range(2 if model.spec.recurrent else 1):
-            got, ref = runner(feeds), reference_outputs(model, feeds)
-            for name, value in ref.items():
-                c = compare(name, got[name], value, discrete and name == "action")
+        for _ in range(2 if model.spec.stateful else 1):
+            got, verdict = runner(feeds), judge(model.spec, feeds, export_name)
+            for c in verdict.check(got).values():
                 assert c.passed, f"{target} batch {n}: {c.describe()}"
-            if model.spec.recurrent:
-                feeds = {**feeds, "state": ref["state"], "mask": np.zeros(n, np.float32)}
+            if model.spec.stateful:
+                feeds = {**feeds, "state": verdict.reference["state"], "mask": np.zeros(n, np.float32)}
 
 
 def _no_leftovers(out: Path, target: str) -> None:

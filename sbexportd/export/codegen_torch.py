@@ -493,6 +493,20 @@ def _lstm(g: Gen, i: int, node: Node) -> None:
     g.body.append(f"{h_name}, {s_name} = {layer}({x}, {state}, {mask}.to(torch.float32))")
 
 
+@emitter("frame_stack")
+def _frame_stack(g: Gen, i: int, node: Node) -> None:
+    n, frame = int(node.attrs["n"]), [int(d) for d in node.attrs["frame"]]
+    x, state, mask = g.inputs(node)
+    size = (n - 1) * int(np.prod(frame))
+    g.comment(f"VecFrameStack of {n} frames {frame}: the {n - 1} previous ones come in as state "
+              f"(zeroed where mask is 1.0), the new one goes last")
+    keep = g.assign(node.outputs[0] + "#keep", f"(1.0 - {mask}.to(torch.float32)).reshape("
+                    f"{[-1] + [1] * len(frame)})", hint="keep")
+    prev = f"{state}.reshape({[-1, *frame[:-1], frame[-1] * (n - 1)]}) * {keep}"
+    stacked = g.assign(node.outputs[0], f"torch.cat([{prev}, {x}.to(torch.float32)], dim=-1)", hint="stacked")
+    g.assign(node.outputs[1], f"{stacked}[..., {frame[-1]}:].reshape(-1, {size})", hint="stack_state")
+
+
 @emitter("concat")
 def _concat(g: Gen, i: int, node: Node) -> None:
     g.assign(node.outputs[0], f"torch.cat([{', '.join(g.inputs(node))}], dim=-1)", hint="concat")
@@ -756,10 +770,9 @@ def generate(spec: PolicySpec, *, title: str = "", provenance: str = "") -> Gene
            "Standalone: this file needs only PyTorch. The weights are in policy.pt, a state_dict",
            "of tensors (torch.load(..., weights_only=True)):", "",
            "    from policy import load",
-           "    policy = load(\"policy.pt\")   # Policy() with the weights, in eval mode",
-           "    with torch.no_grad():",
-           "        out = policy(obs" + (", state, mask" if spec.recurrent else "") + ")"
-           + f"   # {{{', '.join(repr(d['name']) for d in outputs)}}}", "",
+           "    policy = load(\"policy.pt\")   # Policy() with the weights, for inference",
+           "    out = policy(obs" + (", state, mask" if spec.stateful else "") + ")"
+           + f"   # {{{', '.join(repr(d['name']) for d in outputs)}}}: plain tensors, .numpy() works", "",
            "Inputs"]
     if dict_obs:
         doc.append("    obs       dict of float32 tensors: "
@@ -785,11 +798,11 @@ def generate(spec: PolicySpec, *, title: str = "", provenance: str = "") -> Gene
     doc.append("The TorchScript of this module is in policy.torchscript.pt (torch.jit.load).")
 
     sig = "obs: Dict[str, torch.Tensor]" if dict_obs else "obs: torch.Tensor"
-    if spec.recurrent:
+    if spec.stateful:
         sig += ", state: torch.Tensor, mask: torch.Tensor"
     example = _example_obs(spec, dict_obs)
     ex_ret = "obs"
-    if spec.recurrent:
+    if spec.stateful:
         example += [f"state = torch.zeros(batch, {spec.state_size})",
                     "mask = torch.ones(batch)  # every row starts an episode"]
         ex_ret = "obs, state, mask"
@@ -819,23 +832,22 @@ def generate(spec: PolicySpec, *, title: str = "", provenance: str = "") -> Gene
     lines += ["", "",
               'def load(path: str = "policy.pt", map_location: str = "cpu") -> Policy:',
               '    """Policy() with the weights of `path` (looked up beside this file when it is',
-              '    relative and not found), in eval mode."""',
+              '    relative and not found), for inference: eval mode, no gradients."""',
               "    p = Path(path)",
               "    if not p.is_absolute() and not p.exists():",
               "        p = Path(__file__).resolve().parent / p",
               "    policy = Policy()",
               "    policy.load_state_dict(torch.load(p, map_location=map_location, weights_only=True))",
-              "    return policy.eval()",
+              "    return policy.eval().requires_grad_(False)",
               "", "",
               f"def example_inputs(batch: int = 3):",
               '    """A random batch of inputs in the observation space (a smoke test, not a real state)."""']
     lines += ["    " + ln for ln in example]
-    lines += [f"    return {ex_ret}" if spec.recurrent else "    return (obs,)"]
+    lines += [f"    return {ex_ret}" if spec.stateful else "    return (obs,)"]
     lines += ["", "",
               'if __name__ == "__main__":',
               "    policy = load()",
-              "    with torch.no_grad():",
-              "        out = policy(*example_inputs(3))",
+              "    out = policy(*example_inputs(3))",
               "    for name, value in out.items():",
               '        print(f"{name:<10} {str(value.dtype):<14} {tuple(value.shape)}  {value[0].tolist()}")',
               ""]

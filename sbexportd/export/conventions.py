@@ -39,7 +39,7 @@ def action_dtype(spec: PolicySpec) -> str:
 def io(spec: PolicySpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The manifest's inputs and outputs: name, dtype, shape (None = batch)."""
     inputs = [{"name": "obs", "dtype": spec.input_dtype, "shape": [None, *spec.observation_space.shape]}]
-    if spec.recurrent:
+    if spec.stateful:
         inputs += [{"name": "state", "dtype": "float32", "shape": [None, spec.state_size]},
                    {"name": "mask", "dtype": "float32", "shape": [None]}]
     outputs = []
@@ -83,11 +83,23 @@ def sample_observations(spec: PolicySpec, n: int, seed: int) -> np.ndarray:
     raise TypeError(f"cannot sample {space!r}")
 
 
+def stack_state(frames: list[np.ndarray]) -> np.ndarray:
+    """A frame stack's state from its previous frames (oldest first, each (n, *frame)):
+    concatenated on the last axis as VecFrameStack held them, flattened per row."""
+    stacked = np.concatenate([np.asarray(f, np.float32) for f in frames], axis=-1)
+    return stacked.reshape(len(stacked), -1)
+
+
 def sample_inputs(spec: PolicySpec, n: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
-    """obs (and state, mask for recurrent policies: a nonzero state, some resets)."""
+    """obs (and state, mask where the program carries state: some resets; an LSTM's
+    state random in [-1, 1], a frame stack's the previous observations, sampled too)."""
     feeds = {"obs": sample_observations(spec, n, seed)}
-    if spec.recurrent:
+    if spec.stateful:
         rng = np.random.RandomState(seed + 1)
-        feeds["state"] = rng.uniform(-1, 1, size=(n, spec.state_size)).astype(np.float32)
+        if spec.frame_stack:
+            feeds["state"] = stack_state([sample_observations(spec, n, seed + 2 + i)
+                                          for i in range(spec.frame_stack - 1)])
+        else:
+            feeds["state"] = rng.uniform(-1, 1, size=(n, spec.state_size)).astype(np.float32)
         feeds["mask"] = (rng.uniform(size=n) < 0.25).astype(np.float32)
     return feeds

@@ -16,8 +16,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import Cancelled, ExportError, OutputExists, ParityFailed, SbExportError, TargetUnavailable
-from ..parity import compare
-from ..understand.spec import Discrete, MultiBinary, MultiDiscrete
+from ..parity import judge
 from .conventions import export_name, io, sample_inputs
 from .targets import TARGETS, Target
 
@@ -46,7 +45,7 @@ class TargetResult:
 
 
 def resolve_targets(to: str | list[str]) -> list[str]:
-    names = list(TARGETS) if to == "all" or to == ["all"] else (
+    names = [t.name for t in TARGETS.values() if t.in_all] if to == "all" or to == ["all"] else (
         [t.strip() for t in to.split(",")] if isinstance(to, str) else list(to))
     unknown = [t for t in names if t not in TARGETS]
     if unknown:
@@ -138,13 +137,14 @@ def _files(folder: Path) -> list[dict[str, Any]]:
 
 
 def reference_outputs(model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    ref = model.backend("numpy").run(feeds["obs"], feeds.get("state"), feeds.get("mask"))
-    return {export_name(k): v for k, v in ref.items()}
+    """The reference's answers under the export convention's names."""
+    return judge(model.spec, feeds, export_name).reference
 
 
 def verify_export(model, target: Target, folder: Path) -> dict[str, Any]:
     """Load the export in its own runtime, run seeded observations, compare every
-    output with the NumPy reference. Raises ParityFailed when the rule does not hold."""
+    output with the reference under the parity rule and its float32 bound
+    (sbexportd.parity). Raises ParityFailed when the rule does not hold."""
     mod = target.load_module()
     runner, runtime = mod.load(folder, model.spec)
     feeds = sample_inputs(model.spec, VERIFY_N, VERIFY_SEED)
@@ -154,16 +154,19 @@ def verify_export(model, target: Target, folder: Path) -> dict[str, Any]:
         raise
     except Exception as exc:  # the runtime itself failed on our file
         raise ExportError(f"{target.name}: {runtime} could not run the export: {exc}", folder) from exc
-    ref = reference_outputs(model, feeds)
-    discrete = isinstance(model.spec.action_space, (Discrete, MultiDiscrete, MultiBinary))
-    checks = {}
-    for name, value in ref.items():
+    verdict = judge(model.spec, feeds, export_name)
+    if hasattr(mod, "outputs"):  # a target that carries only some outputs (sb3: what SB3 computes)
+        carried = set(mod.outputs(model.spec))
+        verdict.reference = {k: v for k, v in verdict.reference.items() if k in carried}
+    for name in verdict.reference:
         if name not in got:
             raise ParityFailed(f"{target.name}: output {name!r} missing from the export", folder)
-        checks[name] = compare(name, got[name], value, discrete and name == "action")
+    checks = verdict.check(got)
     failed = [c for c in checks.values() if not c.passed]
-    parity = {"verified": True, "reference": "numpy", "runtime": runtime, "observations": VERIFY_N,
-              "seed": VERIFY_SEED, "max_abs_error": {k: c.max_abs_error for k, c in checks.items()},
+    parity = {"verified": True, "reference": "numpy", "arithmetic": "tf1-float32", "runtime": runtime,
+              "observations": VERIFY_N, "seed": VERIFY_SEED,
+              "max_abs_error": {k: c.max_abs_error for k, c in checks.items()},
+              "float32_bound": {k: float(np.max(verdict.bound[k])) for k in checks if k in verdict.bound},
               "passed": not failed}
     if failed:
         raise ParityFailed(f"{target.name}: the export does not reproduce the policy in {runtime}: "

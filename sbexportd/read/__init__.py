@@ -4,6 +4,7 @@
     read_vecnormalize(path)     vecnormalize.pkl / obs_rms.pkl / a folder -> VecNormalizeStats
     find_vecnormalize(model)    the zoo's statistics file for a model, or None
     read_zoo_config(path)       the zoo's config.yml -> dict
+    zoo_settings(model)         what the zoo's enjoy.py wrapped around the agent (VecNormalize, frame stack)
 
 Pickled objects come back as inert stand-ins: see `sbexportd.read.standins`.
 """
@@ -16,10 +17,11 @@ from sbexportd.read.standins import (EMPTY_CELL, InertCell, InertCode, InertDesc
                                      is_standin, is_standin_class, qualified_name)
 from sbexportd.read.vecnormalize import find_vecnormalize, read_vecnormalize, vecnormalize_kwargs
 from sbexportd.read.zoo_config import read_zoo_config
+from sbexportd.read.zoo_settings import ZooSettings, zoo_settings
 
 __all__ = [
     "Archive", "VecNormalizeStats", "Limits", "read_model", "read_vecnormalize",
-    "find_vecnormalize", "read_zoo_config", "vecnormalize_kwargs", "safe_loads", "sniff",
+    "find_vecnormalize", "read_zoo_config", "vecnormalize_kwargs", "ZooSettings", "zoo_settings", "safe_loads", "sniff",
     "StandIn", "is_standin", "is_standin_class", "qualified_name", "InertFunction",
     "InertCode", "InertCell", "InertModule", "InertDescriptor", "InertObject", "EMPTY_CELL",
 ]

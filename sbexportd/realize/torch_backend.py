@@ -195,6 +195,16 @@ def _lstm(m, node, xs, p):
     return h, torch.cat([c, h], dim=1)
 
 
+@converter("frame_stack")
+def _frame_stack(m, node, xs, p):
+    x, state, mask = xs
+    n, frame = int(node.attrs["n"]), [int(d) for d in node.attrs["frame"]]
+    keep = (1.0 - _f32(mask)).reshape([-1] + [1] * len(frame))
+    prev = state.reshape([-1, *frame[:-1], frame[-1] * (n - 1)]) * keep
+    stacked = torch.cat([prev, _f32(x)], dim=-1)
+    return stacked, stacked[..., frame[-1]:].reshape(-1, (n - 1) * int(np.prod(frame)))
+
+
 @converter("concat")
 def _concat(m, node, xs, p):
     return (torch.cat(list(xs), dim=-1),)
@@ -307,7 +317,7 @@ def _make_module_class():
 
         def _run(self, obs, state, mask) -> tuple[dict[str, Any], set[str]]:
             env: dict[str, Any] = {"obs": obs}
-            if self.spec.recurrent:
+            if self.spec.stateful:
                 env["state"], env["mask"] = state, mask
             nchw: set[str] = set()  # tensors held as NCHW (the spec's are NHWC)
             buffers = dict(self.named_buffers())
@@ -392,7 +402,7 @@ class TorchPolicy:
             x = {k: tensor(v, np.asarray(v).dtype) for k, v in obs.items()}
         else:
             x = tensor(obs, self.spec.input_dtype)
-        if not self.spec.recurrent:
+        if not self.spec.stateful:
             return (x,)
         return (x, tensor(state, np.float32), tensor(np.asarray(mask).reshape(-1), np.float32))
 

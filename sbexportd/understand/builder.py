@@ -165,13 +165,14 @@ def preprocess(prog: Program, space: Space, scale: bool, x: str = "obs") -> tupl
         y = prog.emit("cast_float", (x,), attrs={"via": space.dtype})
         steps = ["cast to float32"] if space.dtype != "float32" else []
         low, high = space.low, space.high
-        if scale and not np.any(np.isinf(low)) and not np.any(np.isinf(high)) and np.any(high - low != 0):
-            # SB2 computes (high - low) in the space's own dtype, then float32 math.
+        with np.errstate(over="ignore"):  # gym's +-float32 max "unbounded" overflows, as in SB2
+            span = high - low  # in the space's own dtype, as SB2 computed it
+        if scale and not np.any(np.isinf(low)) and not np.any(np.isinf(high)) and np.any(span != 0):
             lo = prog.const("obs_low", low.astype(np.float32))
-            rng = prog.const("obs_range", (high - low).astype(np.float32))
+            rng = prog.const("obs_range", span.astype(np.float32))
             y = prog.emit("scale_box", (y,), params={"low": lo, "range": rng})
             uniform = np.all(low == low.flat[0]) and np.all(high == high.flat[0])
-            steps.append(f"(obs - {float(low.flat[0])}) / {float((high - low).flat[0])}" if uniform
+            steps.append(f"(obs - {float(low.flat[0])}) / {float(span.flat[0])}" if uniform
                          else "(obs - low) / (high - low)")
         return y, space.shape, steps
     raise InconsistentParameters(f"unsupported observation space {space!r}", prog.source)

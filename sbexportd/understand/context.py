@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import NotAModelFile, UnknownAlgorithm
+from ..errors import NotAModelFile, UnknownAlgorithm, UnsupportedModel
 from ..read.archive import Archive, VecNormalizeStats
 from .spaces import attr, class_name, to_space
-from .spec import ACTIVATIONS, Space
+from .spec import ACTIVATIONS, Box, Space
 
 ALGORITHMS = ("a2c", "acer", "acktr", "ddpg", "dqn", "gail", "her", "ppo1", "ppo2", "sac", "td3", "trpo")
 
@@ -98,7 +98,17 @@ class Context:
     policy_kwargs: dict[str, Any]
     activation_override: str | None = None
     vecnormalize: VecNormalizeStats | None = None
+    frame_stack: int = 0                    # VecFrameStack's n_stack put in front of the policy
     notes: list[str] = field(default_factory=list)
+    stack_state: str | None = None          # the frame stack's state output, once built
+
+    @property
+    def input_space(self) -> Space:
+        """What the program's "obs" takes: one frame when frames are stacked in front,
+        else the policy's own observation space."""
+        if not self.frame_stack:
+            return self.observation_space
+        return frame_space(self.observation_space, self.frame_stack, self.source)
 
     @property
     def source(self) -> str:
@@ -136,8 +146,19 @@ class Context:
         return default
 
 
+def frame_space(stacked: Space, n: int, source: str) -> Box:
+    """One frame of a VecFrameStack(n) observation space. SB2 built the stacked bounds
+    with np.repeat along the last axis, so element j of a frame is repeated n times."""
+    if not isinstance(stacked, Box) or not stacked.shape or stacked.shape[-1] % n:
+        raise UnsupportedModel(f"frame_stack={n}: the policy's observation space {stacked.describe()} is not "
+                               f"{n} frames stacked on the last axis", source)
+    shape = (*stacked.shape[:-1], stacked.shape[-1] // n, n)
+    low, high = stacked.low.reshape(shape), stacked.high.reshape(shape)
+    return Box(low=low[..., 0].copy(), high=high[..., 0].copy(), dtype=stacked.dtype)
+
+
 def make_context(archive: Archive, *, algo: str | None = None, activation: str | None = None,
-                 vecnormalize: VecNormalizeStats | None = None) -> Context:
+                 vecnormalize: VecNormalizeStats | None = None, frame_stack: int = 0) -> Context:
     data = archive.data
     for key in ("observation_space", "action_space", "policy"):
         if key not in data:
@@ -152,4 +173,5 @@ def make_context(archive: Archive, *, algo: str | None = None, activation: str |
     return Context(archive=archive, algo=algo, policy=PolicyInfo.of(data["policy"]),
                    observation_space=to_space(data["observation_space"], str(archive.path)),
                    action_space=to_space(data["action_space"], str(archive.path)),
-                   policy_kwargs=kwargs, activation_override=activation, vecnormalize=vecnormalize)
+                   policy_kwargs=kwargs, activation_override=activation, vecnormalize=vecnormalize,
+                   frame_stack=frame_stack if frame_stack and frame_stack > 1 else 0)

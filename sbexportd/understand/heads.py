@@ -10,24 +10,35 @@ from .spec import Box, Discrete, Distribution, MultiBinary, MultiDiscrete
 
 
 def observation_front(prog: Program, ctx: Context, scale: bool) -> tuple[str, tuple[int, ...], list[str]]:
-    """Raw env observation -> the policy's processed_obs (VecNormalize first, as the
-    VecEnv wrapper applies it before SB2's predict sees the observation)."""
+    """Raw env observation -> the policy's processed_obs: VecNormalize, then
+    VecFrameStack (the order the zoo wrapped them in, both before SB2's predict saw
+    the observation), then the policy's own observation_input."""
     x, steps = "obs", []
     vn = ctx.vecnormalize
+    frame = ctx.input_space
     if vn is not None and vn.norm_obs:
-        space = ctx.observation_space
-        if not isinstance(space, Box):
+        if not isinstance(frame, Box):
             raise UnsupportedModel("VecNormalize statistics only apply to Box observations", ctx.source)
         mean, var = np.asarray(vn.mean, np.float64), np.asarray(vn.var, np.float64)
-        if mean.shape != space.shape or var.shape != space.shape:
+        if mean.shape != frame.shape or var.shape != frame.shape:
+            stacked = (f" ({ctx.frame_stack} stacked frames of {list(frame.shape)})" if ctx.frame_stack else "")
+            hint = ("; the zoo's config may stack frames: pass frame_stack" if not ctx.frame_stack and
+                    frame.shape and mean.shape and frame.shape[-1] % max(1, mean.shape[-1]) == 0 else "")
             raise InconsistentParameters(
-                f"VecNormalize statistics have shape {list(mean.shape)}, the observation space "
-                f"{list(space.shape)}", vn.source or ctx.source)
+                f"VecNormalize statistics have shape {list(mean.shape)}, one observation "
+                f"{list(frame.shape)}{stacked}{hint}", vn.source or ctx.source)
         x = prog.emit("vecnormalize", (x,), params={
             "mean": prog.const("vecnormalize/mean", mean), "var": prog.const("vecnormalize/var", var)},
             attrs={"eps": float(vn.epsilon), "clip": float(vn.clip_obs)})
         steps.append(f"VecNormalize: clip((obs - mean) / sqrt(var + {vn.epsilon:g}), "
                      f"-{vn.clip_obs:g}, {vn.clip_obs:g})")
+    if ctx.frame_stack:
+        x, ctx.stack_state = prog.emit("frame_stack", (x, "state", "mask"),
+                                       outputs=(prog.fresh("stacked"), prog.fresh("stack_state")),
+                                       attrs={"n": ctx.frame_stack, "frame": list(frame.shape)})
+        steps.append(f"VecFrameStack: the last {ctx.frame_stack} observations on the last axis, oldest "
+                     f"first (state carries the previous {ctx.frame_stack - 1}; zeros at the start, reset "
+                     f"by mask)")
     y, shape, more = preprocess(prog, ctx.observation_space, scale, x)
     return y, shape, steps + more
 

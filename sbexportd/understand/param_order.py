@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..errors import InconsistentParameters, SbExportError
+from ..errors import InconsistentParameters, SbExportError, UnsupportedModel
 from .context import Context
 from .spec import Box, PolicySpec
 
@@ -125,24 +125,39 @@ def td3_names(cnn: bool, hidden: int, ln: bool) -> list[str]:
     return (_nature_cnn(pi) if cnn else []) + _dense_mlp(pi, hidden, ln) + _kb(pi + "dense/")
 
 
-def ddpg_names(cnn: bool, hidden: int, ln: bool, obs_rms: bool, param_noise: bool) -> list[str]:
+def ddpg_names(cnn: bool, hidden: int, ln: bool, obs_rms: bool, ret_rms: bool, param_noise: bool,
+               saved_twice: bool = False, critic_out: str = "qf_output") -> list[str]:
     """get_parameter_list: model/ (actor, critic), noise/ and noise_adapt/ actors (param
-    noise), target/, then input/obs_rms/ (and ret_rms, unused here)."""
+    noise), target/, then input/obs_rms/ and input/ret_rms/ (sum, sumsq, count each).
+
+    Older releases saved other lists (tests/fixtures/v*_ddpg_*: one file per era):
+    up to 2.3 every trainable variable once, no statistics, the critic's output layer
+    named qf/qf; 2.4 every trainable variable twice (find_trainable_variables ignored
+    its scope, so `params` and `target_params` were both all of them;
+    stable-baselines#363), still no statistics; 2.5 the same, then the statistics.
+    saved_twice names the second copy DUPLICATE + name, and name_parameters checks it
+    equals the first."""
     def actor(root, scope="pi"):
         return (_nature_cnn(f"{root}{scope}/") if cnn else []) + _dense_mlp(f"{root}{scope}/", hidden, ln) + \
             _kb(f"{root}{scope}/{scope}/")
 
     def critic(root):
         return (_nature_cnn(root + "qf/") if cnn else []) + _dense_mlp(root + "qf/", hidden, ln) + \
-            _kb(root + "qf/qf_output/")
+            _kb(f"{root}qf/{critic_out}/")
 
     out = actor("model/") + critic("model/")
     if param_noise:
         out += actor("", "noise") + actor("", "noise_adapt")
     out += actor("target/") + critic("target/")
-    if obs_rms:
-        out += ["input/obs_rms/runningsum:0", "input/obs_rms/runningsumsq:0", "input/obs_rms/count:0"]
+    if saved_twice:
+        out += [DUPLICATE + name for name in out]
+    for used, scope in ((obs_rms, "obs_rms"), (ret_rms, "ret_rms")):
+        if used:
+            out += [f"input/{scope}/runningsum:0", f"input/{scope}/runningsumsq:0", f"input/{scope}/count:0"]
     return out
+
+
+DUPLICATE = "saved-twice:"
 
 
 # --- candidates ------------------------------------------------------------------------
@@ -217,44 +232,81 @@ def candidate_names(ctx: Context) -> Iterator[list[str]]:
             if hidden:
                 yield td3_names(cnn, hidden, ln)
     elif algo == "ddpg":
-        obs_rms = bool(ctx.archive.data.get("normalize_observations"))
-        noise = ctx.archive.data.get("param_noise") is not None
+        data = ctx.archive.data
+        obs_rms, ret_rms = bool(data.get("normalize_observations")), bool(data.get("normalize_returns"))
+        noise = data.get("param_noise") is not None
         for cnn, hidden, ln in _off_policy_candidates(ctx):
             if hidden:
-                yield ddpg_names(cnn, hidden, ln, obs_rms, noise)
+                for out in ("qf_output", "qf"):
+                    # as 2.6+ would list them; 2.5 (twice, then the statistics); 2.4 (twice); <= 2.3 (once)
+                    yield ddpg_names(cnn, hidden, ln, obs_rms, ret_rms, noise, critic_out=out)
+                    yield ddpg_names(cnn, hidden, ln, obs_rms, ret_rms, noise, True, out)
+                    yield ddpg_names(cnn, hidden, ln, False, False, noise, True, out)
+                    yield ddpg_names(cnn, hidden, ln, False, False, noise, critic_out=out)
 
 
 def build_with(ctx: Context, build: Callable[[Context], PolicySpec]) -> PolicySpec:
-    """Run an adapter; for unnamed parameters, through `name_parameters`."""
+    """Run an adapter and check the spec it makes (every op's parameter shapes
+    against its inputs); for unnamed parameters, through `name_parameters`."""
+    def checked(c: Context) -> PolicySpec:
+        spec = build(c)
+        if c.frame_stack:
+            if spec.recurrent:
+                raise UnsupportedModel("frame stacking in front of a recurrent (LSTM) policy is not supported; "
+                                       "feed the stacked observation with frame_stack=0", c.source)
+            spec.observation_space, spec.frame_stack = c.input_space, c.frame_stack
+            spec.outputs["state"] = c.stack_state
+            spec.notes.append(f"frames stacked in front of the policy (VecFrameStack n_stack={c.frame_stack}): "
+                              f"obs is one observation, state carries the previous {c.frame_stack - 1}")
+        spec.validate(c.source)
+        return spec
     if ctx.archive.data.get("_params_unnamed") and ctx.algo != "her":
-        return name_parameters(ctx, build)
-    return build(ctx)
+        return name_parameters(ctx, checked)
+    return checked(ctx)
+
+
+def _duplicates_agree(named: dict[str, np.ndarray]) -> bool:
+    return all(np.array_equal(v, named.get(k[len(DUPLICATE):])) for k, v in named.items()
+               if k.startswith(DUPLICATE))
 
 
 def name_parameters(ctx: Context, build: Callable[[Context], PolicySpec]) -> PolicySpec:
-    """Build the spec of a file whose parameters are an unnamed list."""
+    """Build the spec of a file whose parameters are an unnamed list.
+
+    SB2 assigned such a list positionally and ignored any surplus, so a naming may
+    cover only a prefix of it; but a naming that accounts for every saved tensor is
+    tried first, and a shorter one only when none does."""
     values = list(ctx.archive.params.values())
     tried, seen = 0, set()
     first_error: SbExportError | None = None
-    for names in candidate_names(ctx):
-        key = tuple(names)
-        if key in seen or len(names) > len(values):
-            continue
-        seen.add(key)
-        tried += 1
-        named = dict(zip(names, values))
-        named.update({f"#{i}": v for i, v in enumerate(values) if i >= len(names)})
-        ctx.archive.params = named
-        notes = list(ctx.notes)
-        try:
-            spec = build(ctx)
-        except SbExportError as exc:
-            first_error = first_error or exc
-            ctx.notes[:] = notes
-            continue
-        ctx.notes.append(f"parameters were saved without names (an old SB2 release); named by SB2's "
-                         f"creation order for this architecture ({len(names)} of {len(values)} used)")
-        return spec
+    for whole in (True, False):
+        for names in candidate_names(ctx):
+            key = tuple(names)
+            if key in seen or len(names) > len(values) or (len(names) == len(values)) != whole:
+                continue
+            seen.add(key)
+            tried += 1
+            named = dict(zip(names, values))
+            if not _duplicates_agree(named):
+                continue
+            named.update({f"#{i}": v for i, v in enumerate(values) if i >= len(names)})
+            ctx.archive.params = named
+            notes = list(ctx.notes)
+            try:
+                spec = build(ctx)
+            except SbExportError as exc:
+                first_error = first_error or exc
+                ctx.notes[:] = notes
+                continue
+            twice = sum(1 for n in names if n.startswith(DUPLICATE))
+            ctx.notes.append(
+                f"parameters were saved without names (an old SB2 release); named by SB2's creation "
+                f"order for this architecture ({len(names)} of {len(values)} tensors named"
+                + (f"; {twice} are the second copy SB2 < 2.6 saved of every variable, identical to the "
+                   f"first" if twice else "")
+                + (f"; the other {len(values) - len(names)} are not read by predict, as in SB2's "
+                   f"positional load" if len(names) < len(values) else "") + ")")
+            return spec
     ctx.archive.params = {f"#{i}": v for i, v in enumerate(values)}
     shapes = [list(np.shape(v)) for v in values[:12]]
     raise InconsistentParameters(

@@ -10,8 +10,9 @@ tensors and writing named tensors. Tensor names are free-form strings; three are
 reserved inputs:
 
     "obs"    the raw environment observation, batch first (dtype as the env gives it)
-    "state"  recurrent state in, (batch, 2 * n_lstm) float32   [recurrent only]
-    "mask"   episode-start flags, (batch,) float32, 1.0 = reset [recurrent only]
+    "state"  carried state in, (batch, state_size) float32: the LSTM's (c, h), or the
+             previous frames of a frame stack                  [stateful only]
+    "mask"   episode-start flags, (batch,) float32, 1.0 = reset [stateful only]
 
 `outputs` maps the public output names to tensor names:
 
@@ -21,7 +22,7 @@ reserved inputs:
     mean, std        Box: the Gaussian's mean and std (SAC: pre-tanh mean)
     values           the critic's V(s)
     q_values         DQN's Q(s, .)
-    state            recurrent state out
+    state            carried state out (feed it back with the next observation)
 
 Constants (space bounds, VecNormalize statistics, DDPG's observation statistics)
 live in `tensors` beside the trained weights, so every export embeds them.
@@ -48,15 +49,24 @@ class Box:
         return tuple(self.low.shape)
 
     def describe(self) -> dict[str, Any]:
+        """JSON-ready: a bound is one number when every element is equal, else a list
+        of numbers in row-major order; "inf" / "-inf" for an unbounded side (JSON has
+        no infinity; gym's float32 max counts as unbounded). Numbers round-trip: nine
+        significant digits are exact for float32."""
+        digits = 9 if np.dtype(self.dtype).itemsize <= 4 else 17
+
+        def num(x: float):
+            if x >= 3.4e38:
+                return "inf"
+            if x <= -3.4e38:
+                return "-inf"
+            return float(f"{x:.{digits}g}")
+
         def bound(a: np.ndarray):
-            # float32's max stands for "unbounded" in gym spaces
-            v = a.astype(np.float64)
-            v = np.where(v >= 3.4e38, np.inf, np.where(v <= -3.4e38, -np.inf, v))
-            def num(x):  # JSON has no infinity: "inf" / "-inf"
-                return float(f"{x:.7g}") if np.isfinite(x) else ("inf" if x > 0 else "-inf")
-            if v.size and np.all(v == v.flat[0]):
-                return num(v.flat[0])
-            return [num(x) for x in v.ravel()] if v.size <= 16 else f"array{list(v.shape)}"
+            v = a.astype(np.float64).ravel()
+            if v.size and np.all(v == v[0]):
+                return num(v[0])
+            return [num(x) for x in v]
         return {"type": "Box", "shape": list(self.shape), "dtype": self.dtype,
                 "low": bound(self.low), "high": bound(self.high)}
 
@@ -128,45 +138,8 @@ class Node:
     params: dict[str, str] = field(default_factory=dict)
 
 
-# op name -> (inputs, outputs, attrs, params): the contract every backend implements.
-OPS: dict[str, str] = {
-    "cast_float": "x -> float32(x), going through attrs via (the placeholder dtype SB2 fed) first",
-    "one_hot": "x (int) -> one_hot(x, n) float32; attrs n",
-    "multi_one_hot": "x (batch, k) int -> concat_i one_hot(x[:, i], nvec[i]); attrs nvec",
-    "scale_box": "x -> (x - low) / range, float32; params low, range (= high - low computed in the "
-                 "space's dtype, as SB2 did)",
-    "vecnormalize": "x -> float32(clip((x - mean) / sqrt(var + eps), -clip, clip)) computed in "
-                    "float64 like SB2's VecNormalize; params mean, var (float64); attrs eps, clip",
-    "running_norm": "x -> clip((x - mean) / std, lo, hi) (DDPG's in-graph observation "
-                    "normalization); params mean, std (float32); attrs lo, hi",
-    "concat_dict": "dict obs -> concat of its keys in attrs keys order (HER), float32",
-    "flatten": "x -> reshape(x, (batch, -1))",
-    "dense": "x -> x @ w + b; params w (in, out), b (out,)",
-    "conv2d": "x NHWC -> conv(x, w HWIO, stride, VALID) + b; params w, b; attrs stride",
-    "activation": "x -> fn(x); attrs fn in ACTIVATIONS",
-    "layer_norm": "x -> (x - mean) * rsqrt(var + eps) * gamma + beta over all non-batch axes "
-                  "(tf.contrib.layers.layer_norm); params gamma, beta; attrs eps",
-    "lstm": "x, state, mask -> h, state' (SB2 tf_layers.lstm, one step, mask resets state "
-            "first); params wx, wh, b [+ gx, bx, gh, bh, gc, bc when attrs layer_norm]; "
-            "attrs n_hidden, layer_norm",
-    "concat": "xs... -> concat(xs, axis=-1)",
-    "dueling": "a, v -> v + (a - mean(a, axis=1, keepdims))",
-    "squeeze_last": "x (batch, 1) -> x[:, 0]",
-    "softmax": "x -> softmax(x, axis=-1)",
-    "argmax": "x -> argmax(x, axis=-1) int64",
-    "split": "x -> xs split along the last axis; attrs sizes",
-    "stack_last": "xs... -> stack(xs, axis=-1)",
-    "round": "x -> round half to even (tf.round; Bernoulli mode)",
-    "exp_broadcast": "like (batch, n), logstd (1, n) -> exp(like * 0 + logstd); params logstd",
-    "exp": "x -> exp(x)",
-    "clip_value": "x -> clip(x, lo, hi) with scalar attrs lo, hi",
-    "clip_box": "x -> clip(x, low, high); params low, high",
-    "unscale_box": "x in [-1, 1] -> low + 0.5 * (x + 1) * (high - low); params low, high",
-}
-
-# Op parameters computed in float64, as SB2 did (VecNormalize runs in NumPy float64);
-# every other floating parameter is float32, as TensorFlow 1 held it.
-FLOAT64_PARAMS: dict[str, tuple[str, ...]] = {"vecnormalize": ("mean", "var")}
+# The contract every backend implements: understand/ops.py (machine-readable).
+from .ops import FLOAT64_PARAMS, OPS  # noqa: E402  (re-exported: spec.OPS, spec.FLOAT64_PARAMS)
 
 
 def require_ops(spec: "PolicySpec", implemented, backend: str) -> None:
@@ -223,6 +196,7 @@ class PolicySpec:
     distribution: Distribution
     input_dtype: str = "float32"    # dtype of "obs" (SB2's placeholder dtype; feeding casts to it)
     recurrent: int = 0              # n_lstm for recurrent policies, else 0
+    frame_stack: int = 0            # frames stacked in front of the policy (VecFrameStack), else 0
     summary: list[Layer] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # decisions a user should know about
     preprocessing: list[str] = field(default_factory=list)  # human-readable obs pipeline
@@ -232,8 +206,20 @@ class PolicySpec:
     vecnormalize: bool = False      # VecNormalize statistics are baked into the program
 
     @property
+    def stack_size(self) -> int:
+        """Floats a frame stack carries: the n - 1 previous frames."""
+        if not self.frame_stack:
+            return 0
+        return (self.frame_stack - 1) * int(np.prod(self.observation_space.shape))
+
+    @property
     def state_size(self) -> int:
-        return 2 * self.recurrent
+        return self.stack_size + 2 * self.recurrent
+
+    @property
+    def stateful(self) -> bool:
+        """The program reads "state" and "mask" (an LSTM or a frame stack)."""
+        return self.state_size > 0
 
     def used_tensors(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -242,14 +228,20 @@ class PolicySpec:
                 seen[key] = None
         return list(seen)
 
-    def validate(self) -> None:
+    def validate(self, source: str | None = None) -> dict[str, tuple[int, ...]]:
         """Every tensor a node reads exists (as an input, an earlier output or a
-        parameter), and every op is a known op: a spec bug surfaces here, not in a
-        backend."""
-        known = {"obs"} | ({"state", "mask"} if self.recurrent else set())
+        parameter), every op is a known op, and every parameter's shape fits the op's
+        inputs (understand/shapes.py): a spec bug or a wrong parameter naming surfaces
+        here, not in a backend. Returns every tensor's per-sample shape."""
+        known = {"obs"} | ({"state", "mask"} if self.stateful else set())
         for i, node in enumerate(self.nodes):
             if node.op not in OPS:
                 raise ValueError(f"node {i}: unknown op {node.op!r}")
+            wrong = OPS[node.op].check(node)
+            if wrong is None and node.op == "activation" and node.attrs["fn"] not in ACTIVATIONS:
+                wrong = f"activation {node.attrs['fn']!r:.40} is not one of {', '.join(ACTIVATIONS)}"
+            if wrong:
+                raise ValueError(f"node {i} ({node.op}): {wrong}")
             for name in node.inputs:
                 if name not in known:
                     raise ValueError(f"node {i} ({node.op}) reads {name!r} before it is written")
@@ -260,3 +252,5 @@ class PolicySpec:
         for out, name in self.outputs.items():
             if name not in known:
                 raise ValueError(f"output {out!r} -> {name!r} is never written")
+        from .shapes import check_program
+        return check_program(self, source)

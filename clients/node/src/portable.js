@@ -96,8 +96,7 @@ export function readPortable(source) {
       tensors[name] = arr;
     }
   }
-  const recurrent = doc.recurrent ? doc.recurrent.n_lstm : 0;
-  const known = new Set(["obs", ...(recurrent ? ["state", "mask"] : [])]);
+  const known = new Set(["obs", ...(stateSizeOf(doc) ? ["state", "mask"] : [])]);
   doc.nodes.forEach((node, i) => {
     for (const name of node.inputs) {
       if (!known.has(name)) throw new Error(`portable: node ${i} (${node.op}) reads ${name} before it is written`);
@@ -120,7 +119,7 @@ export class PortablePolicy {
     this.nodes = doc.nodes;
     this.outputs = doc.outputs; // export name -> tensor name
     this.recurrent = doc.recurrent ? doc.recurrent.n_lstm : 0;
-    this.stateSize = 2 * this.recurrent;
+    this.stateSize = stateSizeOf(doc);
     this.inputDtype = doc.input.dtype;
     this.obsShape = doc.input.shape.slice(1);
   }
@@ -128,13 +127,14 @@ export class PortablePolicy {
   /**
    * Run the program. obs: {shape: [N, ...], data} (any numeric typed array or plain
    * array), or (concat_dict programs) an object of those by key; state (N, 2n) and
-   * mask (N,) for recurrent policies. Returns {exportName: internal tensor}.
+   * mask (N,) for programs that carry state (an LSTM, a frame stack). Returns
+   * {exportName: internal tensor}.
    */
   run(obs, state, mask) {
     const env = new Map();
     env.set("obs", isDictObs(obs) ? Object.fromEntries(Object.entries(obs).map(([k, v]) => [k, asTensor(v)]))
       : toInputDtype(asTensor(obs), this.inputDtype));
-    if (this.recurrent) {
+    if (this.stateSize) {
       env.set("state", asFloat32(asTensor(state)));
       env.set("mask", asFloat32(asTensor(mask)));
     }
@@ -147,6 +147,12 @@ export class PortablePolicy {
     for (const [name, tensor] of Object.entries(this.outputs)) out[name] = env.get(tensor);
     return out;
   }
+}
+
+/** Floats of carried state per row: doc.state.size (files before it: an LSTM's 2 * n_lstm). */
+function stateSizeOf(doc) {
+  if (doc.state) return doc.state.size;
+  return doc.recurrent ? 2 * doc.recurrent.n_lstm : 0;
 }
 
 function isDictObs(obs) {
@@ -578,6 +584,30 @@ export const OPS = {
       }
     }
     return [hOut, sOut];
+  },
+
+  frame_stack(node, [x, state, mask]) {
+    // SB2's VecFrameStack, one step: the previous n - 1 frames (zeroed where mask is 1)
+    // then the new one, on the last axis; the state out drops the oldest.
+    const n = node.attrs.n, frame = node.attrs.frame;
+    const last = frame[frame.length - 1];
+    const per = frame.reduce((a, b) => a * b, 1);
+    const rows = x.data.length / per, lead = per / last, kept = last * (n - 1), width = last * n;
+    if (state.data.length !== rows * (n - 1) * per || mask.data.length !== rows) {
+      throw new Error(`portable: frame_stack needs state [${rows}, ${(n - 1) * per}] and mask [${rows}]`);
+    }
+    const stacked = f32t([rows, ...frame.slice(0, -1), width]);
+    const next = f32t([rows, (n - 1) * per]);
+    for (let r = 0; r < rows; r++) {
+      const keep = f32(1 - mask.data[r]);
+      for (let p = 0; p < lead; p++) {
+        const s0 = (r * lead + p) * kept, o0 = (r * lead + p) * width;
+        for (let j = 0; j < kept; j++) stacked.data[o0 + j] = f32(state.data[s0 + j] * keep);
+        for (let j = 0; j < last; j++) stacked.data[o0 + kept + j] = f32(x.data[(r * lead + p) * last + j]);
+        for (let j = 0; j < kept; j++) next.data[s0 + j] = stacked.data[o0 + last + j];
+      }
+    }
+    return [stacked, next];
   },
 
   concat(node, xs) {

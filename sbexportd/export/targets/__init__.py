@@ -13,7 +13,7 @@ tensorflowjs converter and onnxruntime are heavy)."""
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,9 @@ class Target:
     name: str
     module: str
     summary: str
+    # part of `--to all` (training-framework targets, which refuse what they cannot represent
+    # exactly, are asked for by name)
+    in_all: bool = field(default=True, kw_only=True)
 
     def load_module(self):
         return importlib.import_module(f"{__name__}.{self.module}")
@@ -35,4 +38,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("tflite", "tflite", "TensorFlow Lite flatbuffer with a signature runner"),
     Target("portable", "portable", "versioned msgpack: the spec and little-endian weights"),
     Target("params", "params", "raw weights by SB2 name: .npz, .json and .msgpack"),
+    Target("sb3", "sb3", "a Stable-Baselines3 / sb3-contrib model.zip (+ vecnormalize.pkl) that loads, "
+           "predicts and trains in SB3", in_all=False),
+    Target("rl-zoo3", "rl_zoo3", "the sb3 model in rl-baselines3-zoo's layout (python -m rl_zoo3.enjoy runs it), "
+           "for the gymnasium successor of the agent's environment", in_all=False),
 )}

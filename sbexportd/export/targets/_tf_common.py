@@ -69,7 +69,7 @@ def serving_module(spec: PolicySpec, float64: bool = True, state_output: str = "
     def rename(out):
         return {export: tf.identity(out[key], name=export) for export, key in names}
 
-    if spec.recurrent:
+    if spec.stateful:
         def serve(self, obs, state, mask):
             return rename(self.inner.serve(obs, state, mask))
     else:
@@ -102,13 +102,13 @@ def session_config():
 
 
 def input_names(spec: PolicySpec) -> list[str]:
-    return ["obs", "state", "mask"] if spec.recurrent else ["obs"]
+    return ["obs", "state", "mask"] if spec.stateful else ["obs"]
 
 
 def feed_arrays(spec: PolicySpec, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The feeds cast to the exported inputs' dtypes (as SB2's feed_dict cast them)."""
     out = {"obs": np.ascontiguousarray(np.asarray(feeds["obs"]).astype(spec.input_dtype))}
-    if spec.recurrent:
+    if spec.stateful:
         n = out["obs"].shape[0]
         state = feeds.get("state")
         mask = feeds.get("mask")

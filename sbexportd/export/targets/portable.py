@@ -41,6 +41,9 @@ def spec_document(spec: PolicySpec) -> dict[str, Any]:
         "action_space": spec.action_space.describe(),
         "input": {"name": "obs", "dtype": spec.input_dtype, "shape": [None, *spec.observation_space.shape]},
         "recurrent": {"n_lstm": spec.recurrent} if spec.recurrent else None,
+        "frame_stack": {"n": spec.frame_stack} if spec.frame_stack else None,
+        # state (batch, size) float32 and mask (batch,) when the program carries state
+        "state": {"size": spec.state_size} if spec.stateful else None,
         # HER: a goal dict is flattened into obs in this key order before the program runs.
         "goal_observation": ({"keys": [k for k, _ in spec.goal_observation.spaces]}
                              if spec.goal_observation else None),
@@ -119,6 +122,7 @@ def spec_from_document(doc: dict[str, Any], tensors: dict[str, np.ndarray]) -> P
         action_space=_space(doc["action_space"]), nodes=nodes, outputs=outputs, tensors=tensors,
         distribution=Distribution(dist["kind"], dict(dist["tensors"]), tuple(dist["nvec"])),
         input_dtype=doc["input"]["dtype"], recurrent=(doc["recurrent"] or {}).get("n_lstm", 0),
+        frame_stack=(doc.get("frame_stack") or {}).get("n", 0),
         preprocessing=list(doc.get("preprocessing", [])), postprocessing=doc.get("postprocessing", ""))
     spec.validate()
     return spec

@@ -32,7 +32,6 @@ from ...errors import ExportError, ParityFailed
 from ...parity import compare
 from ...understand.spec import Discrete, MultiBinary, MultiDiscrete, PolicySpec
 from ..codegen_torch import TORCH_DTYPES, generate
-from ..conventions import export_name
 
 SOURCE = "policy.py"
 WEIGHTS = "policy.pt"
@@ -72,7 +71,7 @@ def load_source(folder: Path):
     with import_source(folder / SOURCE) as module:
         policy = module.Policy()
         policy.load_state_dict(torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True))
-    return policy.eval()
+    return policy.eval().requires_grad_(False)
 
 
 def load_torchscript(folder: Path):
@@ -99,7 +98,7 @@ def write(model, folder: Path) -> None:
     with import_source(folder / SOURCE) as module:
         policy = module.Policy()
         policy.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in gen.state_dict.items()}, strict=True)
-        policy.eval()
+        policy.eval().requires_grad_(False)  # an inference module: outputs are plain tensors (.numpy())
         # a plain dict of plain tensors: loadable with weights_only=True
         torch.save({k: v.detach().clone().contiguous() for k, v in policy.state_dict().items()}, folder / WEIGHTS)
         scripted, how = _script(policy, spec, module)
@@ -145,38 +144,34 @@ def inputs(spec: PolicySpec, feeds: dict[str, Any]) -> tuple:
         x = {k: _tensor(v) for k, v in obs.items()}
     else:
         x = _tensor(obs, spec.input_dtype if spec.input_dtype in TORCH_DTYPES else None)
-    if not spec.recurrent:
+    if not spec.stateful:
         return (x,)
     return x, _tensor(feeds["state"], "float32"), _tensor(np.asarray(feeds["mask"]).reshape(-1), "float32")
 
 
 def load(folder: Path, spec: PolicySpec):
-    from ...realize.numpy_backend import NumpyPolicy
     torch = _torch()
     folder = Path(folder)
     scripted = load_torchscript(folder)
     eager = load_source(folder)
-    reference = NumpyPolicy(spec)
     discrete = isinstance(spec.action_space, (Discrete, MultiDiscrete, MultiBinary))
 
     def numpy(out) -> dict[str, np.ndarray]:
         return {k: v.detach().numpy() for k, v in out.items()}
 
     def run(feeds):
+        """The TorchScript module's answers (verified against the reference by the
+        caller), after checking that policy.py run eagerly gives the same."""
         args = inputs(spec, feeds)
         with torch.inference_mode():
             got = numpy(scripted(*args))
             mine = numpy(eager(*args))
-        ref = reference.run(feeds["obs"], feeds.get("state"), feeds.get("mask"))
-        failed = []
-        for key, value in ref.items():
-            name = export_name(key)
-            check = compare(name, mine.get(name, np.zeros((0,))), value, discrete and name == "action")
-            if not check.passed:
-                failed.append(check.describe())
+        failed = [c.describe() for name, value in got.items()
+                  if not (c := compare(name, mine.get(name, np.zeros((0,))), value,
+                                       discrete and name == "action")).passed]
         if failed:
-            raise ParityFailed(f"pytorch: {SOURCE} + {WEIGHTS} (eager) does not reproduce the policy: "
-                               + "; ".join(failed), folder)
+            raise ParityFailed(f"pytorch: {SOURCE} + {WEIGHTS} (eager) disagrees with the TorchScript "
+                               "module: " + "; ".join(failed), folder)
         return got
 
     how = "traced" if (folder / NOTE).exists() else "scripted"

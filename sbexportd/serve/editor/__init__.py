@@ -9,6 +9,6 @@ sbexport.* commands, diagnostics, settings.
     samples.py     the "Predict sample" observation
     settings.py    the `sbexportd` settings section
 """
-from .features import create_progress, register, wants_progress
+from .features import register, wants_progress, with_created_progress
 
-__all__ = ["register", "wants_progress", "create_progress"]
+__all__ = ["register", "wants_progress", "with_created_progress"]

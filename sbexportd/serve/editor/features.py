@@ -5,6 +5,7 @@ feature imports TensorFlow or torch."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from typing import Any, Callable
 
@@ -136,15 +137,30 @@ def wants_progress(ls, command: str) -> bool:
     return command in PROGRESS_COMMANDS and client_supports(ls, "window", "work_done_progress")
 
 
+def with_created_progress(handler):
+    """An sbexport.* command handler `f(conn, params, request)` that first asks the
+    client for a progress token (window/workDoneProgress/create) and passes it on."""
+    async def run(conn, params, request):
+        token = await create_progress(conn.server)
+        if token is not None:
+            params.raw.setdefault("workDoneToken", token)
+        try:
+            result = handler(conn, params, request)
+            return await result if inspect.isawaitable(result) else result
+        finally:  # pygls keeps a created token until its progress ends: a command may fail before it begins
+            conn.server.work_done_progress.tokens.pop(token, None)
+    return run
+
+
 async def create_progress(ls) -> str | None:
     """window/workDoneProgress/create, awaited: the token, or None if the client refused."""
     token = ls.editor.new_token()
     try:
-        await asyncio.wait_for(ls.protocol.progress.create_async(token), 10)
+        await asyncio.wait_for(ls.work_done_progress.create_async(token), 10)
     except Exception as e:  # noqa: BLE001 - no progress then; the command itself runs
         log.debug("window/workDoneProgress/create failed: %r", e)
         return None
     return token
 
 
-__all__ = ["register", "wants_progress", "create_progress", "Checked"]
+__all__ = ["register", "wants_progress", "with_created_progress", "create_progress", "Checked"]

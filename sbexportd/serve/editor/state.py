@@ -279,7 +279,10 @@ def document_references(server, uri: str) -> tuple[DocState, list[Reference]]:
 
 
 def client_supports(server, *path: str) -> bool:
-    caps = getattr(server.protocol, "client_capabilities", None)
+    try:
+        caps = server.client_capabilities
+    except AttributeError:  # before initialize
+        return False
     for name in path:
         caps = getattr(caps, name, None)
         if caps is None:

@@ -33,7 +33,6 @@ import numpy as np
 import sbexportd
 from sbexportd.export.conventions import export_name, sample_inputs
 from sbexportd.export.targets import portable
-from sbexportd.realize.numpy_backend import NumpyPolicy
 
 ROOT = Path(__file__).resolve().parents[5]          # clients/java/src/test/resources -> repo
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -88,7 +87,7 @@ def make(case: Path, out: Path) -> dict:
     spec = model.spec
     return {"case": case.name, "algo": spec.algo, "policy": spec.policy,
             "observation": type(spec.observation_space).__name__, "action": type(spec.action_space).__name__,
-            "input_dtype": spec.input_dtype, "recurrent": bool(spec.recurrent), "vecnormalize": spec.vecnormalize,
+            "input_dtype": spec.input_dtype, "recurrent": spec.stateful, "vecnormalize": spec.vecnormalize,
             "ops": sorted({n.op for n in spec.nodes})}
 
 
@@ -98,31 +97,24 @@ class _Model:  # what portable.write reads of a model
 
 
 def make_synthetic(case, out: Path) -> dict:
+    import synthetic
     spec = case.spec
     target = out / ("synthetic_" + case.name)
     shutil.rmtree(target, ignore_errors=True)
     (target / "portable").mkdir(parents=True)
     portable.write(_Model(spec), target / "portable")
-    policy = NumpyPolicy(spec)
     runs = []
-    for n, seed in RUNS:
-        rng = np.random.default_rng(seed)
-        obs = case.obs(rng, n)
-        feeds = {"obs": obs}
-        if spec.recurrent:
-            feeds["state"] = rng.uniform(-1, 1, size=(n, spec.state_size)).astype(np.float32)
-            feeds["mask"] = (rng.uniform(size=n) < 0.25).astype(np.float32)
-        out_ = policy.run(obs, feeds.get("state"), feeds.get("mask"))
-        if isinstance(obs, dict):   # concat_dict: the caller concatenates in the keys' order
-            feeds["obs"] = np.concatenate([np.asarray(obs[k], np.float32) for k, _ in spec.goal_observation.spaces],
-                                          axis=-1)
+    for feeds, outputs in synthetic.reference_runs(case, RUNS):
+        if isinstance(feeds["obs"], dict):   # concat_dict: the caller concatenates in the keys' order
+            feeds["obs"] = np.concatenate([np.asarray(feeds["obs"][k], np.float32)
+                                           for k, _ in spec.goal_observation.spaces], axis=-1)
         runs.append({"inputs": {k: arr(np.asarray(v)) for k, v in feeds.items()},
-                     "outputs": {export_name(k): arr(np.asarray(v)) for k, v in out_.items()}})
+                     "outputs": {k: arr(v) for k, v in outputs.items()}})
     (target / "reference.msgpack").write_bytes(
         msgpack.packb({"case": target.name, "runs": runs}, use_bin_type=True))
     return {"case": target.name, "algo": spec.algo, "policy": "synthetic",
             "observation": type(spec.observation_space).__name__, "action": type(spec.action_space).__name__,
-            "input_dtype": spec.input_dtype, "recurrent": bool(spec.recurrent), "vecnormalize": spec.vecnormalize,
+            "input_dtype": spec.input_dtype, "recurrent": spec.stateful, "vecnormalize": spec.vecnormalize,
             "ops": sorted({n.op for n in spec.nodes})}
 
 

@@ -171,7 +171,7 @@ public final class Example {
         if ("-inf".equals(b)) {
             return Double.NEGATIVE_INFINITY;
         }
-        return unknown;   // "array[...]": bounds too large to list
+        return unknown;
     }
 
     private Example() {

@@ -35,7 +35,7 @@ public final class PortablePolicy {
             "cast_float", "one_hot", "multi_one_hot", "scale_box", "vecnormalize", "running_norm", "concat_dict",
             "flatten", "dense", "conv2d", "activation", "layer_norm", "lstm", "concat", "dueling", "squeeze_last",
             "softmax", "argmax", "split", "stack_last", "round", "exp_broadcast", "exp", "clip_value", "clip_box",
-            "unscale_box")));
+            "unscale_box", "frame_stack")));
 
     public static final Set<String> ACTIVATIONS = Collections.unmodifiableSet(new java.util.TreeSet<>(Arrays.asList(
             "identity", "relu", "tanh", "sigmoid", "elu", "softplus", "softsign", "relu6", "selu", "leaky_relu",
@@ -50,6 +50,7 @@ public final class PortablePolicy {
     private final int[] obsShape;
     private final int obsSize;
     private final int nLstm;
+    private final int stateSize;
     private final Program program;
     private final ThreadLocal<Workspace> workspaces;
 
@@ -62,6 +63,7 @@ public final class PortablePolicy {
         this.obsShape = program.obsShape;
         this.obsSize = NdArray.count(obsShape);
         this.nLstm = program.nLstm;
+        this.stateSize = program.stateSize;
         this.workspaces = ThreadLocal.withInitial(() -> new Workspace(program, initialBatch));
     }
 
@@ -156,13 +158,14 @@ public final class PortablePolicy {
         return obsSize;
     }
 
+    /** True when the program carries state: an LSTM, or a frame stack in front of the policy. */
     public boolean isRecurrent() {
-        return nLstm > 0;
+        return stateSize > 0;
     }
 
-    /** 2 * n_lstm for recurrent policies, else 0. */
+    /** Floats of state per observation: 2 * n_lstm, (frames - 1) * one observation for a frame stack, else 0. */
     public int stateSize() {
-        return 2 * nLstm;
+        return stateSize;
     }
 
     /**
@@ -303,12 +306,12 @@ public final class PortablePolicy {
             throw new IllegalArgumentException("observations: " + len + " values for a batch of " + batch
                     + " x " + Arrays.toString(obsShape) + " (" + ((long) batch * obsSize) + " expected)");
         }
-        if (nLstm == 0 && (state != null || mask != null)) {
+        if (stateSize == 0 && (state != null || mask != null)) {
             throw new IllegalArgumentException("state and mask apply to recurrent policies only");
         }
-        if (state != null && state.length != (long) batch * 2 * nLstm) {
+        if (state != null && state.length != (long) batch * stateSize) {
             throw new IllegalArgumentException("state: " + state.length + " values, expected (" + batch + ", "
-                    + 2 * nLstm + ")");
+                    + stateSize + ")");
         }
         if (mask != null && mask.length != batch) {
             throw new IllegalArgumentException("mask: " + mask.length + " values, expected " + batch);
@@ -317,10 +320,10 @@ public final class PortablePolicy {
         w.ensure(batch);
         Program p = program;
         loadObs(w, obs, batch * obsSize);
-        if (nLstm > 0) {
+        if (stateSize > 0) {
             float[] s = w.f[p.stateBuf];
             if (state == null) {
-                Arrays.fill(s, 0, batch * 2 * nLstm, 0f);
+                Arrays.fill(s, 0, batch * stateSize, 0f);
             } else {
                 System.arraycopy(state, 0, s, 0, state.length);
             }
@@ -503,6 +506,7 @@ public final class PortablePolicy {
         String inputDtype;
         int inputCast;
         int nLstm;
+        int stateSize;
         int accSize;         // the widest matmul row: the accumulator each workspace holds
     }
 
@@ -608,7 +612,15 @@ public final class PortablePolicy {
                 if (p.nLstm < 1) {
                     throw new IOException("recurrent.n_lstm must be >= 1");
                 }
-                Slot state = newSlot(F32, new int[] {2 * p.nLstm});
+            }
+            // state.size (files before it carry an LSTM's 2 * n_lstm only)
+            Object st = doc.get("state");
+            p.stateSize = st != null ? (int) num(asMap(st, "state"), "size") : 2 * p.nLstm;
+            if (p.stateSize < 0) {
+                throw new IOException("state.size must be >= 0");
+            }
+            if (p.stateSize > 0) {
+                Slot state = newSlot(F32, new int[] {p.stateSize});
                 Slot mask = newSlot(F32, new int[0]);
                 p.stateBuf = state.buf;
                 p.maskBuf = mask.buf;
@@ -1022,6 +1034,10 @@ public final class PortablePolicy {
                     compileLstm(node, ins, outs, attrs);
                     return;
                 }
+                case "frame_stack": {
+                    compileFrameStack(ins, outs, attrs);
+                    return;
+                }
                 case "concat": {
                     if (ins.isEmpty()) {
                         throw new IOException("needs inputs");
@@ -1195,6 +1211,44 @@ public final class PortablePolicy {
                 default:
                     throw new IOException("op " + op + " is not implemented");
             }
+        }
+
+        /** SB2's VecFrameStack, one step: the previous n - 1 frames (zeroed where mask is 1), then the new one. */
+        private void compileFrameStack(List<String> ins, List<String> outs, Map<String, Object> attrs)
+                throws IOException {
+            Slot x = in(ins, 0), st = f32(in(ins, 1)), mk = f32(in(ins, 2));
+            final int frames = (int) num(attrs, "n");
+            int[] frame = ints(list(attrs, "frame"), "frame");
+            if (frames < 2 || !Arrays.equals(frame, x.shape) || frame.length == 0) {
+                throw new IOException("a stack of " + frames + " frames " + Arrays.toString(frame) + " got "
+                        + Arrays.toString(x.shape));
+            }
+            final int lastDim = frame[frame.length - 1], per = x.size, lead = per / lastDim;
+            final int kept = lastDim * (frames - 1), width = lastDim * frames;
+            if (st.size != (frames - 1) * per || mk.size != 1) {
+                throw new IOException("state rows of " + st.size + " and mask rows of " + mk.size + " for "
+                        + frames + " frames of " + per);
+            }
+            Slot xf = f32(x);
+            Slot stacked = newSlot(F32, withLast(frame, width));
+            Slot next = newSlot(F32, new int[] {(frames - 1) * per});
+            final int xb = xf.buf, sb = st.buf, mb = mk.buf, ob = stacked.buf, nb = next.buf;
+            steps.add((w, n) -> {
+                float[] xa = w.f[xb], sa = w.f[sb], ma = w.f[mb], o = w.f[ob], nx = w.f[nb];
+                for (int r = 0; r < n; r++) {
+                    float keep = 1f - ma[r];
+                    for (int q = 0; q < lead; q++) {
+                        int s0 = (r * lead + q) * kept, o0 = (r * lead + q) * width;
+                        for (int j = 0; j < kept; j++) {
+                            o[o0 + j] = sa[s0 + j] * keep;
+                        }
+                        System.arraycopy(xa, (r * lead + q) * lastDim, o, o0 + kept, lastDim);
+                        System.arraycopy(o, o0 + lastDim, nx, s0, kept);
+                    }
+                }
+            });
+            put(outs, 0, stacked);
+            put(outs, 1, next);
         }
 
         private void compileLstm(Map<String, Object> node, List<String> ins, List<String> outs,
