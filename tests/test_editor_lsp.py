@@ -323,6 +323,37 @@ def test_diagnostics_follow_edits_saves_and_files_on_disk(tmp_path):
     run(go())
 
 
+def test_a_long_editing_session_keeps_the_daemon_small(tmp_path):
+    """Every keystroke is a didChange: the daemon keeps nothing per notification (pygls
+    2.1 kept each one's finished future: ~1.9 KB a keystroke, ~11 MB here)."""
+    ws = tmp_path / "ws"
+    n = 6000
+
+    async def rss(ed) -> int:
+        status = await ed.client.workspace_execute_command_async(
+            T.ExecuteCommandParams(command="sbexport.status", arguments=[{}]))
+        return status["rssBytes"]
+
+    async def go():
+        async with Editor(ws) as ed:
+            uri = ed.open(ws / "a.py", 'm = "agents/a0.zip"\n')
+            await ed.wait_diagnostics(uri)
+            before = await rss(ed)
+            for i in range(1, n + 1):  # retype the digit: a0 -> a1 -> ... -> a9 -> a0
+                ed.client.text_document_did_change(T.DidChangeTextDocumentParams(
+                    text_document=T.VersionedTextDocumentIdentifier(uri=uri, version=i + 1),
+                    content_changes=[T.TextDocumentContentChangePartial(
+                        range=T.Range(start=T.Position(line=0, character=13), end=T.Position(line=0, character=14)),
+                        text=str(i % 10))]))
+                if i % 500 == 0:
+                    await rss(ed)  # let the daemon keep up, as typing would
+            p = await ed.wait_diagnostics(uri, lambda p: p.version == n + 1)
+            assert [d.message.split(":")[0] for d in p.diagnostics] == [f"agents/a{n % 10}.zip"]
+            grown = await rss(ed) - before
+            assert grown < 3 << 20, f"{n} didChange grew the daemon by {grown / 2**20:.1f} MiB"
+    run(go())
+
+
 def test_lenses_notice_a_changed_file_without_a_watcher(tmp_path):
     """Neovim 0.7 watches no files: a code lens request re-checks references whose
     file changed on disk since the last check."""

@@ -65,6 +65,16 @@ class SbProtocol(LanguageServerProtocol):
     def get_message_type(self, method):
         return _message_type(method)  # pygls' per-instance lru_cache would pin closed connections
 
+    def _execute_handler(self, msg_id, handler, callback, args=None, kwargs=None):
+        super()._execute_handler(msg_id, handler, callback, args, kwargs)
+        # pygls (2.1) files each notification to a generator or async handler (didOpen,
+        # didChange: every keystroke of an editor) under a fresh uuid and never removes
+        # it: drop each once done. Not when cancelled: shutdown cancels while it iterates.
+        fut = self._request_futures.get(msg_id)
+        if fut is not None:
+            fut.add_done_callback(lambda f, k=msg_id: None if f.cancelled() or self._request_futures.get(k) is not f
+                                  else self._request_futures.pop(k))
+
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(self, params: types.InitializeParams):
         conn = self.conn
