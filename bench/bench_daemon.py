@@ -179,9 +179,10 @@ CLIENT_SCRIPT = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import numpy as np
-from rpc_client import Client, raw
+from rpc_client import Client, find_connection, raw
 host, port, mid, batch, seconds = sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), float(sys.argv[6])
 c = Client.tcp(host, port)
+c.token = find_connection(port)["token"]  # the daemon's connection file (env: its runtime folder)
 c.initialize()
 obs = np.random.default_rng(int(port) + batch).normal(size=(batch, 4)).astype(np.float32)
 params = {"modelId": mid, "obs": raw(obs)}
@@ -211,7 +212,7 @@ def concurrent(daemon, mid, clients: int, batch: int, seconds: float = 4.0) -> d
     once all are connected and warm; and how many cores the daemon kept busy meanwhile."""
     procs = [subprocess.Popen([sys.executable, "-c", CLIENT_SCRIPT, str(ROOT / "tests"), daemon.host,
                                str(daemon.port), mid, str(batch), str(seconds)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=daemon.env)
              for _ in range(clients)]
     for p in procs:
         assert p.stdout.readline().strip() == "ready"

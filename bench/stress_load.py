@@ -47,9 +47,10 @@ LOAD_CLIENT = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
 import numpy as np
-from rpc_client import Client, raw
+from rpc_client import Client, find_connection, raw
 host, port, mid, seconds, k = sys.argv[2], int(sys.argv[3]), sys.argv[4], float(sys.argv[5]), int(sys.argv[6])
 c = Client.tcp(host, port)
+c.token = find_connection(port)["token"]  # the daemon's connection file (env: its runtime folder)
 c.initialize()
 rng = np.random.default_rng(k)
 ok = errors = 0
@@ -82,7 +83,8 @@ def load(seconds: float = 10.0, clients: int = 16) -> dict:
         mid = c.request("sbexport/open", {"path": str(MLP)})["modelId"]
         before = memory(d.proc.pid)["rss"]
         procs = [subprocess.Popen([sys.executable, "-c", LOAD_CLIENT, str(ROOT / "tests"), d.host, str(d.port), mid,
-                                   str(seconds), str(k)], stdout=subprocess.PIPE, text=True) for k in range(clients)]
+                                   str(seconds), str(k)], stdout=subprocess.PIPE, text=True, env=d.env)
+                 for k in range(clients)]
         results = []
         for p in procs:
             out, _ = p.communicate(timeout=seconds + 120)
@@ -261,6 +263,7 @@ def amplification(quick: bool = False) -> dict:
         d = Daemon()  # a fresh daemon per case: its peak is this request's
         try:
             c = Client.tcp(d.host, d.port, timeout=900)  # 84 MiB of JSON on a busy machine: minutes
+            c.token = d.token
             c.initialize()
             mid = c.request("sbexport/open", {"path": str(MLP)})["modelId"]
             params = {"modelId": mid} if backend is None else {"modelId": mid, "backend": backend}
