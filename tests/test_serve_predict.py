@@ -264,6 +264,11 @@ def test_frame_stack_must_be_a_number_of_frames(client, value):
     with pytest.raises(RpcError) as e:
         client.request("sbexport/open", {"path": str(model_path("mlp")), "frameStack": value})
     assert e.value.code == -32602 and "frameStack" in e.value.error["message"], e.value
+    if value != 0:  # sbexport/evaluate takes 0 (no stacking, whatever config.yml says) besides
+        with pytest.raises(RpcError) as e:
+            client.request("sbexport/evaluate", {"path": str(model_path("mlp")), "env": "CartPole-v1",
+                                                 "frameStack": value})
+        assert e.value.code == -32602 and "frameStack" in e.value.error["message"], e.value
 
 
 # -- the warm cache ------------------------------------------------------------------------------

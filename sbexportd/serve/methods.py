@@ -77,6 +77,18 @@ class Params:
             raise errors.invalid_params(f"{self.method}: {key} must be a list of strings")
         return value
 
+    def frame_stack(self, key: str, default: int | str | None, minimum: int = 1) -> int | str | None:
+        """A number of frames for SB2's VecFrameStack (minimum..64), or "auto" (the zoo's
+        config.yml beside the model)."""
+        from ..model import MAX_FRAME_STACK
+        value = self.raw.get(key)
+        if value is None:
+            return default
+        if value != "auto" and (type(value) is not int or not minimum <= value <= MAX_FRAME_STACK):
+            raise errors.invalid_params(f"{self.method}: {key} must be a number of frames from {minimum} to "
+                                        f"{MAX_FRAME_STACK} or \"auto\", got {value!r:.40}")
+        return value
+
     def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
         value = self.str(key, default)
         if value not in choices:
@@ -102,7 +114,7 @@ def method(name: str):
 # -- the methods ----------------------------------------------------------------------------
 @method("sbexport/open")
 async def open_model(conn, p: Params, req):
-    from ..model import BACKENDS, MAX_FRAME_STACK
+    from ..model import BACKENDS
     from ..understand.context import ALGORITHMS
     from ..understand.spec import ACTIVATIONS
     algo = p.str("algo")
@@ -116,11 +128,7 @@ async def open_model(conn, p: Params, req):
     if unknown:
         raise errors.ServeError(errors.BACKEND_UNAVAILABLE, f"unknown backend {', '.join(unknown)[:200]}",
                                 "backend_unavailable")
-    frame_stack = p.raw.get("frameStack")
-    if frame_stack is not None and frame_stack != "auto" and (
-            type(frame_stack) is not int or not 1 <= frame_stack <= MAX_FRAME_STACK):
-        raise errors.invalid_params(f"{p.method}: frameStack must be a number of frames from 1 to "
-                                    f"{MAX_FRAME_STACK} or \"auto\", got {frame_stack!r:.40}")
+    frame_stack = p.frame_stack("frameStack", None)
     path, vecnormalize = p.path("path"), p.path("vecnormalize", required=False)
     roots = conn.daemon.roots
     roots.check(path, "path")
@@ -247,7 +255,7 @@ async def evaluate(conn, p: Params, req):
         raise errors.invalid_params(f"{p.method}: episodes must be from 1 to {MAX_EPISODES}")
     backend = p.choice("backend", BACKENDS, "numpy")
     call = functools.partial(run_episodes, path, p.str("env"), episodes, seed=p.int("seed", 0), backend=backend,
-                             vecnormalize=vecnormalize, frame_stack=p.str("frameStack", "auto"),
+                             vecnormalize=vecnormalize, frame_stack=p.frame_stack("frameStack", "auto", minimum=0),
                              cancelled=req.token.cancelled)
     result = await conn.daemon.run(conn.daemon.work, call, token=req.token)
     return result.as_dict()
