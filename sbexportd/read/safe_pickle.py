@@ -28,24 +28,39 @@ import io
 import math
 import pickle
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
 
-from sbexportd.errors import (ForbiddenPickleGlobal, MemberTooLarge, ModelFileError,
-                              ObjectArrayInParameters, SbExportError, TruncatedFile)
+from sbexportd.errors import (
+    ForbiddenPickleGlobal,
+    MemberTooLarge,
+    ModelFileError,
+    ObjectArrayInParameters,
+    SbExportError,
+    TruncatedFile,
+)
 from sbexportd.read import standins as S
-from sbexportd.read.standins import (EMPTY_CELL, InertCell, InertCode, InertDescriptor,
-                                     InertFunction, InertModule, InertObject, StandIn,
-                                     StandInMeta, by_value_class, standin_class,
-                                     update_by_value_class)
+from sbexportd.read.standins import (
+    EMPTY_CELL,
+    InertCell,
+    InertCode,
+    InertDescriptor,
+    InertFunction,
+    InertModule,
+    InertObject,
+    StandIn,
+    StandInMeta,
+    by_value_class,
+    standin_class,
+    update_by_value_class,
+)
 
 try:  # numpy >= 2
     from numpy._core import multiarray as _np_multiarray
-    from numpy._core import numeric as _np_numeric
 except ImportError:  # numpy 1.26
     from numpy.core import multiarray as _np_multiarray  # type: ignore[no-redef]
-    from numpy.core import numeric as _np_numeric  # type: ignore[no-redef]
 
 __all__ = ["safe_loads", "resolve_global", "SafeUnpickler", "DEFAULT_MAX_PICKLE_BYTES"]
 
@@ -212,11 +227,11 @@ class _Checks:
             raise ModelFileError(f"unexpected numpy array state of type {type(state).__name__}",
                                  self.source)
         if len(state) == 5:
-            version, shape, dt, is_fortran, raw = state
+            version, shape, dt, _is_fortran, raw = state
             if not _is_int(version):
                 raise ModelFileError("unexpected numpy array state version", self.source)
         else:
-            shape, dt, is_fortran, raw = state
+            shape, dt, _is_fortran, raw = state
         shape = _check_shape(shape, self.source)
         self.check_dtype(dt, "array")
         if isinstance(raw, list):
@@ -334,9 +349,9 @@ def _cp_fill_function(*args: Any) -> InertFunction:
     if len(args) == 2 and isinstance(args[1], dict):
         state = args[1]
     elif len(args) == 5:
-        state = dict(zip(["globals", "defaults", "dict", "closure_values"], args[1:]))
+        state = dict(zip(["globals", "defaults", "dict", "closure_values"], args[1:], strict=True))
     elif len(args) == 6:
-        state = dict(zip(["globals", "defaults", "dict", "module", "closure_values"], args[1:]))
+        state = dict(zip(["globals", "defaults", "dict", "module", "closure_values"], args[1:], strict=True))
     else:
         raise TypeError(f"unexpected _fill_function arguments ({len(args)})")
     func.fill(state)
@@ -351,7 +366,6 @@ def _cp_function_setstate(obj: Any, state: Any) -> None:
         obj.dict.update(st)
     if isinstance(slotstate, dict):
         obj.fill(slotstate)
-    return None
 
 
 def _cp_function_type(code: Any, globals: Any = None, name: Any = None, argdefs: Any = None,
@@ -392,10 +406,9 @@ def _cp_make_skeleton_class(type_constructor: Any, name: Any, bases: Any, type_k
 
 def _cp_make_skeleton_enum(bases: Any, name: Any, qualname: Any, members: Any, module: Any,
                            class_tracker_id: Any = None, extra: Any = None) -> Any:
-    cls = by_value_class(qualname if isinstance(qualname, str) else name, bases,
+    return by_value_class(qualname if isinstance(qualname, str) else name, bases,
                          module=module if isinstance(module, str) else "__main__",
                          enum_members=members if isinstance(members, dict) else None)
-    return cls
 
 
 def _cp_class_setstate(obj: Any, state: Any) -> Any:
@@ -551,7 +564,7 @@ _P = pickle  # opcode constants
 class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     """pickle.Unpickler (pure-Python flavour) with every object-touching opcode checked."""
 
-    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    dispatch: ClassVar[dict] = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
 
     def __init__(self, file: Any, source: str | None,
                  max_bytes: int = DEFAULT_MAX_PICKLE_BYTES):
@@ -736,7 +749,7 @@ class _EofTrackingIO(io.BytesIO):
 
     def read(self, n: int | None = -1) -> bytes:
         out = super().read(n)
-        if n is not None and 0 <= n and len(out) < n:
+        if n is not None and n >= 0 and len(out) < n:
             self.hit_eof = True
         return out
 

@@ -24,8 +24,15 @@ from typing import IO, Any
 
 import numpy as np
 
-from sbexportd.errors import (MemberTooLarge, MissingMember, ModelFileError, NotAModelFile,
-                              ObjectArrayInParameters, TruncatedFile, UnsafeArchiveMember)
+from sbexportd.errors import (
+    MemberTooLarge,
+    MissingMember,
+    ModelFileError,
+    NotAModelFile,
+    ObjectArrayInParameters,
+    TruncatedFile,
+    UnsafeArchiveMember,
+)
 from sbexportd.read.archive import Archive
 from sbexportd.read.safe_pickle import DEFAULT_MAX_PICKLE_BYTES, safe_loads
 
@@ -167,7 +174,7 @@ def read_npy(raw: bytes, source: str, label: str) -> np.ndarray:
             raise ValueError(f"unsupported .npy format version {version}")
     except ModelFileError:
         raise
-    except Exception as e:  # noqa: BLE001 - numpy raises ValueError/SyntaxError/...
+    except Exception as e:  # numpy raises ValueError/SyntaxError/...
         raise ModelFileError(f"{label} is not a valid .npy array: {e}", source) from e
     if dtype.hasobject:
         raise ObjectArrayInParameters(

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
 from sbexportd.errors import ForbiddenPickleGlobal
 
@@ -102,14 +102,14 @@ class StandIn(metaclass=StandInMeta):
     sb_known: bool = False
     sb_by_value: bool = False
     sb_bases: tuple = ()
-    sb_class_dict: dict = {}
+    sb_class_dict: ClassVar[dict] = {}
     sb_activation: str | None = None
     sb_doc: str | None = None
     sb_enum_members: dict | None = None
     # instance defaults
     sb_state: Any = None
     sb_args: tuple = ()
-    sb_kwargs: dict = {}
+    sb_kwargs: dict = {}  # noqa: RUF012 - a shared read-only default: a constructed stand-in gets its own
 
     def __setstate__(self, state: Any) -> None:
         d = self.__dict__
@@ -160,13 +160,11 @@ def _is_known(module: str, name: str) -> bool:
     top = module.split(".")[0]
     if top == "stable_baselines":
         return True
-    if module.startswith("gym.spaces") or module.startswith("gym.utils"):
+    if module.startswith(("gym.spaces", "gym.utils")):
         return True
     if module == "numpy.random" or module.startswith("numpy.random."):
         return True
-    if top == "tensorflow" and name.rsplit(".", 1)[-1] in TF_ACTIVATIONS:
-        return True
-    return False
+    return bool(top == "tensorflow" and name.rsplit(".", 1)[-1] in TF_ACTIVATIONS)
 
 
 _cache: dict[tuple[str, str], StandInMeta] = {}

@@ -121,7 +121,7 @@ def read_vecnormalize(path: str | os.PathLike, *,
         return _stats(obj, p, source, config)
     except SbExportError:
         raise
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise VecNormalizeError(f"cannot read VecNormalize statistics: {type(e).__name__}: "
                                 f"{str(e)[:200]}", source) from e
 
