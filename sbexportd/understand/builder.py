@@ -98,7 +98,7 @@ class Program:
                 f"a CNN policy needs image observations (H, W, C), got shape {list(in_shape)}",
                 self.source)
         h, w_, c = in_shape
-        for name, k, stride in (("c1", 8, 4), ("c2", 4, 2), ("c3", 3, 1)):
+        for name, _k, stride in (("c1", 8, 4), ("c2", 4, 2), ("c3", 3, 1)):
             wname, bname = f"{prefix}{name}/w:0", f"{prefix}{name}/b:0"
             wv = self.params.get(wname)
             if wv is None or wv.ndim != 4:

@@ -77,7 +77,7 @@ def ddpg_obs_normalization(prog: Program, ctx: Context, x: str, steps: list[str]
     if None not in names:
         total, sumsq, count = (np.asarray(p[k], np.float64) for k in names)
         shape = tuple(ctx.observation_space.shape)
-        for name, value, want in zip(names, (total, sumsq, count), (shape, shape, ())):
+        for name, value, want in zip(names, (total, sumsq, count), (shape, shape, ()), strict=True):
             if value.shape != want:
                 raise InconsistentParameters(f"DDPG observation statistic {name!r} has shape {list(value.shape)}, "
                                              f"expected {list(want)}", ctx.source)
