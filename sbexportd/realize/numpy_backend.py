@@ -13,8 +13,8 @@ It evaluates a spec in one of two arithmetics:
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -299,7 +299,7 @@ class NumpyPolicy:
             env["state"], env["mask"] = np.asarray(state, F32).astype(d), np.asarray(mask, F32).astype(d)
         for node in self.spec.nodes:
             results = OP_IMPLS[node.op](node, [env[i] for i in node.inputs], self.tensors, self.arithmetic)
-            env.update(zip(node.outputs, results))
+            env.update(zip(node.outputs, results, strict=True))
         return env
 
     def run(self, obs: np.ndarray, state: np.ndarray | None = None, mask: np.ndarray | None = None,

@@ -25,8 +25,9 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -415,7 +416,7 @@ def build_graph(spec: PolicySpec):
         results = CONVERTERS[node.op](g, node, [env[i] for i in node.inputs])
         if len(results) != len(node.outputs):
             raise ValueError(f"{node.op} gave {len(results)} outputs for {len(node.outputs)} names")
-        env.update(zip(node.outputs, results))
+        env.update(zip(node.outputs, results, strict=True))
     outputs = []
     wanted = [(OUT_PREFIX + k, t) for k, t in spec.outputs.items()]
     wanted += [(DIST_PREFIX + t, t) for t in spec.distribution.tensors.values()]
@@ -492,12 +493,12 @@ class OrtPolicy:
             return self.session.run(names, {k: v[bounds[i]:bounds[i + 1]] for k, v in feeds.items()})
         first = part(0)
         outs = [np.empty((n, *a.shape[1:]), a.dtype) for a in first]
-        for o, a in zip(outs, first):
+        for o, a in zip(outs, first, strict=True):
             o[:bounds[1]] = a
         del first
 
         def fill(i: int) -> None:
-            for o, a in zip(outs, part(i)):
+            for o, a in zip(outs, part(i), strict=True):
                 o[bounds[i]:bounds[i + 1]] = a
         for f in [_chunk_pool().submit(fill, i) for i in range(1, pieces)]:
             f.result()
@@ -505,12 +506,13 @@ class OrtPolicy:
 
     def run(self, obs, state=None, mask=None, outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         wanted = [k for k in (outputs or tuple(self.spec.outputs)) if k in self.spec.outputs]
-        return dict(zip(wanted, self._run([OUT_PREFIX + k for k in wanted], self._feeds(obs, state, mask))))
+        got = self._run([OUT_PREFIX + k for k in wanted], self._feeds(obs, state, mask))
+        return dict(zip(wanted, got, strict=True))
 
     def forward(self, obs, state=None, mask=None) -> dict[str, Any]:
         """The public outputs' tensors and the distribution's tensors, by tensor name."""
         names = self.output_names
-        got = dict(zip(names, self._run(names, self._feeds(obs, state, mask))))
+        got = dict(zip(names, self._run(names, self._feeds(obs, state, mask)), strict=True))
         env = {t: got[OUT_PREFIX + k] for k, t in self.spec.outputs.items()}
         env.update({k[len(DIST_PREFIX):]: v for k, v in got.items() if k.startswith(DIST_PREFIX)})
         return env

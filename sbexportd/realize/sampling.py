@@ -5,7 +5,7 @@ The random stream is NumPy's (seeded by the caller), so a seed gives the same
 actions whichever backend computed the distribution's parameters."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
