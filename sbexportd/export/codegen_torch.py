@@ -26,13 +26,14 @@ from __future__ import annotations
 import builtins
 import keyword
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from ..understand.spec import Box, DictSpace, Discrete, MultiBinary, MultiDiscrete, Node, PolicySpec
-from .conventions import export_name, io, output_names
+from ..understand.spec import Discrete, MultiBinary, MultiDiscrete, Node, PolicySpec
+from .conventions import io, output_names
 
 Emitter = Callable[["Gen", int, Node], None]
 EMITTERS: dict[str, Emitter] = {}
@@ -114,7 +115,7 @@ def _infer_shapes(spec: PolicySpec) -> dict[str, tuple[int, ...]]:
         else:
             feeds = sample_inputs(spec, 2, 0)
         env = NumpyPolicy(spec).forward(feeds["obs"], feeds.get("state"), feeds.get("mask"))
-    except Exception:  # shapes only feed comments
+    except Exception:  # noqa: BLE001 - shapes only feed comments
         return {}
     return {k: tuple(np.shape(v))[1:] for k, v in env.items() if not isinstance(v, dict)}
 
@@ -178,7 +179,7 @@ class Gen:
         return self.var[tensor]
 
     def attr(self, hint: str) -> str:
-        taken = self.attrs | {a for a in dir(object)} | {"training", "forward", "eval", "train", "to", "cpu",
+        taken = self.attrs | set(dir(object)) | {"training", "forward", "eval", "train", "to", "cpu",
                                                          "cuda", "float", "double", "half", "type", "state_dict",
                                                          "parameters", "buffers", "children", "modules", "apply",
                                                          "zero_grad", "register_buffer", "register_parameter",
@@ -548,7 +549,7 @@ def _split(g: Gen, i: int, node: Node) -> None:
     sizes = [int(s) for s in node.attrs["sizes"]]
     start = 0
     g.comment(f"split the last axis into {sizes}")
-    for j, (out, size) in enumerate(zip(node.outputs, sizes)):
+    for j, (out, size) in enumerate(zip(node.outputs, sizes, strict=True)):
         g.assign(out, f"{x}[..., {start}:{start + size}]", hint=f"{x.split('.')[0]}_{j}")
         start += size
 
@@ -807,7 +808,7 @@ def generate(spec: PolicySpec, *, title: str = "", provenance: str = "") -> Gene
                     "mask = torch.ones(batch)  # every row starts an episode"]
         ex_ret = "obs, state, mask"
 
-    lines = ['"""' + doc[0]] + [("" if not d else d) for d in doc[1:]] + ['"""']
+    lines = ['"""' + doc[0]] + [(d if d else "") for d in doc[1:]] + ['"""']
     lines += ["from pathlib import Path", "from typing import Dict, List, Tuple", "",
               "import torch", "import torch.nn.functional as F", "from torch import nn", "",
               f"INPUTS = {[d['name'] for d in inputs]!r}",
@@ -819,8 +820,9 @@ def generate(spec: PolicySpec, *, title: str = "", provenance: str = "") -> Gene
     for h in HELPER_ORDER:
         if h in g.helpers or (h == "ln" and "LnLSTMCell" in g.helpers):
             lines += HELPERS[h].strip("\n").splitlines() + ["", ""]
+    args = sig.replace(": torch.Tensor", "").replace(": Dict[str, torch.Tensor]", "")
     lines += ["class Policy(nn.Module):",
-              f'    """{title or (spec.algo.upper() + " " + spec.policy)}: forward({sig.replace(": torch.Tensor", "").replace(": Dict[str, torch.Tensor]", "")}) -> dict of the outputs."""',
+              f'    """{title or (spec.algo.upper() + " " + spec.policy)}: forward({args}) -> dict of the outputs."""',
               "", "    def __init__(self):", "        super().__init__()"]
     lines += ["        " + ln for ln in g.init]
     lines += ["", f"    def forward(self, {sig}) -> Dict[str, torch.Tensor]:"]
@@ -840,7 +842,7 @@ def generate(spec: PolicySpec, *, title: str = "", provenance: str = "") -> Gene
               "    policy.load_state_dict(torch.load(p, map_location=map_location, weights_only=True))",
               "    return policy.eval().requires_grad_(False)",
               "", "",
-              f"def example_inputs(batch: int = 3):",
+              "def example_inputs(batch: int = 3):",
               '    """A random batch of inputs in the observation space (a smoke test, not a real state)."""']
     lines += ["    " + ln for ln in example]
     lines += [f"    return {ex_ret}" if spec.stateful else "    return (obs,)"]

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import NotRepresentable
-from ..understand.spec import Box, DictSpace, Discrete, MultiBinary, MultiDiscrete, Node, PolicySpec, Space
+from ..understand.spec import Box, Discrete, MultiBinary, MultiDiscrete, Node, PolicySpec, Space
 
 # SB2 activation name -> torch.nn class name (SB3's activation_fn).
 TORCH_ACTIVATIONS = {"tanh": "Tanh", "relu": "ReLU", "sigmoid": "Sigmoid", "elu": "ELU", "softplus": "Softplus",
@@ -255,7 +255,7 @@ def _cnn_features(g: Graph, spec: PolicySpec, chain: list[tuple[Node, str]], fro
     shapes = [(tuple(g.tensor(c.params["w"]).shape), c.attrs["stride"]) for c in front.convs]
     nature = [((8, 8), 32, 4), ((4, 4), 64, 2), ((3, 3), 64, 1)]
     if len(shapes) != 3 or any(s[0][:2] != k or s[0][3] != n or st != stride
-                               for s, (k, n, stride) in zip(shapes, nature) for st in [s[1]]):
+                               for s, (k, n, stride) in zip(shapes, nature, strict=True) for st in [s[1]]):
         raise refuse(spec, f"its CNN {shapes} is not nature_cnn", "a custom features extractor")
     if not front.flatten or not chain or chain[0][1] != "relu":
         raise refuse(spec, "its CNN is not followed by nature_cnn's fc1 + relu", "a custom features extractor")
@@ -641,7 +641,7 @@ def _sb2_critics(model, spec: PolicySpec, scope: str, layers: list[int], feats: 
     if scope == "model/" and f"{scope}values_fn/qf1/{q_out('qf1', 0, layers)}kernel:0" not in params:
         params.update(_unnamed_critics(model, layers))
     out: dict[str, np.ndarray] = {}
-    for i, q in enumerate(("qf1", "qf2")):
+    for q in ("qf1", "qf2"):
         base = f"{scope}values_fn/{q}/"
         names = [f"{base}fc{j}/" for j in range(len(layers))] + [f"{base}{q}/"]
         if any(n + "kernel:0" not in params for n in names):
@@ -683,7 +683,7 @@ def _unnamed_critics(model, layers: list[int]) -> dict[str, np.ndarray]:
              for j in range(len(layers) + 1) for part in ("kernel", "bias")]
     if len(rest) < len(names) or any(k != f"#{max(named) + 1 + i}" for i, k in enumerate(rest[:len(names)])):
         return {}
-    return {n: params[k] for n, k in zip(names, rest)}
+    return {n: params[k] for n, k in zip(names, rest, strict=False)}
 
 
 def _sb2_cnn(model, spec: PolicySpec, scope: str, feats: Features) -> dict[str, np.ndarray] | None:

@@ -23,7 +23,7 @@ import threading
 import warnings
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -89,7 +89,7 @@ def spaces_env(observation_space, action_space, goal: bool = False, seed: int = 
     import gymnasium as gym
 
     class SpacesEnv(gym.Env):
-        metadata: dict[str, Any] = {"render_modes": []}
+        metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
         def __init__(self):
             self.observation_space, self.action_space = observation_space, action_space
@@ -273,8 +273,8 @@ def load_folder(folder: Path, env=None, **overrides):
 
 
 def load(folder: Path, spec: PolicySpec):
-    import torch
     import stable_baselines3
+    import torch
     folder = Path(folder)
     meta = json.loads((folder / META).read_text())
     env = None
@@ -402,7 +402,7 @@ def _learns(folder: Path, meta: dict, m, spec: PolicySpec) -> None:
         before = {k: v.clone() for k, v in trainee.policy.state_dict().items()}
         try:
             trainee.learn(total_timesteps=LEARN_STEPS + overrides.get("learning_starts", 0))
-        except Exception as exc:  # noqa: BLE001 - SB3's own failure, reported as the export's
+        except Exception as exc:  # SB3's own failure, reported as the export's
             raise ExportError(f"sb3: {meta['algorithm']}.learn() failed on the converted model: "
                               f"{type(exc).__name__}: {exc}", folder) from exc
     after = trainee.policy.state_dict()
