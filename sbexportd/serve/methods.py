@@ -17,8 +17,8 @@ from typing import Any
 
 from . import errors
 from .arrays import JSON_ENCODINGS, ArrayError, Bulky, Out, decode, is_encoded, shape_of, wire
-from .framing import MSGPACK
 from .daemon import OpenOptions
+from .framing import MSGPACK
 
 METHODS: dict[str, Any] = {}
 COMMANDS: list[str] = []  # the executeCommand names: sbexport.open, ...
@@ -192,7 +192,8 @@ async def export(conn, p: Params, req):
 @method("sbexport/evaluate")
 async def evaluate(conn, p: Params, req):
     """Episodes of gymnasium's env for an SB2 file or an export folder (sbexportd.evaluate)."""
-    from ..evaluate import MAX_EPISODES, evaluate as run_episodes
+    from ..evaluate import MAX_EPISODES
+    from ..evaluate import evaluate as run_episodes
     from ..model import BACKENDS
     path = p.str("path", required=True)
     episodes = p.int("episodes", 10)

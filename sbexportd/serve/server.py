@@ -16,7 +16,6 @@ Who does what:
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import hmac
 import inspect
@@ -28,7 +27,8 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
@@ -39,8 +39,18 @@ from . import errors
 from .arrays import Bulky
 from .daemon import CancelToken, Daemon, NullProgress, current_connection
 from .errors import ServeError
-from .framing import (JSON, FdWriter, FrameError, FrameParser, StreamTransport, WsTransport, decode_body,
-                      encode_body, frame_header, sniff_binary)
+from .framing import (
+    JSON,
+    FdWriter,
+    FrameError,
+    FrameParser,
+    StreamTransport,
+    WsTransport,
+    decode_body,
+    encode_body,
+    frame_header,
+    sniff_binary,
+)
 
 log = logging.getLogger("sbexportd.serve")
 
@@ -60,7 +70,7 @@ def _message_type(method: str):
 
 
 class SbProtocol(LanguageServerProtocol):
-    conn: "Connection"
+    conn: Connection
 
     def get_message_type(self, method):
         return _message_type(method)  # pygls' per-instance lru_cache would pin closed connections
@@ -93,7 +103,7 @@ class SbProtocol(LanguageServerProtocol):
 
 
 class SbServer(LanguageServer):
-    def __init__(self, daemon: Daemon, conn: "Connection"):
+    def __init__(self, daemon: Daemon, conn: Connection):
         self.daemon, self.conn = daemon, conn
         super().__init__("sbexportd", __version__, text_document_sync_kind=types.TextDocumentSyncKind.None_,
                          protocol_cls=SbProtocol)
@@ -107,7 +117,7 @@ class SbServer(LanguageServer):
 class _PyglsWriter:
     """What pygls sends (its answers, $/progress): one JSON message per write."""
 
-    def __init__(self, conn: "Connection"):
+    def __init__(self, conn: Connection):
         self.conn = conn
 
     def write(self, data: bytes) -> None:
@@ -122,12 +132,12 @@ class Request:
 
     __slots__ = ("conn", "id", "method", "token", "task", "encoding")
 
-    def __init__(self, conn: "Connection", rid, method: str, encoding: str):
+    def __init__(self, conn: Connection, rid, method: str, encoding: str):
         self.conn, self.id, self.method, self.encoding = conn, rid, method, encoding
         self.token = CancelToken()
         self.task: asyncio.Future | None = None
 
-    def progress(self, params: dict) -> "Reporter | NullProgress":
+    def progress(self, params: dict) -> Reporter | NullProgress:
         wdt = params.get("workDoneToken")
         if wdt is None:
             return NullProgress()
@@ -198,6 +208,7 @@ class Connection:
         self.opened_at = self.last_activity = time.monotonic()
         self.write_paused_at: float | None = None
         self.parser: FrameParser | None = None  # stream transports: for the header timeout
+        self.decoding: asyncio.Future | None = None  # a large body's parse (held: the loop holds tasks weakly)
         self.server = SbServer(daemon, self)
         self.protocol: SbProtocol = self.server.protocol
         daemon.connection_opened(self)
@@ -246,6 +257,7 @@ class Connection:
         except ServeError as e:
             return self.send_error(None, e, encoding)
         self.handle(msg, encoding)
+        return None
 
     def handle(self, msg: Any, encoding: str) -> None:
         self.encoding = encoding
@@ -299,6 +311,7 @@ class Connection:
                 self._shutdown(rid)
             return self._to_pygls(msg)
         self._serve(req, handler, p)
+        return None
 
     def _track(self, rid, method: str, encoding: str) -> Request:
         """Tracked from receipt: a $/cancelRequest in the same read can overtake the start."""
@@ -317,7 +330,7 @@ class Connection:
             result = handler(self, _params(params, req.method), req)
             if inspect.isawaitable(result):
                 req.task = asyncio.ensure_future(self._finish(req, result))
-                return
+                return None
         except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON-RPC error
             daemon.in_flight -= 1
             return self.send_error(req.id, errors.map_exception(exc))
@@ -325,6 +338,7 @@ class Connection:
             current_connection.reset(token)
         daemon.in_flight -= 1
         self.reply(req.id, result)
+        return None
 
     async def _finish(self, req: Request, awaitable) -> None:
         try:
@@ -348,7 +362,7 @@ class Connection:
             return
         try:
             self.protocol.handle_message(structured)
-        except Exception as e:  # noqa: BLE001 - never let one message end the connection
+        except Exception as e:  # never let one message end the connection
             log.exception("dispatching %s failed", msg.get("method"))
             if "id" in msg and "method" in msg:
                 self.send_error(msg.get("id"), errors.map_exception(e))
@@ -422,7 +436,7 @@ class Connection:
     def _encode(msg: dict, encoding: str) -> bytes:
         try:
             return encode_body(msg, encoding)
-        except Exception as e:  # noqa: BLE001 - a result that cannot be encoded: answer that instead
+        except Exception as e:  # a result that cannot be encoded: answer that instead
             log.exception("cannot encode the answer")
             err = errors.map_exception(e)
             return encode_body({"jsonrpc": "2.0", "id": msg.get("id"), "error": {
@@ -621,7 +635,7 @@ class StreamProtocol(asyncio.Protocol):
                         return
                     continue
                 if len(event.body) > LARGE_BODY:
-                    asyncio.ensure_future(conn.receive_large(event.body, event.encoding))
+                    conn.decoding = asyncio.ensure_future(conn.receive_large(event.body, event.encoding))
                 else:
                     conn.receive(event.body, event.encoding)
             if self.parser.buffered and not conn.closed:  # more frames: after the others' turn
@@ -771,7 +785,7 @@ async def run_ws(daemon: Daemon, host: str, port: int):
                         await flow.wait()
         except ConnectionClosed:
             pass
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("connection %d failed", conn.id)
         finally:
             conn.close()
