@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -71,8 +72,8 @@ class Evaluation:
         lines = [f"{self.source}: {self.episodes} episodes of {self.env}"
                  + (f" (trained on {self.trained_env})" if self.trained_env != self.env else "")
                  + f", seed {self.seed}, {self.runtime}",
-                 f"mean reward {self.mean:.3f} +- {self.std:.3f} (episode lengths {min(self.lengths)}-"
-                 f"{max(self.lengths)}; {self.seconds:.1f} s)"]
+                 (f"mean reward {self.mean:.3f} +- {self.std:.3f} (episode lengths {min(self.lengths)}-"
+                  f"{max(self.lengths)}; {self.seconds:.1f} s)")]
         if self.published:
             p = self.published
             verdict = "within" if self.within_published() else "OUTSIDE"
@@ -92,7 +93,7 @@ class Agent:
     runtime = ""
     algo = ""
     trained_env = ""
-    notes: list[str] = []
+    notes: list[str]  # each agent's own (set in __init__)
 
     def reset(self) -> None:
         ...
@@ -107,6 +108,7 @@ class StatefulAgent(Agent):
 
     def __init__(self, run: Callable[[dict], dict], state_size: int, goal_keys: list[str] | None, obs_dtype: str):
         self.run, self.state_size, self.goal_keys, self.obs_dtype = run, state_size, goal_keys, obs_dtype
+        self.notes = []
         self.reset()
 
     def reset(self) -> None:
@@ -182,7 +184,7 @@ def _runtime(folder: Path, manifest: dict) -> tuple[Callable[[dict], dict], str]
         wanted = ["action"] + ([state_out] if state_out else [])
 
         def run(feeds):
-            return conform(dict(zip(wanted, session.run(wanted, {k: feeds[k] for k in names}))))
+            return conform(dict(zip(wanted, session.run(wanted, {k: feeds[k] for k in names}), strict=True)))
         return run, f"onnxruntime {ort.__version__}"
     if target == "pytorch":
         import torch

@@ -23,7 +23,7 @@ CHUNK_VALUES = 1 << 18
 
 
 def load(path: str | Path, vecnormalize: str | Path | VecNormalizeStats | None = None, *,
-         algo: str | None = None, activation: str | None = None, frame_stack: int | str | None = None) -> "Model":
+         algo: str | None = None, activation: str | None = None, frame_stack: int | str | None = None) -> Model:
     """Read an SB2 .zip or .pkl safely and understand its policy.
 
     vecnormalize: a vecnormalize.pkl / obs_rms.pkl path (or its folder), "auto" to
