@@ -24,6 +24,7 @@ The stand-in metaclass refuses unknown calls on its own as well, so the
 from __future__ import annotations
 
 import _compat_pickle
+import builtins
 import io
 import math
 import pickle
@@ -52,6 +53,7 @@ from sbexportd.read.standins import (
     InertObject,
     StandIn,
     StandInMeta,
+    blank,
     by_value_class,
     standin_class,
     update_by_value_class,
@@ -206,7 +208,7 @@ class _Checks:
         if not -1 <= elsize <= 2**20 or not -1 <= alignment <= 64:
             raise ModelFileError(f"numpy dtype state {state!r:.80} has an unreasonable item "
                                  "size", self.source)
-        dt.__setstate__(state)
+        dt.__setstate__(state)  # type: ignore[attr-defined]  # numpy's stubs leave out dtype.__setstate__
         self.check_dtype(dt, "dtype")
 
     # -- numpy.core.multiarray._reconstruct(ndarray, shape, typecode)
@@ -218,9 +220,9 @@ class _Checks:
         shape = _check_shape(shape, self.source)
         if not isinstance(typecode, (bytes, str)) or len(typecode) > 4:
             raise ModelFileError(f"unexpected numpy type code {typecode!r:.40}", self.source)
-        dt = self.check_dtype(np.dtype(typecode), "array")
+        dt = self.check_dtype(np.dtype(typecode), "array")  # type: ignore[arg-type]  # bytes is a type code too
         self.charge(_nbytes(shape, dt.itemsize), "numpy array")
-        return _np_multiarray._reconstruct(np.ndarray, shape, typecode)
+        return _np_multiarray._reconstruct(np.ndarray, shape, typecode)  # type: ignore[attr-defined]  # private
 
     def build_ndarray(self, arr: np.ndarray, state: Any) -> None:
         if not isinstance(state, tuple) or len(state) not in (4, 5):
@@ -255,7 +257,7 @@ class _Checks:
         if rest or not isinstance(raw, bytes) or len(raw) != dt.itemsize:
             raise ModelFileError(f"numpy scalar of dtype {dt} needs {dt.itemsize} bytes",
                                  self.source)
-        return _np_multiarray.scalar(dt, raw)
+        return _np_multiarray.scalar(dt, raw)  # type: ignore[attr-defined]  # private
 
     # -- numpy.core.numeric._frombuffer(buf, dtype, shape, order) (pickle protocol 5)
     def frombuffer(self, buf: Any, dt: Any, shape: Any, order: Any = "C") -> np.ndarray:
@@ -287,7 +289,7 @@ class _Checks:
         return self._sized(bytes, args)
 
     # -- _codecs.encode(str, 'latin1'): how protocol <= 2 pickles store bytes
-    def encode(self, obj: Any, encoding: Any = "utf-8", errors: Any = "strict") -> bytes:
+    def encode(self, obj: Any, encoding: Any = "utf-8", errors: Any = "strict") -> builtins.bytes:
         if not isinstance(obj, str) or encoding not in (
                 "latin1", "latin-1", "iso-8859-1", "utf-8", "utf8", "ascii") or errors != "strict":
             raise ForbiddenPickleGlobal(f"refusing _codecs.encode({type(obj).__name__}, "
@@ -298,7 +300,7 @@ class _Checks:
     # -- copyreg._reconstructor / __newobj__ / __newobj_ex__
     def reconstructor(self, cls: Any, base: Any, state: Any = None) -> Any:
         if isinstance(cls, StandInMeta) and base is object:
-            return object.__new__(cls)
+            return blank(cls)
         if cls is object and base is object:
             return object()
         raise ForbiddenPickleGlobal(
@@ -307,7 +309,7 @@ class _Checks:
 
     def newobj(self, cls: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(cls, StandInMeta):
-            obj = object.__new__(cls)
+            obj = blank(cls)
             if args:
                 obj.__dict__["sb_args"] = tuple(args)
             if kwargs:
@@ -561,10 +563,14 @@ def resolve_global(module: str, name: str, source: str | None = None,
 _P = pickle  # opcode constants
 
 
-class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
+class SafeUnpickler(pickle._Unpickler):
     """pickle.Unpickler (pure-Python flavour) with every object-touching opcode checked."""
 
-    dispatch: ClassVar[dict] = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    dispatch: ClassVar[dict] = dict(pickle._Unpickler.dispatch)
+    # set by pickle._Unpickler.load(); typeshed declares only its public methods
+    stack: list[Any]
+    append: Callable[[Any], None]
+    pop_mark: Callable[[], list[Any]]
 
     def __init__(self, file: Any, source: str | None,
                  max_bytes: int = DEFAULT_MAX_PICKLE_BYTES):
@@ -616,7 +622,7 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
 
     def _instantiate(self, klass: Any, args: list) -> None:
         if isinstance(klass, StandInMeta) and not args:
-            self.append(object.__new__(klass))
+            self.append(blank(klass))
         else:
             self.append(self._call(klass, tuple(args)))
 

@@ -167,9 +167,10 @@ def read_npy(raw: bytes, source: str, label: str) -> np.ndarray:
     try:
         version = fmt.read_magic(bio)
         if version == (1, 0):
-            shape, fortran, dtype = fmt.read_array_header_1_0(bio, max_header_size=10000)
+            # max_header_size (numpy >= 1.24) is missing from numpy's stubs
+            shape, fortran, dtype = fmt.read_array_header_1_0(bio, max_header_size=10000)  # type: ignore[call-arg]
         elif version == (2, 0):
-            shape, fortran, dtype = fmt.read_array_header_2_0(bio, max_header_size=10000)
+            shape, fortran, dtype = fmt.read_array_header_2_0(bio, max_header_size=10000)  # type: ignore[call-arg]
         else:
             raise ValueError(f"unsupported .npy format version {version}")
     except ModelFileError:
