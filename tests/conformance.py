@@ -32,8 +32,7 @@ def cases():
         made = {}
         for role, value in (params or {}).items():
             made[role] = net.prog.const(f"{name}/{role}", np.asarray(value))
-        out = net.prog.emit(op, inputs, outputs=outputs, attrs=attrs or {}, params=made)
-        outs = (out,) if isinstance(out, str) else out
+        outs = net.prog.emit_many(op, inputs, outputs=outputs, attrs=attrs or {}, params=made)
         # "actions" only where the op makes one (argmax: compared exactly); else plain
         # outputs, held to the relative rule
         named = {("actions" if act is not None else "y0"): outs[0], **{f"y{i}": t for i, t in enumerate(outs[1:], 1)}}
@@ -114,8 +113,7 @@ def cases():
 
 def _multi_input(Case, Net, box, name, op, sizes, obs, squeeze=False):
     net = Net(200 + len(name))
-    parts = net.prog.emit("split", ("obs",), outputs=len(sizes), attrs={"sizes": sizes})
-    parts = (parts,) if isinstance(parts, str) else parts
+    parts = net.prog.emit_many("split", ("obs",), outputs=len(sizes), attrs={"sizes": sizes})
     if squeeze:
         parts = tuple(net.prog.emit("squeeze_last", (p,)) for p in parts)
     y = net.prog.emit(op, parts)
@@ -136,8 +134,8 @@ def _stateful(Case, Net, box, name):
                                            Distribution("deterministic"), recurrent=n),
                     _rows([[3.0, -3.0, 0.5], [0.0, 0.0, 0.0]]))
     space = box((2, 2, 1), 0, 255, "uint8")
-    stacked, state = net.prog.emit("frame_stack", ("obs", "state", "mask"), outputs=("stacked", "stack_state"),
-                                   attrs={"n": 3, "frame": [2, 2, 1]})
+    stacked, state = net.prog.emit_many("frame_stack", ("obs", "state", "mask"),
+                                        outputs=("stacked", "stack_state"), attrs={"n": 3, "frame": [2, 2, 1]})
     flat = net.prog.emit("flatten", (stacked,))
     return Case(f"op_{name}", net.spec("ppo2", space, box((12,), 0, 255), {"y0": flat, "state": state},
                                        Distribution("deterministic"), frame_stack=3),

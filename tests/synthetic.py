@@ -195,7 +195,7 @@ def multidiscrete() -> Case:
     x, shape, _ = preprocess(net.prog, space, scale=False)
     h, dim = net.mlp(x, shape[0], (16, 16), "model/pi_", "elu")
     logits, _ = net.dense(h, dim, sum(act.nvec), "model/pi", scale=2.0)
-    parts = net.prog.emit("split", (logits,), outputs=len(act.nvec), attrs={"sizes": list(act.nvec)})
+    parts = net.prog.emit_many("split", (logits,), outputs=len(act.nvec), attrs={"sizes": list(act.nvec)})
     outputs = {f"probs_{i}": net.prog.emit("softmax", (p,)) for i, p in enumerate(parts)}
     outputs["actions"] = net.prog.emit("stack_last", tuple(net.prog.emit("argmax", (p,)) for p in parts))
     outputs["values"] = value_head(net, h, dim)
@@ -338,8 +338,8 @@ def frame_stack_image() -> Case:
     the channel axis, scaled like SB2's image input, carried as state."""
     net = Net(14)
     n, frame = 3, (36, 36, 1)
-    stacked, state = net.prog.emit("frame_stack", ("obs", "state", "mask"), outputs=("stacked", "stack_state"),
-                                   attrs={"n": n, "frame": list(frame)})
+    stacked, state = net.prog.emit_many("frame_stack", ("obs", "state", "mask"), outputs=("stacked", "stack_state"),
+                                        attrs={"n": n, "frame": list(frame)})
     x, shape, _ = preprocess(net.prog, box((36, 36, 3), 0, 255, "uint8"), scale=True, x=stacked)
     h, dim = net.nature_cnn(x, shape, "model/")
     outputs, dist = categorical_head(net, h, dim, 4)
@@ -356,8 +356,8 @@ def frame_stack_vecnormalize() -> Case:
     mean, var = np.linspace(-2, 3, 6), np.linspace(0.5, 4, 6)
     x = net.prog.emit("vecnormalize", ("obs",), attrs={"eps": 1e-8, "clip": 5.0}, params={
         "mean": net.prog.const("vecnormalize/mean", mean), "var": net.prog.const("vecnormalize/var", var)})
-    stacked, state = net.prog.emit("frame_stack", (x, "state", "mask"), outputs=("stacked", "stack_state"),
-                                   attrs={"n": 4, "frame": [6]})
+    stacked, state = net.prog.emit_many("frame_stack", (x, "state", "mask"), outputs=("stacked", "stack_state"),
+                                        attrs={"n": 4, "frame": [6]})
     x, _, _ = preprocess(net.prog, box((24,), -np.inf, np.inf), scale=False, x=stacked)
     h, dim = net.mlp(x, 24, (16,), "model/pi_fc", "tanh")
     outputs, dist = gaussian_head(net, h, dim, box((2,), -1, 1))

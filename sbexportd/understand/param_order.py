@@ -255,6 +255,7 @@ def build_with(ctx: Context, build: Callable[[Context], PolicySpec]) -> PolicySp
                 raise UnsupportedModel("frame stacking in front of a recurrent (LSTM) policy is not supported; "
                                        "feed the stacked observation with frame_stack=0", c.source)
             spec.observation_space, spec.frame_stack = c.input_space, c.frame_stack
+            assert c.stack_state is not None  # preprocess() stacked the frames
             spec.outputs["state"] = c.stack_state
             spec.notes.append(f"frames stacked in front of the policy (VecFrameStack n_stack={c.frame_stack}): "
                               f"obs is one observation, state carries the previous {c.frame_stack - 1}")
@@ -266,8 +267,8 @@ def build_with(ctx: Context, build: Callable[[Context], PolicySpec]) -> PolicySp
 
 
 def _duplicates_agree(named: dict[str, np.ndarray]) -> bool:
-    return all(np.array_equal(v, named.get(k[len(DUPLICATE):])) for k, v in named.items()
-               if k.startswith(DUPLICATE))
+    return all((o := named.get(k[len(DUPLICATE):])) is not None and np.array_equal(v, o)
+               for k, v in named.items() if k.startswith(DUPLICATE))
 
 
 def name_parameters(ctx: Context, build: Callable[[Context], PolicySpec]) -> PolicySpec:
