@@ -27,7 +27,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,8 +43,11 @@ CHUNK_ROWS = 4096          # rows per session call on large batches (~5 MiB of a
 CHUNK_VALUES = 1 << 18     # ... and at most about this many observation values per call
 PARALLEL_ROWS = 2048       # batches from this size are split across threads
 
-_onnx = None
-_ort = None
+if TYPE_CHECKING:
+    import onnx as _onnx
+    import onnxruntime as _ort
+else:
+    _onnx = _ort = None  # bound by _import()
 
 
 def _import():
@@ -79,12 +82,17 @@ class Graph:
         self._n += 1
         return f"{hint}_{self._n}"
 
-    def op(self, op_type: str, inputs: list[str], dtype, rank: int, n_out: int = 1, **attrs) -> str | list[str]:
+    def op(self, op_type: str, inputs: list[str], dtype, rank: int, **attrs) -> str:
+        """A node with one output; its name."""
+        return self.op_many(op_type, inputs, dtype, rank, 1, **attrs)[0]
+
+    def op_many(self, op_type: str, inputs: list[str], dtype, rank: int, n_out: int, **attrs) -> list[str]:
+        """A node with n_out outputs of one dtype and rank; their names."""
         outs = [self.fresh(op_type) for _ in range(n_out)]
         self.nodes.append(_onnx.helper.make_node(op_type, list(inputs), outs, **attrs))
         for o in outs:
             self.info[o] = (np.dtype(dtype), rank)
-        return outs[0] if n_out == 1 else outs
+        return outs
 
     def const(self, value, dtype=None) -> str:
         a = np.asarray(value, dtype=dtype)
@@ -282,7 +290,7 @@ def _lstm(g, node, xs):
     n = int(node.attrs["n_hidden"])
     p = {role: g.param(node, role) for role in node.params}
     keep = g.binary("Sub", g.const(1, F32), g.op("Reshape", [g.f32(mask), g.const([-1, 1], np.int64)], F32, 2))
-    c_in, h_in = g.op("Split", [state, g.const([n, n], np.int64)], F32, 2, n_out=2, axis=1)
+    c_in, h_in = g.op_many("Split", [state, g.const([n, n], np.int64)], F32, 2, n_out=2, axis=1)
     c, h = g.binary("Mul", c_in, keep), g.binary("Mul", h_in, keep)
     xw = g.op("MatMul", [x, p["wx"]], F32, 2)
     hw = g.op("MatMul", [h, p["wh"]], F32, 2)
@@ -290,7 +298,7 @@ def _lstm(g, node, xs):
         gates = g.binary("Add", g.binary("Add", _ln(g, xw, p["gx"], p["bx"]), _ln(g, hw, p["gh"], p["bh"])), p["b"])
     else:
         gates = g.binary("Add", g.binary("Add", xw, hw), p["b"])
-    i, f, o, u = g.op("Split", [gates, g.const([n] * 4, np.int64)], F32, 2, n_out=4, axis=1)
+    i, f, o, u = g.op_many("Split", [gates, g.const([n] * 4, np.int64)], F32, 2, n_out=4, axis=1)
     c = g.binary("Add", g.binary("Mul", g.unary("Sigmoid", f), c),
                  g.binary("Mul", g.unary("Sigmoid", i), g.unary("Tanh", u)))
     hc = _ln(g, c, p["gc"], p["bc"]) if node.attrs["layer_norm"] else c
@@ -341,9 +349,9 @@ def _argmax(g, node, xs):
 @converter("split")
 def _split(g, node, xs):
     sizes = [int(s) for s in node.attrs["sizes"]]
-    outs = g.op("Split", [xs[0], g.const(sizes, np.int64)], g.dtype(xs[0]), g.rank(xs[0]), n_out=len(sizes),
-                axis=-1)
-    return tuple(outs) if len(sizes) > 1 else (outs,)
+    outs = g.op_many("Split", [xs[0], g.const(sizes, np.int64)], g.dtype(xs[0]), g.rank(xs[0]), n_out=len(sizes),
+                     axis=-1)
+    return tuple(outs)
 
 
 @converter("stack_last")

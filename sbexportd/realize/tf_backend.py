@@ -240,7 +240,8 @@ def _frame_stack(node, xs, p):
     keep = tf.reshape(1.0 - _f32(mask), [-1] + [1] * len(frame))
     prev = tf.reshape(state, [-1, *frame[:-1], frame[-1] * (n - 1)]) * keep
     stacked = tf.concat([prev, _f32(x)], axis=-1)
-    return stacked, tf.reshape(stacked[..., frame[-1]:], [-1, (n - 1) * int(np.prod(frame))])
+    rest = stacked[..., frame[-1]:]  # type: ignore[index]  # types-tensorflow leaves Ellipsis out of an index
+    return stacked, tf.reshape(rest, [-1, (n - 1) * int(np.prod(frame))])
 
 
 @converter("concat")
@@ -377,14 +378,15 @@ def make_module(spec: PolicySpec, float64: bool = True):
     else:
         signature = [obs_sig]
 
-        def serve(self, obs):
+        # the traced function's arguments are the signature's: one variant each
+        def serve(self, obs):  # type: ignore[misc]
             return _build_graph(self.spec, self.weights, obs, None, None)
 
     def __init__(self, spec: PolicySpec):
         tf.Module.__init__(self, name="sbexportd_policy")
         self.spec = spec
         dtypes = _param_dtypes(spec, float64)
-        self.sb2_names: dict[str, str] = {}
+        self.sb2_names = {}  # TF variable name -> SB2 name
         weights = {}
         for key, dt in dtypes.items():
             name = variable_name(key)
@@ -416,6 +418,7 @@ class GraphSession:
         self.graph = tf.Graph()
         with self.graph.as_default():
             sig = _obs_signature(spec)
+            self.obs: Any  # a placeholder, or one per key of a goal observation
             if isinstance(sig, dict):
                 self.obs = {k: tf.compat.v1.placeholder(s.dtype, s.shape, name=s.name) for k, s in sig.items()}
             else:
