@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ..understand.spec import Discrete, MultiBinary, MultiDiscrete, Node, PolicySpec
+from ..understand.spec import Box, Discrete, MultiBinary, MultiDiscrete, Node, PolicySpec
 from .conventions import io, output_names
 
 Emitter = Callable[["Gen", int, Node], None]
@@ -109,6 +109,7 @@ def _infer_shapes(spec: PolicySpec) -> dict[str, tuple[int, ...]]:
     """Per-sample shape of every tensor, from one NumPy reference run (for comments)."""
     from ..realize.numpy_backend import NumpyPolicy
     from .conventions import sample_inputs
+    feeds: dict[str, Any]
     try:
         if spec.goal_observation is not None and _reads_dict_obs(spec):
             feeds = {"obs": {k: np.zeros((2, *s.shape), np.float32) for k, s in spec.goal_observation.spaces}}
@@ -399,7 +400,7 @@ def _dense(g: Gen, i: int, node: Node) -> None:
     if act is None:
         g.assign(node.outputs[0], expr, hint=_attr_hint(scope))
     else:
-        g.assign(act.outputs[0], _act(fn, expr), hint=_attr_hint(scope))
+        g.assign(act.outputs[0], _act(act.attrs["fn"], expr), hint=_attr_hint(scope))
 
 
 @emitter("conv2d")
@@ -425,15 +426,17 @@ def _conv2d(g: Gen, i: int, node: Node) -> None:
         x = g.var[t]
     act = g.fused_activation(i)
     fn = act.attrs["fn"] if act is not None else None
-    sh, sw = g.shape(t)[:2] if g.shape(t) and len(g.shape(t)) == 3 else (None, None)
-    size = f" ({sh}x{sw} -> {(sh - kh) // stride + 1}x{(sw - kw) // stride + 1})" if sh else ""
+    shape = g.shape(t)
+    sh, sw = shape[:2] if shape and len(shape) == 3 else (None, None)
+    size = (f" ({sh}x{sw} -> {(sh - kh) // stride + 1}x{(sw - kw) // stride + 1})"
+            if sh is not None and sw is not None else "")
     g.comment(f"{scope}: conv {kh}x{kw}, stride {stride}, {c_in} -> {c_out} channels{size}"
               + (f", {fn}" if fn and fn != "identity" else ""))
     expr = f"{layer}({x})"
     if act is None:
         g.assign(node.outputs[0], expr, hint=_attr_hint(scope), nchw=True)
     else:
-        g.assign(act.outputs[0], _act(fn, expr), hint=_attr_hint(scope), nchw=True)
+        g.assign(act.outputs[0], _act(act.attrs["fn"], expr), hint=_attr_hint(scope), nchw=True)
 
 
 @emitter("activation")
@@ -466,7 +469,7 @@ def _layer_norm(g: Gen, i: int, node: Node) -> None:
     if act is None:
         g.assign(node.outputs[0], expr, hint="ln_" + _attr_hint(scope))
     else:
-        g.assign(act.outputs[0], _act(fn, expr), hint="ln_" + _attr_hint(scope))
+        g.assign(act.outputs[0], _act(act.attrs["fn"], expr), hint="ln_" + _attr_hint(scope))
 
 
 LSTM_ROLES = ("wx", "wh", "b")
@@ -726,6 +729,7 @@ def _example_obs(spec: PolicySpec, dict_obs: bool) -> list[str]:
         return [f"obs = torch.stack([{parts}], dim=1).to(torch.{dtype})"]
     if isinstance(space, MultiBinary):
         return [f"obs = torch.randint(0, 2, (batch, {space.n}), dtype=torch.{dtype})"]
+    assert isinstance(space, Box)  # the kind left (a goal observation's dict is above)
     dims = ", ".join(["batch"] + [str(d) for d in space.shape])
     low, high = (np.asarray(space.low, np.float64), np.asarray(space.high, np.float64))
     finite = low.size and np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(high - low < 1e6)
@@ -775,7 +779,7 @@ def generate(spec: PolicySpec, *, title: str = "", provenance: str = "") -> Gene
            "    out = policy(obs" + (", state, mask" if spec.stateful else "") + ")"
            + f"   # {{{', '.join(repr(d['name']) for d in outputs)}}}: plain tensors, .numpy() works", "",
            "Inputs"]
-    if dict_obs:
+    if dict_obs and spec.goal_observation is not None:
         doc.append("    obs       dict of float32 tensors: "
                    + ", ".join(f"{k} (batch, {', '.join(map(str, s.shape))})" for k, s in spec.goal_observation.spaces))
     else:

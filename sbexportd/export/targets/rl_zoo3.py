@@ -81,7 +81,7 @@ def write(model, folder: Path) -> None:
     sb2 = zoo_config(model)
     config: dict[str, Any] = {"policy": p.policy, "n_timesteps": int(sb2.get("n_timesteps", 0) or 0)}
     if vn is not None:
-        kwargs = {"norm_obs": True, "norm_reward": False}
+        kwargs: dict[str, Any] = {"norm_obs": True, "norm_reward": False}
         kwargs.update({k: v for k, v in sb3._zoo_normalize_kwargs(model).items() if isinstance(v, (bool, int, float))})
         config["normalize"] = str(kwargs)  # rl_zoo3 eval()s a string into VecNormalize's kwargs
     if spec.frame_stack:
