@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -12,6 +12,9 @@ from .read import read_model, read_vecnormalize, zoo_settings
 from .read.archive import Archive, VecNormalizeStats
 from .understand import understand
 from .understand.spec import DictSpace, PolicySpec
+
+if TYPE_CHECKING:
+    from .realize.fast import FastPath
 
 BACKENDS = ("numpy", "tensorflow", "torch", "onnxruntime")
 # Backends that do not bound their own memory get batches in chunks of at most this
@@ -73,7 +76,7 @@ class Model:
         self.vecnormalize = vecnormalize
         self._backends: dict[str, Any] = {}
         self._lock = threading.Lock()  # one build per backend, whichever thread asks first
-        self._fast = None  # realize.fast.FastPath, once chosen
+        self._fast: FastPath | None = None  # once chosen
         self._fast_lock = threading.Lock()
 
     @property
@@ -110,6 +113,7 @@ class Model:
 
     def _build_backend(self, name: str):
         if name not in self._backends:
+            impl: type  # the backend's class
             if name == "numpy":
                 from .realize.numpy_backend import NumpyPolicy as impl
             elif name == "tensorflow":
@@ -145,10 +149,10 @@ class Model:
         rng = None if deterministic else np.random.default_rng(seed)
         rows = n if getattr(impl, "chunk_rows", None) else self._chunk_rows()
         if n <= rows and rng is None:  # the common case, without the chunking
-            result = impl.run(batch, state, mask, outputs)
+            whole = impl.run(batch, state, mask, outputs)
             if single:
-                return {k: np.asarray(v)[0] for k, v in result.items()}
-            return {k: np.asarray(v) for k, v in result.items()}
+                return {k: np.asarray(v)[0] for k, v in whole.items()}
+            return {k: np.asarray(v) for k, v in whole.items()}
         result: dict[str, np.ndarray] = {}
         for lo in range(0, max(n, 1), rows):  # outputs allocated once, after the first chunk
             sl = slice(lo, lo + rows)
@@ -175,7 +179,7 @@ class Model:
     def _batch(self, obs: Any) -> tuple[np.ndarray, bool]:
         spec = self.spec
         if spec.goal_observation is not None and isinstance(obs, dict):
-            obs = self._flatten_goal(obs)
+            obs = self._flatten_goal(spec.goal_observation, obs)
         x = np.asarray(obs)
         if x.dtype == object:
             raise BadObservation("observations must be numbers (got ragged or object data)", self.path)
@@ -187,8 +191,7 @@ class Model:
         raise BadObservation(f"observation shape {list(x.shape)} fits neither the observation space "
                              f"{list(shape)} nor a batch of it {['N'] + list(shape)}", self.path)
 
-    def _flatten_goal(self, obs: dict) -> np.ndarray:
-        goal: DictSpace = self.spec.goal_observation
+    def _flatten_goal(self, goal: DictSpace, obs: dict) -> np.ndarray:
         missing = [k for k, _ in goal.spaces if k not in obs]
         if missing:
             raise BadObservation(f"goal observation lacks {missing}; expected keys "
