@@ -28,9 +28,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
 
@@ -72,7 +73,7 @@ def _message_type(method: str):
 class SbProtocol(LanguageServerProtocol):
     conn: Connection
 
-    def get_message_type(self, method):
+    def get_message_type(self, method):  # type: ignore[override]  # pygls' is an lru_cache wrapper
         return _message_type(method)  # pygls' per-instance lru_cache would pin closed connections
 
     @lsp_method(types.INITIALIZE)
@@ -103,6 +104,8 @@ class SbProtocol(LanguageServerProtocol):
 
 
 class SbServer(LanguageServer):
+    protocol: SbProtocol  # protocol_cls below
+
     def __init__(self, daemon: Daemon, conn: Connection):
         self.daemon, self.conn = daemon, conn
         super().__init__("sbexportd", __version__, text_document_sync_kind=types.TextDocumentSyncKind.None_,
@@ -409,12 +412,12 @@ class Connection:
             return
         self.transport.send(self._encode(msg, encoding), encoding)
 
-    def send_error(self, rid, err: ServeError, encoding: str | None = None) -> None:
+    def send_error(self, rid, err: JsonRpcException, encoding: str | None = None) -> None:
         encoding = self._answered(rid) or encoding or self.encoding
         self.daemon.count_response(False)
         if not self.closed:
-            self.transport.send(encode_body({"jsonrpc": "2.0", "id": rid, "error": err.to_dict()}, encoding),
-                                encoding)
+            error = {"code": err.code, "message": err.message, "data": err.data}  # pygls' own errors too
+            self.transport.send(encode_body({"jsonrpc": "2.0", "id": rid, "error": error}, encoding), encoding)
 
     def send_message(self, msg: dict) -> None:
         """A message pygls made (JSON), out in the encoding its request came in."""
@@ -433,7 +436,7 @@ class Connection:
             self.transport.send(self._encode(msg, encoding), encoding)
 
     @staticmethod
-    def _encode(msg: dict, encoding: str) -> bytes:
+    def _encode(msg: dict, encoding: str) -> bytes | bytearray:
         try:
             return encode_body(msg, encoding)
         except Exception as e:  # a result that cannot be encoded: answer that instead
@@ -448,7 +451,8 @@ class Connection:
         d = self.daemon
         parser = self.parser
         if d.header_timeout and parser is not None and not self.paused:  # not while the daemon does not read
-            if parser.in_header and now - parser.frame_started > d.header_timeout:
+            started = parser.frame_started  # set while in_header
+            if parser.in_header and started is not None and now - started > d.header_timeout:
                 return f"a frame's header was not complete within {d.header_timeout:g} s"
             if parser.in_body and now - parser.last_byte > d.header_timeout:
                 return f"a frame's body stalled for more than {d.header_timeout:g} s"
@@ -494,7 +498,7 @@ def _params(raw, method: str):
     return Params(raw, method)
 
 
-def _is_ours(params) -> bool:
+def _is_ours(params) -> TypeGuard[dict]:
     return isinstance(params, dict) and isinstance(params.get("command"), str) \
         and params["command"].startswith("sbexport.")
 
@@ -542,7 +546,7 @@ class StreamProtocol(asyncio.Protocol):
     def __init__(self, daemon: Daemon, kind: str, on_exit: Callable[[int], None] | None = None, out=None):
         self.daemon, self.kind, self.on_exit, self.out = daemon, kind, on_exit, out
         self.conn: Connection | None = None
-        self.transport = None
+        self.transport: Any = None  # asyncio's, or _SplitPipes over stdin and stdout
         self.parser = FrameParser(daemon.max_message_bytes)
         self._reading = True
         self._pumping = False
@@ -717,6 +721,7 @@ async def run_stdio(daemon: Daemon, stop: asyncio.Future) -> None:
             stop.set_result(code)
 
     out_proto = _WritePipeProtocol()
+    writer: PipeWriter | FdWriter
     try:
         wt, _ = await loop.connect_write_pipe(lambda: out_proto, os.fdopen(out_fd, "wb", buffering=0))
         writer = PipeWriter(wt)
@@ -855,10 +860,9 @@ async def serve_async(daemon: Daemon, transport: str, host: str | None = None, p
     if transport == "stdio":
         task = asyncio.ensure_future(run_stdio(daemon, stop))
         task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or on_signal())
-    elif transport == "tcp":
-        server = await run_tcp(daemon, host, port)
     else:
-        server = await run_ws(daemon, host, port)
+        assert host is not None and port is not None  # main() parses them from --tcp / --ws HOST:PORT
+        server = await (run_tcp if transport == "tcp" else run_ws)(daemon, host, port)
     sweeper = asyncio.ensure_future(_sweep(daemon))
     code = await stop
     sweeper.cancel()
