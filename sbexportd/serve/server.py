@@ -83,8 +83,10 @@ class SbProtocol(LanguageServerProtocol):
         # it: drop each once done. Not when cancelled: shutdown cancels while it iterates.
         fut = self._request_futures.get(msg_id)
         if fut is not None:
-            fut.add_done_callback(lambda f, k=msg_id: None if f.cancelled() or self._request_futures.get(k) is not f
-                                  else self._request_futures.pop(k))
+            def drop(f, k=msg_id):
+                if not f.cancelled() and self._request_futures.get(k) is f:
+                    self._request_futures.pop(k)
+            fut.add_done_callback(drop)
 
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(self, params: types.InitializeParams):
