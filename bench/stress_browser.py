@@ -1,4 +1,4 @@
-"""Browsers and token guessing: WebSocket handshakes from web origins, HTTP requests on the TCP port, wrong tokens from many connections.
+"""Browsers and token guessing: web-origin WebSocket handshakes, HTTP on the TCP port, wrong tokens, many connections.
 
 What a web page can make a browser do (a WebSocket handshake, which carries the page's
 Origin; a POST to 127.0.0.1:<port> with a body of its choosing) must reach nothing; a
@@ -12,8 +12,9 @@ import socket
 import threading
 import time
 
-from rpc_client import Client, Daemon, RpcError, frame
 from stresslib import MODEL, Probe
+
+from rpc_client import Client, Daemon, RpcError, frame
 
 
 def _ws_attempts(n: int, rng: random.Random) -> dict:

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import json
 import random
-from collections import Counter
 import socket
 import threading
 import time
+from collections import Counter
 
 import msgpack
+from stresslib import MODEL, Probe, hwm_mib, rss_mib
 
 from rpc_client import Daemon, _Stream, frame
-from stresslib import MODEL, Probe, hwm_mib, rss_mib
 
 MAX_MESSAGE = 1 << 20
 
@@ -131,7 +131,7 @@ def run(quick: bool = False) -> dict:
         kinds: dict[str, int] = {}
         reopened = answers = 0
         t0 = time.monotonic()
-        for i in range(n):
+        for _ in range(n):
             j = rng.randrange(len(conns))
             if conns[j].closed:
                 answers += conns[j].answers

@@ -1,4 +1,4 @@
-"""Hostile files: work bombs, code-execution payloads, FIFOs, devices, a huge sparse file and zip bombs, opened through the daemon while another client is served.
+"""Hostile files: work bombs, code-execution payloads, FIFOs, devices, sparse and zip bombs; another client served.
 
 Every file is built here (tests/hostile): the 425-byte shared-reference pickle of the
 review and its kin, the code-execution payloads of the reader's tests, in .pkl and
@@ -13,8 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from rpc_client import Daemon, RpcError
 from stresslib import Probe, hwm_mib, rss_mib
+
+from rpc_client import Daemon, RpcError
 from tests.hostile import bombs as B
 from tests.hostile import make
 

@@ -45,7 +45,7 @@ def shown(value: Any, limit: int = 80) -> str:
             brackets = "[]" if isinstance(v, list) else "()" if isinstance(v, tuple) else "{}"
             if depth >= 3:
                 return f"{brackets[0]}...{brackets[1]}"
-            parts = [walk(x, depth + 1) for x, _ in zip(v, range(4))]
+            parts = [walk(x, depth + 1) for x, _ in zip(v, range(4), strict=False)]  # the first 4
             tail = "," if isinstance(v, tuple) and len(v) == 1 else ""
             return f"{brackets[0]}{_items(parts, len(v))}{tail}{brackets[1]}"
         if isinstance(v, type):

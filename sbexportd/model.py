@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -12,6 +12,9 @@ from .read import read_model, read_vecnormalize, zoo_settings
 from .read.archive import Archive, VecNormalizeStats
 from .understand import understand
 from .understand.spec import DictSpace, PolicySpec
+
+if TYPE_CHECKING:
+    from .realize.fast import FastPath
 
 BACKENDS = ("numpy", "tensorflow", "torch", "onnxruntime")
 # Backends that do not bound their own memory get batches in chunks of at most this
@@ -24,7 +27,7 @@ MAX_FRAME_STACK = 64  # frames a VecFrameStack in front of the policy may hold
 
 
 def load(path: str | Path, vecnormalize: str | Path | VecNormalizeStats | None = None, *,
-         algo: str | None = None, activation: str | None = None, frame_stack: int | str | None = None) -> "Model":
+         algo: str | None = None, activation: str | None = None, frame_stack: int | str | None = None) -> Model:
     """Read an SB2 .zip or .pkl safely and understand its policy.
 
     vecnormalize: a vecnormalize.pkl / obs_rms.pkl path (or its folder), "auto" to
@@ -74,7 +77,7 @@ class Model:
         self.vecnormalize = vecnormalize
         self._backends: dict[str, Any] = {}
         self._lock = threading.Lock()  # one build per backend, whichever thread asks first
-        self._fast = None  # realize.fast.FastPath, once chosen
+        self._fast: FastPath | None = None  # once chosen
         self._fast_lock = threading.Lock()
 
     @property
@@ -111,6 +114,7 @@ class Model:
 
     def _build_backend(self, name: str):
         if name not in self._backends:
+            impl: type  # the backend's class
             if name == "numpy":
                 from .realize.numpy_backend import NumpyPolicy as impl
             elif name == "tensorflow":
@@ -146,10 +150,10 @@ class Model:
         rng = None if deterministic else np.random.default_rng(seed)
         rows = n if getattr(impl, "chunk_rows", None) else self._chunk_rows()
         if n <= rows and rng is None:  # the common case, without the chunking
-            result = impl.run(batch, state, mask, outputs)
+            whole = impl.run(batch, state, mask, outputs)
             if single:
-                return {k: np.asarray(v)[0] for k, v in result.items()}
-            return {k: np.asarray(v) for k, v in result.items()}
+                return {k: np.asarray(v)[0] for k, v in whole.items()}
+            return {k: np.asarray(v) for k, v in whole.items()}
         result: dict[str, np.ndarray] = {}
         for lo in range(0, max(n, 1), rows):  # outputs allocated once, after the first chunk
             sl = slice(lo, lo + rows)
@@ -176,7 +180,7 @@ class Model:
     def _batch(self, obs: Any) -> tuple[np.ndarray, bool]:
         spec = self.spec
         if spec.goal_observation is not None and isinstance(obs, dict):
-            obs = self._flatten_goal(obs)
+            obs = self._flatten_goal(spec.goal_observation, obs)
         x = np.asarray(obs)
         if x.dtype == object:
             raise BadObservation("observations must be numbers (got ragged or object data)", self.path)
@@ -188,8 +192,7 @@ class Model:
         raise BadObservation(f"observation shape {list(x.shape)} fits neither the observation space "
                              f"{list(shape)} nor a batch of it {['N'] + list(shape)}", self.path)
 
-    def _flatten_goal(self, obs: dict) -> np.ndarray:
-        goal: DictSpace = self.spec.goal_observation
+    def _flatten_goal(self, goal: DictSpace, obs: dict) -> np.ndarray:
         missing = [k for k, _ in goal.spaces if k not in obs]
         if missing:
             raise BadObservation(f"goal observation lacks {missing}; expected keys "

@@ -7,16 +7,15 @@ import io
 import subprocess
 import sys
 import warnings
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import synthetic
 from sbexportd.realize.numpy_backend import NumpyPolicy
 from sbexportd.understand.spec import OPS, Discrete, MultiBinary, MultiDiscrete
-
-import synthetic
 
 CASES = {case.name: case for case in synthetic.cases()}
 BACKENDS = ("tensorflow", "torch", "onnxruntime")
@@ -29,7 +28,7 @@ def _require(backend: str):
                                               f"(install the 'full' extra)")
 
 
-@lru_cache(maxsize=None)
+@cache
 def policy(case: str, backend: str):
     """Each backend is built once per case (and kept warm) for the whole module."""
     spec = CASES[case].spec
@@ -245,7 +244,7 @@ def test_tf_graph_traced_once(case):
     assert set(pol.concrete.structured_outputs) == set(spec.outputs)
     assert isinstance(pol.module, tf.Module)
     import inspect
-    assert list(inspect.signature(type(pol.module).serve.python_function).parameters)[0] == "self"
+    assert next(iter(inspect.signature(type(pol.module).serve.python_function).parameters)) == "self"
     # weights are the module's variables, float64 only where SB2 computed in float64
     names = {v.name for v in pol.module.variables}
     assert len(names) == len(spec.used_tensors())
@@ -276,7 +275,7 @@ def test_torch_jit_trace(case):
     loaded = torch.jit.load(buffer)
     obs, state, mask = inputs(case, 7, seed=7)  # another batch size than traced with
     with torch.inference_mode():
-        got = dict(zip(module.output_names, (t.numpy() for t in loaded(*pol.inputs(obs, state, mask)))))
+        got = dict(zip(module.output_names, (t.numpy() for t in loaded(*pol.inputs(obs, state, mask))), strict=True))
     compare(spec, got, policy(case, "numpy").run(obs, state, mask))
 
 

@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 
 import sbexportd
+from conftest import FIXTURES, ROOT
 from sbexportd.errors import ExportError, OutputExists
 from sbexportd.export import export
 from sbexportd.export.transaction import Transaction, sweep
-
-from conftest import FIXTURES, ROOT
 
 MLP = FIXTURES / "ppo2_mlp_vec_discrete" / "model.zip"
 FAKES = ROOT / "tests" / "fakes"

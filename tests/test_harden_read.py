@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sbexportd.errors import (ModelFileError, NotAModelFile, VecNormalizeError,
-                              ZooConfigError, shown)
+from sbexportd.errors import ModelFileError, NotAModelFile, VecNormalizeError, ZooConfigError, shown
 from sbexportd.read import read_model, read_vecnormalize, read_zoo_config
 from sbexportd.read.safe_pickle import MAX_ITEMS, MAX_OBJECTS
 from tests.hostile import bombs as B

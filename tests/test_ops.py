@@ -10,7 +10,6 @@ import pytest
 
 from sbexportd.understand.ops import OPS, VARIADIC, schema_document
 from sbexportd.understand.shapes import RULES
-
 from synthetic import cases
 
 CASES = cases()

@@ -7,9 +7,10 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -99,11 +100,13 @@ def export(model, to: str | list[str], out: str | Path, *, force: bool = False, 
             results[name] = result
         _check_cancel(cancelled)
         txn.commit()
-        for name, e in txn.errors.items():  # failed to install (all_or_nothing raised already)
-            results[name].error, results[name].files, results[name].parity = e, [], {}
+        for name, err in txn.errors.items():  # failed to install (all_or_nothing raised already)
+            results[name].error, results[name].files, results[name].parity = err, [], {}
     ordered = [results[n] for n in names]
     if not any(r.ok for r in ordered):
-        raise ordered[0].error if len(ordered) == 1 else _none_exported(ordered)
+        first = ordered[0].error
+        assert first is not None  # (not ok: its error)
+        raise first if len(ordered) == 1 else _none_exported(ordered)
     return ordered
 
 
@@ -139,7 +142,7 @@ def build_target(model, name: str, folder: Path, *, verify: bool = True, progres
         raise
     except SbExportError as e:
         raise _renamed(e, folder, shown_as) from e
-    except Exception as e:  # noqa: BLE001 - a converter or runtime failed on this target
+    except Exception as e:  # a converter or runtime failed on this target (re-raised typed)
         message = _scrub(f"export failed: {type(e).__name__}: {e}", folder, shown_as)
         raise ExportError(message[:2000], shown_as) from e
     progress(name, "done", 1.0)

@@ -30,8 +30,8 @@ import secrets
 import shutil
 import socket
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from ..errors import ExportError, OutputExists, SbExportError
 
@@ -59,15 +59,16 @@ class Transaction:
                                    "(force=true) to replace", self.out)
 
     # -- lifecycle ----------------------------------------------------------------------
-    def __enter__(self) -> "Transaction":
+    def __enter__(self) -> Transaction:
         return self  # (opened by the first stage(): nothing appears in `out` before there is something to stage)
 
     def __exit__(self, kind, value, tb) -> None:
         self.close()
 
-    def open(self) -> None:
+    def open(self) -> Path:
+        """The staging folder, made on first use."""
         if self.txn is not None:
-            return
+            return self.txn
         if self.out.exists():
             sweep(self.out)
         else:
@@ -78,6 +79,7 @@ class Transaction:
         (self.txn / "new").mkdir()
         (self.txn / "old").mkdir()
         self._journal("staging")
+        return self.txn
 
     def close(self) -> None:
         """Remove the staging folder (whatever is left in it: failed or unused stages,
@@ -94,8 +96,7 @@ class Transaction:
     # -- staging ------------------------------------------------------------------------
     def stage(self, name: str) -> Path:
         """An empty folder (with the umask's permissions) to make target `name` in."""
-        self.open()
-        folder = self.txn / "new" / name
+        folder = self.open() / "new" / name
         if folder.exists():
             _remove(folder)
         folder.mkdir()
@@ -129,7 +130,8 @@ class Transaction:
         return dict(self.installed)
 
     def _install(self, name: str) -> Path:
-        final, new, old = self.out / name, self.txn / "new" / name, self.txn / "old" / name
+        txn = self.open()
+        final, new, old = self.out / name, txn / "new" / name, txn / "old" / name
         try:
             if os.path.lexists(final):
                 if not self.force:
@@ -149,8 +151,9 @@ class Transaction:
     def _roll_back(self) -> None:
         """(all or nothing) Take out what this transaction installed; put back what it replaced."""
         for name in reversed(list(self.installed)):
-            final, old = self.out / name, self.txn / "old" / name
-            trash = self.txn / "new" / f"{name}.rolled-back"
+            txn = self.open()
+            final, old = self.out / name, txn / "old" / name
+            trash = txn / "new" / f"{name}.rolled-back"
             os.rename(final, trash)
             if os.path.lexists(old):
                 os.rename(old, final)
@@ -160,12 +163,13 @@ class Transaction:
         record = {"pid": os.getpid(), "start": start_time(os.getpid()), "host": socket.gethostname(),
                   "state": state, "all_or_nothing": self.all_or_nothing, "ready": self._ready,
                   "made_out": self._made_out, "time": time.time()}
+        assert self.txn is not None  # (written by open() and after it)
         tmp = self.txn / (JOURNAL + ".tmp")
         tmp.write_text(json.dumps(record))
         os.replace(tmp, self.txn / JOURNAL)
 
 
-def check_out(out: str | os.PathLike, forbidden: Iterable[str | os.PathLike] = ()) -> Path:
+def check_out(out: str | os.PathLike | None, forbidden: Iterable[str | os.PathLike] = ()) -> Path:
     """`out` as an absolute path, refused when empty, a file, or inside a forbidden
     folder (the daemon's own export cache)."""
     if out is None or not str(out).strip():
@@ -197,7 +201,7 @@ def resolved(path: Path) -> Path:
 # -- crash recovery -----------------------------------------------------------------------
 def sweep(out: Path) -> list[Path]:
     """Clean up the .txn folders in `out` left by processes that are gone. Returns them."""
-    swept = []
+    swept: list[Path] = []
     try:
         entries = [e for e in os.scandir(out) if e.name.startswith(PREFIX) and e.name.endswith(SUFFIX)]
     except OSError:
@@ -213,7 +217,8 @@ def sweep(out: Path) -> list[Path]:
                 continue
             if record.get("state") == "installing":
                 _recover(out, txn, record)
-        elif process_alive(_pid_of(entry.name), None) or time.time() - entry.stat(follow_symlinks=False).st_mtime < 3600:
+        elif (process_alive(_pid_of(entry.name), None)
+              or time.time() - entry.stat(follow_symlinks=False).st_mtime < 3600):
             continue  # no journal yet: being made right now, unless old and its process gone
         _remove(txn)
         swept.append(txn)

@@ -48,7 +48,7 @@ def read_model(path: str | os.PathLike, *, limits: Limits | None = None,
                              source) from e
     except RecursionError as e:
         raise ModelFileError("the file nests data too deeply to read", source) from e
-    except Exception as e:  # noqa: BLE001 - the contract: only typed errors escape
+    except Exception as e:  # the contract: only typed errors escape
         raise ModelFileError(f"cannot read the file as an SB2 model: {reason(e)}", source) from e
 
 

@@ -19,7 +19,8 @@ PyTorch is imported here only, lazily; `torch.set_num_threads` is left alone.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,8 +29,12 @@ from ..understand.spec import FLOAT64_PARAMS, Node, PolicySpec, require_ops
 Converter = Callable[[Any, Node, list, dict], tuple]
 CONVERTERS: dict[str, Converter] = {}
 
-torch = None  # bound by _import_torch()
-F = None
+if TYPE_CHECKING:
+    import torch
+    import torch.nn.functional as F
+else:
+    torch = None  # bound by _import_torch()
+    F = None
 
 
 def _import_torch():
@@ -321,17 +326,17 @@ def _make_module_class():
                 env["state"], env["mask"] = state, mask
             nchw: set[str] = set()  # tensors held as NCHW (the spec's are NHWC)
             buffers = dict(self.named_buffers())
-            for node, pnames in zip(self.spec.nodes, self._params_of):
+            for node, pnames in zip(self.spec.nodes, self._params_of, strict=True):
                 xs = [env[i] for i in node.inputs]
                 in_nchw = [i in nchw for i in node.inputs]
                 if node.op == "conv2d" and not in_nchw[0]:
                     xs[0] = xs[0].permute(0, 3, 1, 2)  # NHWC -> NCHW, once per conv stack
                 elif node.op not in _NCHW_OPS:
                     # e.g. flatten after the conv stack: back to NHWC first, SB2's order
-                    xs = [x.permute(0, 2, 3, 1) if flag else x for x, flag in zip(xs, in_nchw)]
+                    xs = [x.permute(0, 2, 3, 1) if flag else x for x, flag in zip(xs, in_nchw, strict=True)]
                 params = {role: buffers[name] for role, name in pnames.items()}
                 results = CONVERTERS[node.op](self, node, xs, params)
-                env.update(zip(node.outputs, results))
+                env.update(zip(node.outputs, results, strict=True))
                 if node.op == "conv2d" or (node.op == "activation" and in_nchw[0]):
                     nchw.update(node.outputs)
             return env, nchw
@@ -415,7 +420,7 @@ class TorchPolicy:
 
     def run(self, obs, state=None, mask=None, outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         with torch.inference_mode():
-            got = dict(zip(self.module.output_names, self.module(*self.inputs(obs, state, mask))))
+            got = dict(zip(self.module.output_names, self.module(*self.inputs(obs, state, mask)), strict=True))
             wanted = outputs or tuple(self.spec.outputs)
             return {k: got[k].numpy() for k in wanted if k in got}
 

@@ -19,6 +19,7 @@ import os
 import secrets
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +38,13 @@ def generate_token() -> str:
     return secrets.token_urlsafe(TOKEN_BYTES)
 
 
-def resolve_token(*, no_auth: bool, token_file: str | None, env: dict[str, str] | None = None) -> tuple[str | None, str]:
+def resolve_token(*, no_auth: bool, token_file: str | None,
+                  env: Mapping[str, str] | None = None) -> tuple[str | None, str]:
     """(token or None, where it came from). Raises TokenError."""
-    env = os.environ if env is None else env
-    token_file = token_file or env.get("SBEXPORTD_TOKEN_FILE") or None
+    environ: Mapping[str, str] = os.environ if env is None else env
+    token_file = token_file or environ.get("SBEXPORTD_TOKEN_FILE") or None
     if no_auth:
-        if token_file or env.get("SBEXPORTD_TOKEN"):
+        if token_file or environ.get("SBEXPORTD_TOKEN"):
             raise TokenError("--no-auth with a token (SBEXPORTD_TOKEN, --token-file): choose one")
         return None, "none (--no-auth)"
     if token_file:
@@ -51,8 +53,8 @@ def resolve_token(*, no_auth: bool, token_file: str | None, env: dict[str, str] 
         except (OSError, UnicodeDecodeError) as e:
             raise TokenError(f"cannot read the token file {token_file}: {getattr(e, 'strerror', None) or e}") from e
         return check_token(token, f"the token file {token_file}"), "file"
-    if "SBEXPORTD_TOKEN" in env:
-        return check_token(env["SBEXPORTD_TOKEN"].strip(), "SBEXPORTD_TOKEN"), "environment"
+    if "SBEXPORTD_TOKEN" in environ:
+        return check_token(environ["SBEXPORTD_TOKEN"].strip(), "SBEXPORTD_TOKEN"), "environment"
     return generate_token(), "generated"
 
 
@@ -107,14 +109,14 @@ class Throttle:
 
 
 # -- connection files ----------------------------------------------------------------------
-def runtime_dir(env: dict[str, str] | None = None) -> Path:
+def runtime_dir(env: Mapping[str, str] | None = None) -> Path:
     """Where connection files go: $SBEXPORTD_RUNTIME_DIR, else $XDG_RUNTIME_DIR/sbexportd,
     else ~/.local/share/sbexportd/runtime (as Jupyter's runtime folder)."""
-    env = os.environ if env is None else env
-    if env.get("SBEXPORTD_RUNTIME_DIR"):
-        return Path(env["SBEXPORTD_RUNTIME_DIR"])
-    if env.get("XDG_RUNTIME_DIR"):
-        return Path(env["XDG_RUNTIME_DIR"]) / "sbexportd"
+    environ: Mapping[str, str] = os.environ if env is None else env
+    if environ.get("SBEXPORTD_RUNTIME_DIR"):
+        return Path(environ["SBEXPORTD_RUNTIME_DIR"])
+    if environ.get("XDG_RUNTIME_DIR"):
+        return Path(environ["XDG_RUNTIME_DIR"]) / "sbexportd"
     return Path.home() / ".local" / "share" / "sbexportd" / "runtime"
 
 

@@ -14,11 +14,12 @@ import os
 import threading
 import time
 from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -158,7 +159,7 @@ class OpenOptions:
 
     @classmethod
     def make(cls, path: str, vecnormalize: str | None = None, algo: str | None = None,
-             activation: str | None = None, frame_stack: int | str | None = None) -> "OpenOptions":
+             activation: str | None = None, frame_stack: int | str | None = None) -> OpenOptions:
         def absolute(p: str) -> str:  # not resolved: what a symlink points to is not the client's business
             return os.path.abspath(os.path.expanduser(p))
         vn = None if vecnormalize is None else ("auto" if vecnormalize == "auto" else absolute(vecnormalize))
@@ -524,14 +525,15 @@ class Daemon:
         self.export_pool.shutdown(wait=False, cancel_futures=True)
         self.exports.close()
 
-    def stopping(self) -> None:
-        """The daemon is stopping: running work has STOP_GRACE seconds from now."""
+    def stopping(self) -> float:
+        """The daemon is stopping: running work has STOP_GRACE seconds from now (the
+        first call). The deadline."""
         if self.stop_deadline is None:
             self.stop_deadline = time.monotonic() + STOP_GRACE
+        return self.stop_deadline
 
     def grace_left(self) -> float:
-        self.stopping()
-        return max(0.0, self.stop_deadline - time.monotonic())
+        return max(0.0, self.stopping() - time.monotonic())
 
     def wait_idle(self) -> bool:
         """Whether the worker threads all ended within the stop's grace (after close_all)."""

@@ -4,6 +4,7 @@ stable machine-readable word, the file concerned (or null), and what to do."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from pygls.exceptions import JsonRpcException
 
@@ -91,6 +92,8 @@ HINTS = {
 class ServeError(JsonRpcException):
     """A JSON-RPC error with sbexportd's data: pygls sends it as the response."""
 
+    data: dict[str, Any]  # always {kind, file, hint}
+
     def __init__(self, code: int, message: str, kind: str, *, file: str | None = None, hint: str | None = None):
         super().__init__(message=message, code=code,
                          data={"kind": kind, "file": file, "hint": hint or HINTS.get(kind, HINTS["internal"])})
@@ -110,6 +113,11 @@ def unknown_model(model_id) -> ServeError:
 
 def cancelled(what: str = "request") -> ServeError:
     return ServeError(REQUEST_CANCELLED, f"{what} cancelled; nothing was written", "cancelled")
+
+
+def error_object(err: JsonRpcException) -> dict[str, Any]:
+    """A JSON-RPC error object (pygls' own exceptions have no to_dict)."""
+    return {"code": err.code, "message": err.message, "data": err.data}
 
 
 def none_exported(failed: list, failures: list[dict]) -> JsonRpcException:

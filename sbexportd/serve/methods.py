@@ -11,9 +11,10 @@ Keys of the protocol's own objects are camelCase (LSP style); what sbexportd its
 describes (inspect, parameter stats, manifests) keeps the snake_case the CLI prints."""
 from __future__ import annotations
 
+import builtins
 import functools
 import math
-from typing import Any
+from typing import Any, Literal, overload
 
 from ..errors import SbExportError
 from ..export.transaction import check_out
@@ -46,10 +47,23 @@ class Params:
             raise errors.invalid_params(f"{self.method}: {key} must be {what}, got {type(value).__name__}")
         return value
 
-    def str(self, key: str, default: str | None = None, required: bool = False) -> str | None:
+    # Named for the JSON types they read; in this class body `str`, `bool` and `int` are
+    # these methods, so annotations name the builtins as builtins.*. With a default or
+    # required=True an accessor never answers None (the overloads say so).
+    @overload
+    def str(self, key: builtins.str, default: builtins.str, required: builtins.bool = False) -> builtins.str: ...
+    @overload
+    def str(self, key: builtins.str, default: None = None, *, required: Literal[True]) -> builtins.str: ...
+    @overload
+    def str(self, key: builtins.str, default: None = None, required: builtins.bool = False) -> builtins.str | None: ...
+    def str(self, key, default=None, required=False):
         return self._get(key, (str,), "a string", default, required)
 
-    def path(self, key: str, required: bool = True) -> str | None:
+    @overload
+    def path(self, key: builtins.str, required: Literal[True] = True) -> builtins.str: ...
+    @overload
+    def path(self, key: builtins.str, required: builtins.bool) -> builtins.str | None: ...
+    def path(self, key, required=True):
         """A file or folder name: a non-empty string, valid Unicode, no NUL byte."""
         value = self.str(key, required=required)
         if value is None:
@@ -65,19 +79,28 @@ class Params:
                                         "expected a path") from None
         return value
 
-    def bool(self, key: str, default: bool) -> bool:
+    def bool(self, key: builtins.str, default: builtins.bool) -> builtins.bool:
         return self._get(key, (bool,), "true or false", default)
 
-    def int(self, key: str, default: int | None = None) -> int | None:
+    @overload
+    def int(self, key: builtins.str, default: builtins.int) -> builtins.int: ...
+    @overload
+    def int(self, key: builtins.str, default: None = None) -> builtins.int | None: ...
+    def int(self, key, default=None):
         return self._get(key, (int,), "an integer", default)
 
-    def str_list(self, key: str, default: list[str] | None = None) -> list[str] | None:
+    @overload
+    def str_list(self, key: builtins.str, default: list[builtins.str]) -> list[builtins.str]: ...
+    @overload
+    def str_list(self, key: builtins.str, default: None = None) -> list[builtins.str] | None: ...
+    def str_list(self, key, default=None):
         value = self._get(key, (list,), "a list of strings", default)
         if value is not None and not all(isinstance(v, str) for v in value):
             raise errors.invalid_params(f"{self.method}: {key} must be a list of strings")
         return value
 
-    def frame_stack(self, key: str, default: int | str | None, minimum: int = 1) -> int | str | None:
+    def frame_stack(self, key: builtins.str, default: builtins.int | builtins.str | None,
+                    minimum: builtins.int = 1) -> builtins.int | builtins.str | None:
         """A number of frames for SB2's VecFrameStack (minimum..64), or "auto" (the zoo's
         config.yml beside the model)."""
         from ..model import MAX_FRAME_STACK
@@ -89,16 +112,16 @@ class Params:
                                         f"{MAX_FRAME_STACK} or \"auto\", got {value!r:.40}")
         return value
 
-    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+    def choice(self, key: builtins.str, choices: tuple[builtins.str, ...], default: builtins.str) -> builtins.str:
         value = self.str(key, default)
         if value not in choices:
             raise errors.invalid_params(f"{self.method}: {key} must be one of {', '.join(choices)}, got {value!r}")
         return value
 
-    def model_id(self) -> str:
+    def model_id(self) -> builtins.str:
         return self.str("modelId", required=True)
 
-    def encoding(self) -> str:
+    def encoding(self) -> builtins.str:
         return self.choice("encoding", JSON_ENCODINGS, "list")
 
 
@@ -234,7 +257,8 @@ async def export(conn, p: Params, req):
     results, failed = await conn.daemon.export(
         p.model_id(), to, out, force=p.bool("force", False), verify=p.bool("verify", True),
         all_or_nothing=p.bool("allOrNothing", False), progress=req.progress(p.raw), token=req.token)
-    failures = [{"target": name, "ok": False, "error": errors.map_exception(e).to_dict()} for name, e in failed]
+    failures = [{"target": name, "ok": False, "error": errors.error_object(errors.map_exception(e))}
+                for name, e in failed]
     if not results:  # nothing written: the request failed
         raise errors.none_exported(failed, failures)
     return {"modelId": p.model_id(), "out": out, "results": results, "failed": failures, "complete": not failed}
@@ -243,7 +267,8 @@ async def export(conn, p: Params, req):
 @method("sbexport/evaluate")
 async def evaluate(conn, p: Params, req):
     """Episodes of gymnasium's env for an SB2 file or an export folder (sbexportd.evaluate)."""
-    from ..evaluate import MAX_EPISODES, evaluate as run_episodes
+    from ..evaluate import MAX_EPISODES
+    from ..evaluate import evaluate as run_episodes
     from ..model import BACKENDS
     path = p.path("path")
     conn.daemon.roots.check(path, "path")  # (--root: an SB2 file or an export folder inside the roots)

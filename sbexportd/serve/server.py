@@ -20,7 +20,6 @@ Who does what:
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import inspect
 import itertools
@@ -31,9 +30,11 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, TypeGuard
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
 
@@ -43,8 +44,18 @@ from .arrays import Bulky
 from .auth import token_matches
 from .daemon import STOP_GRACE, CancelToken, Daemon, NullProgress, current_connection
 from .errors import ServeError
-from .framing import (JSON, FdWriter, FrameError, FrameParser, StreamTransport, WsTransport, decode_body,
-                      encode_body, frame_header, sniff_binary)
+from .framing import (
+    JSON,
+    FdWriter,
+    FrameError,
+    FrameParser,
+    StreamTransport,
+    WsTransport,
+    decode_body,
+    encode_body,
+    frame_header,
+    sniff_binary,
+)
 
 log = logging.getLogger("sbexportd.serve")
 
@@ -64,9 +75,9 @@ def _message_type(method: str):
 
 
 class SbProtocol(LanguageServerProtocol):
-    conn: "Connection"
+    conn: Connection
 
-    def get_message_type(self, method):
+    def get_message_type(self, method):  # type: ignore[override]  # pygls' is an lru_cache wrapper
         return _message_type(method)  # pygls' per-instance lru_cache would pin closed connections
 
     def _execute_handler(self, msg_id, handler, callback, args=None, kwargs=None):
@@ -76,8 +87,10 @@ class SbProtocol(LanguageServerProtocol):
         # it: drop each once done. Not when cancelled: shutdown cancels while it iterates.
         fut = self._request_futures.get(msg_id)
         if fut is not None:
-            fut.add_done_callback(lambda f, k=msg_id: None if f.cancelled() or self._request_futures.get(k) is not f
-                                  else self._request_futures.pop(k))
+            def drop(f, k=msg_id):
+                if not f.cancelled() and self._request_futures.get(k) is f:
+                    self._request_futures.pop(k)
+            fut.add_done_callback(drop)
 
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(self, params: types.InitializeParams):
@@ -101,7 +114,9 @@ class SbProtocol(LanguageServerProtocol):
 
 
 class SbServer(LanguageServer):
-    def __init__(self, daemon: Daemon, conn: "Connection"):
+    protocol: SbProtocol  # protocol_cls below
+
+    def __init__(self, daemon: Daemon, conn: Connection):
         self.daemon, self.conn = daemon, conn
         super().__init__("sbexportd", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
                          protocol_cls=SbProtocol)
@@ -116,7 +131,7 @@ class SbServer(LanguageServer):
 class _PyglsWriter:
     """What pygls sends (its answers, $/progress): one JSON message per write."""
 
-    def __init__(self, conn: "Connection"):
+    def __init__(self, conn: Connection):
         self.conn = conn
 
     def write(self, data: bytes) -> None:
@@ -131,12 +146,12 @@ class Request:
 
     __slots__ = ("conn", "id", "method", "token", "task", "encoding")
 
-    def __init__(self, conn: "Connection", rid, method: str, encoding: str):
+    def __init__(self, conn: Connection, rid, method: str, encoding: str):
         self.conn, self.id, self.method, self.encoding = conn, rid, method, encoding
         self.token = CancelToken()
         self.task: asyncio.Future | None = None
 
-    def progress(self, params: dict) -> "Reporter | NullProgress":
+    def progress(self, params: dict) -> Reporter | NullProgress:
         wdt = params.get("workDoneToken")
         if wdt is None:
             return NullProgress()
@@ -207,6 +222,7 @@ class Connection:
         self.opened_at = self.last_activity = time.monotonic()
         self.write_paused_at: float | None = None
         self.parser: FrameParser | None = None  # stream transports: for the header timeout
+        self.decoding: asyncio.Future | None = None  # a large body's parse (held: the loop holds tasks weakly)
         self.server = SbServer(daemon, self)
         self.protocol: SbProtocol = self.server.protocol
         daemon.connection_opened(self)
@@ -255,6 +271,7 @@ class Connection:
         except ServeError as e:
             return self.send_error(None, e, encoding)
         self.handle(msg, encoding)
+        return None
 
     def handle(self, msg: Any, encoding: str) -> None:
         self.encoding = encoding
@@ -312,6 +329,7 @@ class Connection:
                 self._shutdown(rid)
             return self._to_pygls(msg)
         self._serve(req, handler, p)
+        return None
 
     # -- authentication (auth.py) ---------------------------------------------------------
     @property
@@ -325,8 +343,8 @@ class Connection:
         connection the throttle keeps waiting). A wrong token is answered -33020 and
         the connection closed."""
         if rid in self.requests:
-            return self.send_error(None, _invalid(f"id {rid!r} is already in use by a request in flight"),
-                                   encoding)
+            self.send_error(None, _invalid(f"id {rid!r} is already in use by a request in flight"), encoding)
+            return
         self._track(rid, "initialize", encoding)
         self.pause("auth")
         delay = self.daemon.throttle.reserve()
@@ -340,14 +358,17 @@ class Connection:
             return
         params = msg.get("params")
         opts = params.get("initializationOptions") if isinstance(params, dict) else None
-        ok = token_matches(opts.get("token") if isinstance(opts, dict) else None, self.daemon.token)
+        token = self.daemon.token
+        assert token is not None  # (needs_token)
+        ok = token_matches(opts.get("token") if isinstance(opts, dict) else None, token)
         self.daemon.throttle.settle(ok)
         if not ok:
             self.daemon.counters["authFailures"] += 1
             self.send_error(rid, ServeError(errors.UNAUTHORIZED, "missing or wrong token in "
                                             "initializationOptions.token; the connection is closed",
                                             "unauthorized"), encoding)
-            return self.close()
+            self.close()
+            return
         self._to_pygls(msg)
         self.resume("auth")
 
@@ -368,7 +389,7 @@ class Connection:
             result = handler(self, _params(params, req.method), req)
             if inspect.isawaitable(result):
                 req.task = asyncio.ensure_future(self._finish(req, result))
-                return
+                return None
         except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON-RPC error
             daemon.in_flight -= 1
             return self.send_error(req.id, errors.map_exception(exc))
@@ -376,6 +397,7 @@ class Connection:
             current_connection.reset(token)
         daemon.in_flight -= 1
         self.reply(req.id, result)
+        return None
 
     async def _finish(self, req: Request, awaitable) -> None:
         try:
@@ -400,7 +422,7 @@ class Connection:
         token = current_connection.set(self.id)  # the tasks pygls starts (editor features) too take turns
         try:
             self.protocol.handle_message(structured)
-        except Exception as e:  # noqa: BLE001 - never let one message end the connection
+        except Exception as e:  # never let one message end the connection
             log.exception("dispatching %s failed", msg.get("method"))
             if "id" in msg and "method" in msg:
                 self.send_error(msg.get("id"), errors.map_exception(e))
@@ -449,12 +471,12 @@ class Connection:
             return
         self.transport.send(self._encode(msg, encoding), encoding)
 
-    def send_error(self, rid, err: ServeError, encoding: str | None = None) -> None:
+    def send_error(self, rid, err: JsonRpcException, encoding: str | None = None) -> None:
         encoding = self._answered(rid) or encoding or self.encoding
         self.daemon.count_response(False)
         if not self.closed:
-            self.transport.send(encode_body({"jsonrpc": "2.0", "id": rid, "error": err.to_dict()}, encoding),
-                                encoding)
+            error = {"code": err.code, "message": err.message, "data": err.data}  # pygls' own errors too
+            self.transport.send(encode_body({"jsonrpc": "2.0", "id": rid, "error": error}, encoding), encoding)
 
     def send_message(self, msg: dict) -> None:
         """A message pygls made (JSON), out in the encoding its request came in."""
@@ -473,10 +495,10 @@ class Connection:
             self.transport.send(self._encode(msg, encoding), encoding)
 
     @staticmethod
-    def _encode(msg: dict, encoding: str) -> bytes:
+    def _encode(msg: dict, encoding: str) -> bytes | bytearray:
         try:
             return encode_body(msg, encoding)
-        except Exception as e:  # noqa: BLE001 - a result that cannot be encoded: answer that instead
+        except Exception as e:  # a result that cannot be encoded: answer that instead
             log.exception("cannot encode the answer")
             err = errors.map_exception(e)
             return encode_body({"jsonrpc": "2.0", "id": msg.get("id"), "error": {
@@ -488,7 +510,8 @@ class Connection:
         d = self.daemon
         parser = self.parser
         if d.header_timeout and parser is not None and not self.paused:  # not while the daemon does not read
-            if parser.in_header and now - parser.frame_started > d.header_timeout:
+            started = parser.frame_started  # set while in_header
+            if parser.in_header and started is not None and now - started > d.header_timeout:
                 return f"a frame's header was not complete within {d.header_timeout:g} s"
             if parser.in_body and now - parser.last_byte > d.header_timeout:
                 return f"a frame's body stalled for more than {d.header_timeout:g} s"
@@ -534,7 +557,7 @@ def _params(raw, method: str):
     return Params(raw, method)
 
 
-def _is_ours(params) -> bool:
+def _is_ours(params) -> TypeGuard[dict]:
     return isinstance(params, dict) and isinstance(params.get("command"), str) \
         and params["command"].startswith("sbexport.")
 
@@ -582,7 +605,7 @@ class StreamProtocol(asyncio.Protocol):
     def __init__(self, daemon: Daemon, kind: str, on_exit: Callable[[int], None] | None = None, out=None):
         self.daemon, self.kind, self.on_exit, self.out = daemon, kind, on_exit, out
         self.conn: Connection | None = None
-        self.transport = None
+        self.transport: Any = None  # asyncio's, or _SplitPipes over stdin and stdout
         self.parser = FrameParser(daemon.max_message_bytes)
         self._reading = True
         self._pumping = False
@@ -618,7 +641,7 @@ class StreamProtocol(asyncio.Protocol):
         conn = self.conn
         if conn is not None and not conn.closed:
             fe = self.parser.eof()
-            if fe is not None:
+            if fe is not None and fe.error is not None:  # (an end of stream is never an HTTP refusal)
                 conn.send_error(None, fe.error)
             conn.close()
         return False
@@ -681,7 +704,7 @@ class StreamProtocol(asyncio.Protocol):
                         return
                     continue
                 if len(event.body) > LARGE_BODY:
-                    asyncio.ensure_future(conn.receive_large(event.body, event.encoding))
+                    conn.decoding = asyncio.ensure_future(conn.receive_large(event.body, event.encoding))
                 else:
                     conn.receive(event.body, event.encoding)
             if self.parser.buffered and not conn.closed:  # more frames: after the others' turn
@@ -763,6 +786,7 @@ async def run_stdio(daemon: Daemon, stop: asyncio.Future) -> None:
             stop.set_result(code)
 
     out_proto = _WritePipeProtocol()
+    writer: PipeWriter | FdWriter
     try:
         wt, _ = await loop.connect_write_pipe(lambda: out_proto, os.fdopen(out_fd, "wb", buffering=0))
         writer = PipeWriter(wt)
@@ -794,7 +818,7 @@ async def run_stdio(daemon: Daemon, stop: asyncio.Future) -> None:
     on_exit(0)  # end of input: the client is gone
 
 
-async def run_tcp(daemon: Daemon, host: str, port: int) -> asyncio.AbstractServer:
+async def run_tcp(daemon: Daemon, host: str, port: int) -> asyncio.Server:
     loop = asyncio.get_running_loop()
     return await loop.create_server(lambda: StreamProtocol(daemon, "tcp"), host, port)
 
@@ -802,6 +826,7 @@ async def run_tcp(daemon: Daemon, host: str, port: int) -> asyncio.AbstractServe
 async def run_ws(daemon: Daemon, host: str, port: int):
     from websockets.asyncio.server import serve
     from websockets.exceptions import ConnectionClosed
+    from websockets.typing import Origin
 
     async def client(ws):
         if len(daemon.connections) >= daemon.max_connections:
@@ -829,7 +854,7 @@ async def run_ws(daemon: Daemon, host: str, port: int):
                         await flow.wait()
         except ConnectionClosed:
             pass
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("connection %d failed", conn.id)
         finally:
             conn.close()
@@ -840,7 +865,8 @@ async def run_ws(daemon: Daemon, host: str, port: int):
     # page cannot drive the daemon (clients that are not browsers send none)
     return await serve(client, host, port, max_size=daemon.max_message_bytes, compression=None,
                        open_timeout=daemon.header_timeout or None,
-                       origins=[None, *daemon.allow_origins], process_response=_count_refused(daemon))
+                       origins=[None, *(Origin(o) for o in daemon.allow_origins)],
+                       process_response=_count_refused(daemon))
 
 
 def _count_refused(daemon: Daemon):
@@ -849,7 +875,6 @@ def _count_refused(daemon: Daemon):
             daemon.counters["originRefused"] += 1
             log.warning("refused a WebSocket handshake from origin %r (--allow-origin lets one in)",
                         (request.headers.get("Origin") or "")[:100])
-        return None
     return process_response
 
 
@@ -912,6 +937,7 @@ async def serve_async(daemon: Daemon, transport: str, host: str | None = None, p
         task = asyncio.ensure_future(run_stdio(daemon, stop))
         task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or on_signal())
     else:
+        assert host is not None and port is not None  # main() parses them from --tcp / --ws HOST:PORT
         server = await (run_tcp if transport == "tcp" else run_ws)(daemon, host, port)
         bound_host, bound_port = server.sockets[0].getsockname()[:2]
         info = auth.connection_info(transport, bound_host, bound_port, daemon.token)

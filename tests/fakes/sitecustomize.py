@@ -35,7 +35,7 @@ if _faults:
                 mod = _targets.TARGETS[name].load_module()
                 original = mod.write
 
-                def slow(model, folder, _w=original):
-                    time.sleep(seconds)
+                def slow(model, folder, _w=original, _s=seconds):
+                    time.sleep(_s)
                     return _w(model, folder)
                 mod.write = slow

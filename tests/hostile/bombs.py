@@ -9,8 +9,23 @@ from __future__ import annotations
 
 import struct
 
-from tests.hostile.make import (EMPTY_DICT, EMPTY_LIST, MARK, PROTO2, REDUCE, SETITEM, STOP, TUPLE,
-                                TUPLE2, APPENDS, b, glob, i, model_pickle, s)
+from tests.hostile.make import (
+    APPENDS,
+    EMPTY_DICT,
+    EMPTY_LIST,
+    MARK,
+    PROTO2,
+    REDUCE,
+    SETITEM,
+    STOP,
+    TUPLE,
+    TUPLE2,
+    b,
+    glob,
+    i,
+    model_pickle,
+    s,
+)
 
 POP = b"0"
 APPEND = b"a"

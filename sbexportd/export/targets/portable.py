@@ -9,8 +9,17 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from ...understand.spec import (OPS, SPEC_VERSION, Box, Discrete, Distribution, MultiBinary, MultiDiscrete, Node,
-                                PolicySpec)
+from ...understand.spec import (
+    OPS,
+    SPEC_VERSION,
+    Box,
+    Discrete,
+    Distribution,
+    MultiBinary,
+    MultiDiscrete,
+    Node,
+    PolicySpec,
+)
 from ..conventions import export_name, output_names
 
 FORMAT = "sbexportd-portable"
@@ -76,7 +85,7 @@ def read(path: Path) -> PolicySpec:
     if len(raw) > MAX_FILE:
         raise ValueError(f"{path}: larger than {MAX_FILE} bytes")
     doc = msgpack.unpackb(raw, raw=False, strict_map_key=True)
-    if doc.get("format") != FORMAT or doc.get("format_version") != 1:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("format_version") != 1:
         raise ValueError(f"{path}: not an {FORMAT} v1 file")
     tensors = {}
     for name, t in doc["tensors"].items():
@@ -103,7 +112,7 @@ def _space(d: dict[str, Any]):
         return MultiBinary(int(d["n"]))
 
     def bound(v):
-        v = np.asarray([float(x) if not isinstance(x, str) else float(x) for x in np.ravel(v)]) \
+        v = np.asarray([float(x) for x in np.ravel(v)]) \
             if not isinstance(v, str) else np.asarray([float(v)])
         return np.broadcast_to(v, d["shape"]).astype(d.get("dtype", "float32"))
     return Box(low=bound(d.get("low", "-inf")), high=bound(d.get("high", "inf")), dtype=d.get("dtype", "float32"))
