@@ -61,12 +61,14 @@ def load(folder: Path, spec):
     session = ort.InferenceSession(str(folder / FILE), options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     client, why = node_client()
+    from ._tf_common import node_manifest
+    manifest = node_manifest(spec, "onnx", adjust_io)
 
     def run(feeds):
         arrays = feed_arrays(spec, feeds)
         got = conform(spec, dict(zip(names, session.run(names, arrays))))
-        if client is not None:
-            in_node, _ = run_node("onnx", folder / FILE, arrays, client)
+        if client is not None:  # the Node client's loadExport, with onnxruntime-node
+            in_node, _ = run_node("onnx", folder, arrays, client, manifest)
             _agree(spec, conform(spec, in_node), got, folder)
         return got
     runtime = f"onnxruntime {ort.__version__} (python, CPU)"
