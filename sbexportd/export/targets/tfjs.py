@@ -16,8 +16,15 @@ import threading
 from pathlib import Path
 
 from ...errors import ExportError
-from ._tf_common import (conform, feed_arrays, import_tfjs_converter, node_client, node_manifest,
-                         node_package_version, run_node)
+from ._tf_common import (
+    conform,
+    feed_arrays,
+    import_tfjs_converter,
+    node_client,
+    node_manifest,
+    node_package_version,
+    run_node,
+)
 from .savedmodel import save
 
 NOTE = "NOTE.txt"
