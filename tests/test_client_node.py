@@ -59,6 +59,13 @@ def test_npm_pack_installs_into_a_fresh_project(tmp_path):
     version = json.loads((CLIENT / "package.json").read_text())["version"]
     project = tmp_path / "project"
     project.mkdir()
+    try:
+        _install_and_use(project, version, tmp_path / "exported")
+    finally:  # pytest keeps the last runs' tmp_path: not 600 MB of node_modules each
+        shutil.rmtree(project / "node_modules", ignore_errors=True)
+
+
+def _install_and_use(project: Path, version: str, out: Path) -> None:
     proc = subprocess.run(["npm", "pack", "--json", "--pack-destination", str(project)], cwd=CLIENT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -93,7 +100,6 @@ def test_npm_pack_installs_into_a_fresh_project(tmp_path):
                           timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
-    out = tmp_path / "exported"
     env = {**os.environ, "SBEXPORTD_NODE_CLIENT": str(installed)}
     proc = subprocess.run(["node", "use-package.mjs", sys.executable, str(ROOT),
                            str(ROOT / "examples" / "ppo2_CartPole-v1.pkl"), str(out)],
