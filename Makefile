@@ -37,7 +37,7 @@ $(DEBIAN_STAMP): $(DEBIAN_SCRIPTS)
 	set -e; for script in $(DEBIAN_SCRIPTS); do sh $$script; done
 	mkdir -p $(VENV) && touch $@
 
-test: $(INSTALLED)  ## the whole suite: Python, the C program, the Java and Node clients
+test: $(INSTALLED)  ## the whole suite: Python, the C program, the Java and Node clients, the editors
 	$(BIN)/python -m pytest -q
 
 demo: $(PY_STAMP) $(NODE_STAMPS)  ## the main job on the bundled example agent
