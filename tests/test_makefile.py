@@ -66,7 +66,7 @@ def test_a_fresh_machine_installs_everything_first(tree):
     assert out.rstrip().endswith(PYTEST), out  # the suite runs after the install
     demo = dry_run(tree, "demo")
     assert PIP in demo and NPM_NODE in demo and "sbexportd export" in demo
-    assert DEBIAN not in demo  # the demo needs no JDK
+    assert DEBIAN not in demo and NPM_VSCODE not in demo  # the demo needs neither the JDK nor the editor
 
 
 def test_nothing_to_install_when_nothing_changed(tree):
