@@ -22,10 +22,15 @@ import numpy as np
 
 from .environments import Published, make, published, successor
 from .errors import BadObservation, ExportError, SbExportError
+from .registry import Registry
 
 MAX_EPISODES = 10_000
-# export targets evaluate can run in their own runtime from the manifest alone
-RUNTIMES = ("sb3", "rl-zoo3", "onnx", "pytorch", "tflite", "savedmodel")
+Runner = Callable[[dict], dict]
+# export targets evaluate runs in their own runtime from the manifest alone:
+# (folder, manifest) -> (feeds -> {action, state}, runtime); sb3 and rl-zoo3 step in SB3 (Sb3Agent)
+RUNNERS: Registry[Callable[[Path, dict], tuple[Runner, str]]] = Registry("export runtime", ExportError)
+runner = RUNNERS.register
+SB3_TARGETS = ("sb3", "rl-zoo3")
 
 
 @dataclass
@@ -149,16 +154,17 @@ def sb2_agent(path: Path, backend: str, vecnormalize, frame_stack, algo: str | N
 def export_agent(folder: Path) -> Agent:
     manifest = json.loads((folder / "manifest.json").read_text())
     target = manifest.get("target")
-    if target in ("sb3", "rl-zoo3"):
+    if target in SB3_TARGETS:
         agent: Agent = Sb3Agent(folder, manifest)
-    elif target in RUNTIMES:
-        run, runtime = _runtime(folder, manifest)
+    elif target in RUNNERS:
+        run, runtime = RUNNERS[target](folder, manifest)
         state = next((i for i in manifest["inputs"] if i["name"] == "state"), None)
         goal = (manifest.get("goal_observation") or {}).get("keys")
         agent = StatefulAgent(run, int(state["shape"][1]) if state else 0, goal, manifest["inputs"][0]["dtype"])
         agent.runtime = runtime
     else:
-        raise ExportError(f"evaluate runs {', '.join(RUNTIMES)} exports in their runtime; this is a {target!r} "
+        raise ExportError(f"evaluate runs {', '.join((*SB3_TARGETS, *RUNNERS))} exports in their runtime; this "
+                          f"is a {target!r} "
                           "export (evaluate the SB2 file, or one of those exports)", folder)
     source = manifest.get("source", {})
     agent.algo = source.get("algorithm", "")
@@ -166,45 +172,67 @@ def export_agent(folder: Path) -> Agent:
     return agent
 
 
-def _runtime(folder: Path, manifest: dict) -> tuple[Callable[[dict], dict], str]:
-    target = manifest["target"]
+def _io(manifest: dict) -> tuple[list[str], str | None, Callable[[dict], dict]]:
+    """The manifest's input names, its state output (or None), and a function giving
+    a runtime's outputs as {action, state}."""
     names = [i["name"] for i in manifest["inputs"]]
     outs = [o["name"] for o in manifest["outputs"]]
     state_out = next((o for o in outs if o in ("state", "state_out")), None)
 
     def conform(got: dict) -> dict:
         return {"action": np.asarray(got["action"]), "state": None if state_out is None else np.asarray(got[state_out])}
-    if target == "onnx":
-        import onnxruntime as ort
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        session = ort.InferenceSession(str(folder / "policy.onnx"), options, providers=["CPUExecutionProvider"])
-        wanted = ["action"] + ([state_out] if state_out else [])
+    return names, state_out, conform
 
-        def run(feeds):
-            return conform(dict(zip(wanted, session.run(wanted, {k: feeds[k] for k in names}))))
-        return run, f"onnxruntime {ort.__version__}"
-    if target == "pytorch":
-        import torch
-        module = torch.jit.load(str(folder / "policy.torchscript.pt"), map_location="cpu").eval()
 
-        def run(feeds):
-            with torch.inference_mode():
-                got = module(*[torch.from_numpy(np.ascontiguousarray(feeds[k])) for k in names])
-            return conform({k: v.numpy() for k, v in got.items()})
-        return run, f"TorchScript (torch {torch.__version__})"
+@runner("onnx")
+def _onnx(folder: Path, manifest: dict) -> tuple[Runner, str]:
+    import onnxruntime as ort
+    names, state_out, conform = _io(manifest)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(folder / "policy.onnx"), options, providers=["CPUExecutionProvider"])
+    wanted = ["action"] + ([state_out] if state_out else [])
+
+    def run(feeds):
+        return conform(dict(zip(wanted, session.run(wanted, {k: feeds[k] for k in names}))))
+    return run, f"onnxruntime {ort.__version__}"
+
+
+@runner("pytorch")
+def _pytorch(folder: Path, manifest: dict) -> tuple[Runner, str]:
+    import torch
+    names, _, conform = _io(manifest)
+    module = torch.jit.load(str(folder / "policy.torchscript.pt"), map_location="cpu").eval()
+
+    def run(feeds):
+        with torch.inference_mode():
+            got = module(*[torch.from_numpy(np.ascontiguousarray(feeds[k])) for k in names])
+        return conform({k: v.numpy() for k, v in got.items()})
+    return run, f"TorchScript (torch {torch.__version__})"
+
+
+@runner("tflite")
+def _tflite(folder: Path, manifest: dict) -> tuple[Runner, str]:
+    import warnings
+
     from .export.targets._tf_common import import_tf
     tf = import_tf()
-    if target == "tflite":
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice (LiteRT)
-            interpreter = tf.lite.Interpreter(model_path=str(folder / "policy.tflite"))
-        runner = interpreter.get_signature_runner("serving_default")
+    names, _, conform = _io(manifest)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice (LiteRT)
+        interpreter = tf.lite.Interpreter(model_path=str(folder / "policy.tflite"))
+    signature = interpreter.get_signature_runner("serving_default")
 
-        def run(feeds):
-            return conform(runner(**{k: feeds[k] for k in names}))
-        return run, f"tensorflow lite {tf.__version__}"
+    def run(feeds):
+        return conform(signature(**{k: feeds[k] for k in names}))
+    return run, f"tensorflow lite {tf.__version__}"
+
+
+@runner("savedmodel")
+def _savedmodel(folder: Path, manifest: dict) -> tuple[Runner, str]:
+    from .export.targets._tf_common import import_tf
+    tf = import_tf()
+    names, _, conform = _io(manifest)
     fn = tf.saved_model.load(str(folder)).signatures["serving_default"]
 
     def run(feeds):

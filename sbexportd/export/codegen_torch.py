@@ -31,23 +31,19 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..errors import TargetUnavailable
+from ..registry import Registry
 from ..understand.spec import Box, DictSpace, Discrete, MultiBinary, MultiDiscrete, Node, PolicySpec
 from .conventions import export_name, io, output_names
 
 Emitter = Callable[["Gen", int, Node], None]
-EMITTERS: dict[str, Emitter] = {}
+EMITTERS: Registry[Emitter] = Registry("PyTorch emitter", TargetUnavailable)
+emitter = EMITTERS.register
 
 TORCH_DTYPES = ("float16", "float32", "float64", "uint8", "int8", "int16", "int32", "int64", "bool")
 # names the generated forward uses or that would shadow something it needs
 RESERVED = {"self", "torch", "nn", "F", "Dict", "List", "Tuple", "Optional", "Path", "Policy", "LayerNorm",
             "LSTMCell", "LnLSTMCell", "one_hot", "ln", "load", "example_inputs", "obs", "state", "mask"}
-
-
-def emitter(op: str):
-    def register(fn: Emitter) -> Emitter:
-        EMITTERS[op] = fn
-        return fn
-    return register
 
 
 @dataclass
@@ -272,24 +268,22 @@ class Gen:
 
 
 # --- activations -------------------------------------------------------------------------------
-ACTIVATION_EXPR: dict[str, str] = {
-    "identity": "{x}",
-    "relu": "torch.relu({x})",
-    "tanh": "torch.tanh({x})",
-    "sigmoid": "torch.sigmoid({x})",
-    "elu": "F.elu({x})",
-    "softplus": "F.softplus({x})",
-    "softsign": "F.softsign({x})",
-    "relu6": "F.relu6({x})",
-    "selu": "F.selu({x})",
-    "leaky_relu": "F.leaky_relu({x}, 0.2)",     # tf.nn.leaky_relu's default alpha
-    "swish": "F.silu({x})",                     # x * sigmoid(x), tf.nn.swish
-}
+ACTIVATION_EXPR: Registry[str] = Registry("PyTorch activation", TargetUnavailable, [
+    ("identity", "{x}"),
+    ("relu", "torch.relu({x})"),
+    ("tanh", "torch.tanh({x})"),
+    ("sigmoid", "torch.sigmoid({x})"),
+    ("elu", "F.elu({x})"),
+    ("softplus", "F.softplus({x})"),
+    ("softsign", "F.softsign({x})"),
+    ("relu6", "F.relu6({x})"),
+    ("selu", "F.selu({x})"),
+    ("leaky_relu", "F.leaky_relu({x}, 0.2)"),     # tf.nn.leaky_relu's default alpha
+    ("swish", "F.silu({x})"),                     # x * sigmoid(x), tf.nn.swish
+])
 
 
 def _act(fn: str, x: str) -> str:
-    if fn not in ACTIVATION_EXPR:
-        raise NotImplementedError(f"activation {fn!r}")
     return ACTIVATION_EXPR[fn].format(x=x)
 
 
@@ -738,9 +732,7 @@ def _example_obs(spec: PolicySpec, dict_obs: bool) -> list[str]:
 
 def generate(spec: PolicySpec, *, title: str = "", provenance: str = "") -> Generated:
     """The source of policy.py for `spec` and its state_dict."""
-    missing = sorted({n.op for n in spec.nodes} - set(EMITTERS))
-    if missing:
-        raise NotImplementedError(f"no PyTorch emitter for ops {missing}")
+    EMITTERS.require(n.op for n in spec.nodes)
     g = Gen(spec, shapes=_infer_shapes(spec))
     for i, node in enumerate(spec.nodes):
         if i in g.skip:

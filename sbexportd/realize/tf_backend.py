@@ -23,11 +23,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..understand.spec import FLOAT64_PARAMS, Box, DictSpace, Node, PolicySpec, require_ops
+from ..errors import BackendUnavailable
+from ..registry import Registry
+from ..understand.spec import FLOAT64_PARAMS, Box, DictSpace, Node, PolicySpec
 
 Converter = Callable[[Node, list, dict], tuple]
-CONVERTERS: dict[str, Converter] = {}
-# Parameter roles read in float64 (everything else float parameter is float32).
+CONVERTERS: Registry[Converter] = Registry("tensorflow converter", BackendUnavailable)
+converter = CONVERTERS.register
 
 _tf = None
 
@@ -71,33 +73,24 @@ def _import_tf():
     return _tf
 
 
-def converter(name: str):
-    def register(fn: Converter) -> Converter:
-        CONVERTERS[name] = fn
-        return fn
-    return register
-
-
 # --- converters: (node, input tensors, {role: parameter tensor}) -> output tensors ---
 def _f32(x):
     return _tf.cast(x, _tf.float32) if x.dtype != _tf.float32 else x
 
 
-def _activation_fns() -> dict[str, Callable]:
-    tf = _tf
-    return {
-        "identity": tf.identity,
-        "relu": tf.nn.relu,
-        "tanh": tf.tanh,
-        "sigmoid": tf.sigmoid,
-        "elu": tf.nn.elu,
-        "softplus": tf.nn.softplus,
-        "softsign": tf.nn.softsign,
-        "relu6": tf.nn.relu6,
-        "selu": tf.nn.selu,
-        "leaky_relu": lambda x: tf.nn.leaky_relu(x, alpha=0.2),
-        "swish": lambda x: x * tf.sigmoid(x),
-    }
+ACTIVATIONS: Registry[Callable] = Registry("tensorflow activation", BackendUnavailable, [
+    ("identity", lambda x: _tf.identity(x)),
+    ("relu", lambda x: _tf.nn.relu(x)),
+    ("tanh", lambda x: _tf.tanh(x)),
+    ("sigmoid", lambda x: _tf.sigmoid(x)),
+    ("elu", lambda x: _tf.nn.elu(x)),
+    ("softplus", lambda x: _tf.nn.softplus(x)),
+    ("softsign", lambda x: _tf.nn.softsign(x)),
+    ("relu6", lambda x: _tf.nn.relu6(x)),
+    ("selu", lambda x: _tf.nn.selu(x)),
+    ("leaky_relu", lambda x: _tf.nn.leaky_relu(x, alpha=0.2)),
+    ("swish", lambda x: x * _tf.sigmoid(x)),
+])
 
 
 @converter("cast_float")
@@ -180,7 +173,7 @@ def _conv2d(node, xs, p):
 
 @converter("activation")
 def _activation(node, xs, p):
-    return (_activation_fns()[node.attrs["fn"]](xs[0]),)
+    return (ACTIVATIONS[node.attrs["fn"]](xs[0]),)
 
 
 @converter("exp")
@@ -451,7 +444,7 @@ class TFPolicy:
     name = "tensorflow"
 
     def __init__(self, spec: PolicySpec):
-        require_ops(spec, CONVERTERS, "tensorflow")
+        CONVERTERS.require(n.op for n in spec.nodes)
         self.spec = spec
         self._tf = _import_tf()
         self.module = make_module(spec)

@@ -23,10 +23,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..understand.spec import FLOAT64_PARAMS, Node, PolicySpec, require_ops
+from ..errors import BackendUnavailable
+from ..registry import Registry
+from ..understand.spec import FLOAT64_PARAMS, Node, PolicySpec
 
 Converter = Callable[[Any, Node, list, dict], tuple]
-CONVERTERS: dict[str, Converter] = {}
+CONVERTERS: Registry[Converter] = Registry("torch converter", BackendUnavailable)
+converter = CONVERTERS.register
 
 torch = None  # bound by _import_torch()
 F = None
@@ -39,13 +42,6 @@ def _import_torch():
         import torch.nn.functional as _F
         torch, F = _torch, _F
     return torch
-
-
-def converter(name: str):
-    def register(fn: Converter) -> Converter:
-        CONVERTERS[name] = fn
-        return fn
-    return register
 
 
 _TORCH_DTYPES = ("float16", "float32", "float64", "uint8", "int8", "int16", "int32", "int64", "bool")
@@ -131,24 +127,24 @@ def _swish(x):
     return x * torch.sigmoid(x)
 
 
-_ACTIVATIONS: dict[str, Callable] = {
-    "identity": lambda x: x,
-    "relu": lambda x: torch.relu(x),
-    "tanh": lambda x: torch.tanh(x),
-    "sigmoid": lambda x: torch.sigmoid(x),
-    "elu": lambda x: F.elu(x),
-    "softplus": lambda x: F.softplus(x),
-    "softsign": lambda x: x / (1.0 + torch.abs(x)),
-    "relu6": lambda x: torch.clamp(x, 0.0, 6.0),
-    "selu": lambda x: F.selu(x),
-    "leaky_relu": lambda x: F.leaky_relu(x, 0.2),
-    "swish": _swish,
-}
+ACTIVATIONS: Registry[Callable] = Registry("torch activation", BackendUnavailable, [
+    ("identity", lambda x: x),
+    ("relu", lambda x: torch.relu(x)),
+    ("tanh", lambda x: torch.tanh(x)),
+    ("sigmoid", lambda x: torch.sigmoid(x)),
+    ("elu", lambda x: F.elu(x)),
+    ("softplus", lambda x: F.softplus(x)),
+    ("softsign", lambda x: x / (1.0 + torch.abs(x))),
+    ("relu6", lambda x: torch.clamp(x, 0.0, 6.0)),
+    ("selu", lambda x: F.selu(x)),
+    ("leaky_relu", lambda x: F.leaky_relu(x, 0.2)),
+    ("swish", _swish),
+])
 
 
 @converter("activation")
 def _activation(m, node, xs, p):
-    return (_ACTIVATIONS[node.attrs["fn"]](xs[0]),)
+    return (ACTIVATIONS[node.attrs["fn"]](xs[0]),)
 
 
 @converter("exp")
@@ -288,7 +284,7 @@ def _make_module_class():
 
         def __init__(self, spec: PolicySpec):
             super().__init__()
-            require_ops(spec, CONVERTERS, "torch")
+            CONVERTERS.require(n.op for n in spec.nodes)
             self.spec = spec
             self.output_names: list[str] = list(spec.outputs)
             self.sb2_names: dict[str, str] = {}      # buffer name -> SB2 tensor name

@@ -15,12 +15,13 @@ import functools
 import math
 from typing import Any
 
+from ..registry import Registry
 from . import errors
 from .arrays import JSON_ENCODINGS, ArrayError, Bulky, Out, decode, is_encoded, shape_of, wire
 from .framing import MSGPACK
 from .daemon import OpenOptions
 
-METHODS: dict[str, Any] = {}
+METHODS: Registry[Any] = Registry("method")
 COMMANDS: list[str] = []  # the executeCommand names: sbexport.open, ...
 
 
@@ -75,7 +76,7 @@ class Params:
 def method(name: str):
     """Register a method `f(conn, params: Params, request)` (sync or async)."""
     def deco(fn):
-        METHODS[name] = fn
+        METHODS.add(name, fn)
         COMMANDS.append(name.replace("/", "."))
         return fn
     return deco

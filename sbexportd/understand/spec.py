@@ -142,13 +142,6 @@ class Node:
 from .ops import FLOAT64_PARAMS, OPS  # noqa: E402  (re-exported: spec.OPS, spec.FLOAT64_PARAMS)
 
 
-def require_ops(spec: "PolicySpec", implemented, backend: str) -> None:
-    """Refuse, before building anything, a spec with ops a backend does not implement."""
-    missing = sorted({n.op for n in spec.nodes} - set(implemented))
-    if missing:
-        raise NotImplementedError(f"{backend} backend lacks ops {missing}")
-
-
 ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid", "elu", "softplus", "softsign",
                "relu6", "selu", "leaky_relu", "swish")
 
