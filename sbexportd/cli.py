@@ -172,6 +172,7 @@ def _size(n: int) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .realize.backends import BACKENDS, FAST_CANDIDATES, REFERENCE
     parser = argparse.ArgumentParser(prog="sbexportd", description="Stable Baselines 2 agents, without TensorFlow 1")
     parser.add_argument("--version", action="version", version=f"sbexportd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -226,8 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print every output as JSON")
     p.add_argument("--stochastic", action="store_true", help="sample instead of the deterministic action")
     p.add_argument("--seed", type=int)
-    p.add_argument("--backend", choices=("numpy", "tensorflow", "torch", "onnxruntime"),
-                   help="default: the fastest backend verified on this model (onnxruntime, else numpy)")
+    p.add_argument("--backend", choices=tuple(BACKENDS),
+                   help=f"default: the fastest backend verified on this model ({', '.join(FAST_CANDIDATES)}, "
+                        f"else {REFERENCE})")
     p.add_argument("--out", help="write every output to this .npz")
     p.set_defaults(func=cmd_predict)
 
@@ -240,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "old gym ids run as their gymnasium successors")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", default="numpy", choices=("numpy", "tensorflow", "torch"),
+    p.add_argument("--backend", default=REFERENCE, choices=tuple(BACKENDS),
                    help="for an SB2 file: the backend that runs it")
     p.add_argument("--vecnormalize", metavar="PATH|auto", help="for an SB2 file (default auto)")
     p.add_argument("--frame-stack", metavar="N|auto", help="for an SB2 file (default auto)")

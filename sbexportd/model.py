@@ -10,10 +10,9 @@ import numpy as np
 from .errors import BackendUnavailable, BadObservation
 from .read import read_model, read_vecnormalize, zoo_settings
 from .read.archive import Archive, VecNormalizeStats
+from .realize.backends import BACKENDS, FAST_CANDIDATES
 from .understand import understand
 from .understand.spec import DictSpace, PolicySpec
-
-BACKENDS = ("numpy", "tensorflow", "torch", "onnxruntime")
 # Backends that do not bound their own memory get batches in chunks of at most this
 # many rows and about CHUNK_VALUES observation values: a batch of a million
 # observations then needs the reference's intermediate tensors for a chunk, not for
@@ -84,8 +83,8 @@ class Model:
     def backend(self, name: str = "numpy", *, verified: bool = True):
         """The named backend, built once. `onnxruntime` is served only once it has
         reproduced the reference on this model (see `fast_path`), unless verified=False."""
-        if name == "onnxruntime" and verified and not self.fast_path.verified:
-            raise BackendUnavailable(f"the onnxruntime backend is not used for this model: "
+        if name in FAST_CANDIDATES and verified and not self.fast_path.verified:
+            raise BackendUnavailable(f"the {name} backend is not used for this model: "
                                      f"{self.fast_path.reason}", self.path)
         impl = self._backends.get(name)
         if impl is not None:
@@ -110,17 +109,7 @@ class Model:
 
     def _build_backend(self, name: str):
         if name not in self._backends:
-            if name == "numpy":
-                from .realize.numpy_backend import NumpyPolicy as impl
-            elif name == "tensorflow":
-                from .realize.tf_backend import TFPolicy as impl
-            elif name == "torch":
-                from .realize.torch_backend import TorchPolicy as impl
-            elif name == "onnxruntime":
-                from .realize.onnxruntime_backend import OrtPolicy as impl
-            else:
-                raise BackendUnavailable(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-            self._backends[name] = impl(self.spec)
+            self._backends[name] = BACKENDS[name].load()(self.spec)
         return self._backends[name]
 
     # -- inference --------------------------------------------------------------------

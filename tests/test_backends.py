@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sbexportd.realize.numpy_backend import NumpyPolicy
+from sbexportd.realize.backends import BACKENDS as REGISTERED
+from sbexportd.realize.backends import REFERENCE
 from sbexportd.understand.spec import OPS, Discrete, MultiBinary, MultiDiscrete
 
 import synthetic
 
 CASES = {case.name: case for case in synthetic.cases()}
-BACKENDS = ("tensorflow", "torch", "onnxruntime")
+BACKENDS = tuple(b for b in REGISTERED if b != REFERENCE)  # each held to the reference
 TOL = 1e-5
 
 
@@ -32,18 +33,9 @@ def _require(backend: str):
 @lru_cache(maxsize=None)
 def policy(case: str, backend: str):
     """Each backend is built once per case (and kept warm) for the whole module."""
-    spec = CASES[case].spec
-    if backend == "numpy":
-        return NumpyPolicy(spec)
-    _require(backend)
-    if backend == "tensorflow":
-        from sbexportd.realize.tf_backend import TFPolicy
-        return TFPolicy(spec)
-    if backend == "onnxruntime":
-        from sbexportd.realize.onnxruntime_backend import OrtPolicy
-        return OrtPolicy(spec)
-    from sbexportd.realize.torch_backend import TorchPolicy
-    return TorchPolicy(spec)
+    if backend != REFERENCE:
+        _require(backend)
+    return REGISTERED[backend].load()(CASES[case].spec)
 
 
 def inputs(case: str, batch: int, seed: int = 0):

@@ -98,3 +98,17 @@ def test_targets_are_a_table():
     assert "onnx" in TARGETS and TARGETS["onnx"].name == "onnx"
     with pytest.raises(errors.TargetUnavailable, match="unknown target 'coreml'; choose one of pytorch, onnx"):
         TARGETS["coreml"]
+
+
+def test_backends_are_one_table_the_cli_and_the_model_read():
+    from sbexportd.cli import build_parser
+    from sbexportd.realize.backends import BACKENDS, FAST_CANDIDATES, REFERENCE, Backend
+    assert REFERENCE in BACKENDS and FAST_CANDIDATES and set(FAST_CANDIDATES) <= set(BACKENDS)
+    for name, info in BACKENDS.items():
+        cls = info.load()
+        assert issubclass(cls, Backend) and cls.name == name
+        assert cls.sample is Backend.sample  # one sampling for every backend
+        for command in (["predict", "m.zip", "--obs", "o.npy"], ["evaluate", "m.zip"]):
+            assert build_parser().parse_args([*command, "--backend", name]).backend == name
+    with pytest.raises(errors.BackendUnavailable, match="unknown backend 'jax'; choose one of numpy, tensorflow"):
+        BACKENDS["jax"]

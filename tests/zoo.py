@@ -17,12 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from sbexportd.realize.backends import BACKENDS as _REGISTERED
+
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = Path(os.environ.get("SBEXPORTD_ZOO", ROOT.parent / "shared" / "zoo"))
 ZOO_MORE = Path(os.environ.get("SBEXPORTD_ZOO_MORE", ZOO.parent / "zoo-more"))
 ROOTS = (ZOO, ZOO_MORE)
 EXPECTED = {ZOO.name: 15, ZOO_MORE.name: 39}
-BACKENDS = ("numpy", "tensorflow", "torch", "onnxruntime")
+BACKENDS = tuple(_REGISTERED)  # every backend of sbexportd.realize.backends
 
 # (agent id, backend or target) -> why it fails today. Empty when every agent passes.
 KNOWN_FAILURES: dict[tuple[str, str], str] = {

@@ -16,8 +16,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-CANDIDATE = "onnxruntime"
-REFERENCE = "numpy"
+from ..errors import SbExportError
+from .backends import FAST_CANDIDATES, REFERENCE
+
+CANDIDATE = FAST_CANDIDATES[0]  # the one fast backend (backends.py marks it)
 VERIFY_N = 64
 VERIFY_SEED = 0
 
@@ -75,7 +77,7 @@ def choose(model) -> FastPath:
     try:
         impl = model.backend(CANDIDATE, verified=False)
         n, errors = check(model.spec, impl)
-    except (NotVerified, NotImplementedError) as e:
+    except (NotVerified, SbExportError) as e:  # it disagrees, or it lacks an op of this model
         return FastPath(REFERENCE, reason=f"{CANDIDATE}: {e}", seconds=time.perf_counter() - start)
     except Exception as e:  # noqa: BLE001 - a runtime that cannot take this graph: the reference serves
         return FastPath(REFERENCE, reason=f"{CANDIDATE}: {type(e).__name__}: {str(e)[:300]}",

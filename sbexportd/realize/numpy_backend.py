@@ -22,6 +22,7 @@ from ..errors import BackendUnavailable
 from ..registry import Registry
 from ..understand.spec import FLOAT64_PARAMS, Node, PolicySpec
 from . import tf1_arith
+from .backends import Backend
 
 F32, F64 = np.float32, np.float64
 
@@ -268,8 +269,8 @@ def _unscale_box(node, xs, t, ar):
     return ((low + (d(0.5) * (xs[0] + d(1.0)) * (high - low))).astype(d),)
 
 
-class NumpyPolicy:
-    """Runs a PolicySpec; `run` returns every tensor the outputs name."""
+class NumpyPolicy(Backend):
+    """Runs a PolicySpec; `forward` gives every tensor of the program."""
 
     name = "numpy"
 
@@ -296,14 +297,3 @@ class NumpyPolicy:
             env.update(zip(node.outputs, results))
         return env
 
-    def run(self, obs: np.ndarray, state: np.ndarray | None = None, mask: np.ndarray | None = None,
-            outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-        env = self.forward(obs, state, mask)
-        wanted = outputs or tuple(self.spec.outputs)
-        return {k: env[self.spec.outputs[k]] for k in wanted if k in self.spec.outputs}
-
-    def sample(self, obs, state=None, mask=None, rng: np.random.Generator | None = None) -> np.ndarray:
-        """A stochastic action, drawn the way SB2's distributions draw it."""
-        from .sampling import sample
-        env = self.forward(obs, state, mask)
-        return sample(self.spec, lambda name: env[name], rng or np.random.default_rng())

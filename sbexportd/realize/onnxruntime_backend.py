@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import BackendUnavailable
 from ..registry import Registry
 from ..understand.spec import FLOAT64_PARAMS, Box, DictSpace, Node, PolicySpec
+from .backends import Backend
 
 Converter = Callable[["Graph", Node, list[str]], tuple[str, ...]]
 CONVERTERS: Registry[Converter] = Registry("onnxruntime converter", BackendUnavailable)
@@ -439,8 +440,8 @@ def _chunk_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-class OrtPolicy:
-    """Runs a PolicySpec with ONNX Runtime; `run` returns the spec's outputs."""
+class OrtPolicy(Backend):
+    """Runs a PolicySpec with ONNX Runtime: `proto`, the graph, in `session`."""
 
     name = "onnxruntime"
 
@@ -502,7 +503,7 @@ class OrtPolicy:
         return outs
 
     def run(self, obs, state=None, mask=None, outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-        wanted = [k for k in (outputs or tuple(self.spec.outputs)) if k in self.spec.outputs]
+        wanted = self.wanted(outputs)
         return dict(zip(wanted, self._run([OUT_PREFIX + k for k in wanted], self._feeds(obs, state, mask))))
 
     def forward(self, obs, state=None, mask=None) -> dict[str, Any]:
@@ -512,9 +513,3 @@ class OrtPolicy:
         env = {t: got[OUT_PREFIX + k] for k, t in self.spec.outputs.items()}
         env.update({k[len(DIST_PREFIX):]: v for k, v in got.items() if k.startswith(DIST_PREFIX)})
         return env
-
-    def sample(self, obs, state=None, mask=None, rng: np.random.Generator | None = None) -> np.ndarray:
-        """A stochastic action, drawn the way SB2's distributions draw it."""
-        from .sampling import sample
-        env = self.forward(obs, state, mask)
-        return sample(self.spec, lambda name: env[name], rng or np.random.default_rng())

@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import BackendUnavailable
 from ..registry import Registry
 from ..understand.spec import FLOAT64_PARAMS, Box, DictSpace, Node, PolicySpec
+from .backends import Backend
 
 Converter = Callable[[Node, list, dict], tuple]
 CONVERTERS: Registry[Converter] = Registry("tensorflow converter", BackendUnavailable)
@@ -433,8 +434,8 @@ class GraphSession:
         return fn(*inputs)
 
 
-class TFPolicy:
-    """Runs a PolicySpec with TensorFlow 2; `run` returns the spec's outputs.
+class TFPolicy(Backend):
+    """Runs a PolicySpec with TensorFlow 2.
 
     `module` (a tf.Module whose tf.function `serve` the exporters and tests use) and
     `concrete` are the spec traced once; predictions run the same converters as a
@@ -484,11 +485,5 @@ class TFPolicy:
         return env
 
     def run(self, obs, state=None, mask=None, outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-        wanted = tuple(k for k in (outputs or tuple(self.spec.outputs)) if k in self.spec.outputs)
+        wanted = self.wanted(outputs)
         return dict(zip(wanted, self.graph.run(wanted, self._arrays(obs, state, mask))))
-
-    def sample(self, obs, state=None, mask=None, rng: np.random.Generator | None = None) -> np.ndarray:
-        """A stochastic action, drawn the way SB2's distributions draw it."""
-        from .sampling import sample
-        env = self.forward(obs, state, mask)
-        return sample(self.spec, lambda name: env[name], rng or np.random.default_rng())

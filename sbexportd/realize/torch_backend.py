@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import BackendUnavailable
 from ..registry import Registry
 from ..understand.spec import FLOAT64_PARAMS, Node, PolicySpec
+from .backends import Backend
 
 Converter = Callable[[Any, Node, list, dict], tuple]
 CONVERTERS: Registry[Converter] = Registry("torch converter", BackendUnavailable)
@@ -377,8 +378,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class TorchPolicy:
-    """Runs a PolicySpec with PyTorch; `run` returns the spec's outputs."""
+class TorchPolicy(Backend):
+    """Runs a PolicySpec with PyTorch: `module`, the traceable SpecModule."""
 
     name = "torch"
 
@@ -412,11 +413,4 @@ class TorchPolicy:
     def run(self, obs, state=None, mask=None, outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         with torch.inference_mode():
             got = dict(zip(self.module.output_names, self.module(*self.inputs(obs, state, mask))))
-            wanted = outputs or tuple(self.spec.outputs)
-            return {k: got[k].numpy() for k in wanted if k in got}
-
-    def sample(self, obs, state=None, mask=None, rng: np.random.Generator | None = None) -> np.ndarray:
-        """A stochastic action, drawn the way SB2's distributions draw it."""
-        from .sampling import sample
-        env = self.forward(obs, state, mask)
-        return sample(self.spec, lambda name: env[name], rng or np.random.default_rng())
+            return {k: got[k].numpy() for k in self.wanted(outputs)}

@@ -8,6 +8,7 @@ import logging
 from pygls.exceptions import JsonRpcException
 
 from .. import errors as E
+from ..realize.backends import BACKENDS
 
 log = logging.getLogger("sbexportd.serve")
 
@@ -71,7 +72,8 @@ HINTS = {
                        "policies take state (N, 2*n_lstm) and mask (N,); sbexport/inspect shows the input",
     "unknown_output": "ask only for outputs the model has (sbexport/inspect lists them)",
     "unknown_parameter": "ask only for parameter names sbexport/parameters lists",
-    "backend_unavailable": "choose backend numpy, tensorflow or torch",
+    "backend_unavailable": f"choose backend {', '.join(BACKENDS)} (the default is the fastest one verified on "
+                           "the model; sbexport/open's fastPath says why another is not used)",
     "target_unavailable": "choose targets from sbexport/targets, or 'all'",
     "export_failed": "the message says which target failed and why; other targets may still work",
     "not_representable": "the target cannot hold this policy exactly; the message says why and what is closest "
