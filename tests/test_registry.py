@@ -112,3 +112,19 @@ def test_backends_are_one_table_the_cli_and_the_model_read():
             assert build_parser().parse_args([*command, "--backend", name]).backend == name
     with pytest.raises(errors.BackendUnavailable, match="unknown backend 'jax'; choose one of numpy, tensorflow"):
         BACKENDS["jax"]
+
+
+def test_one_layout_rule_for_both_torch_programs():
+    """realize/layout.py: a conv stack entered once (NHWC -> NCHW), an activation of a
+    conv output kept NCHW, anything else handed NHWC again; the torch backend and the
+    code generator both follow it (their parity tests check the numbers)."""
+    from sbexportd.realize.layout import TO_NCHW, TO_NHWC, Layout
+    lay = Layout()
+    assert lay.permutation("conv2d", "obs") == TO_NCHW
+    lay.record("conv2d", ["obs"], ["c1"])
+    assert "c1" in lay and lay.permutation("conv2d", "c1") is None and lay.permutation("activation", "c1") is None
+    lay.record("activation", ["c1"], ["r1"])
+    assert "r1" in lay and lay.permutation("flatten", "r1") == TO_NHWC and lay.permutation("", "r1") == TO_NHWC
+    lay.record("flatten", ["r1"], ["f"])
+    lay.record("activation", ["f"], ["a"])
+    assert "f" not in lay and "a" not in lay and lay.permutation("dense", "a") is None

@@ -16,7 +16,8 @@ lines of `forward`. Layout decisions:
 - dense: SB2 keeps w as (in, out); nn.Linear's weight is the transpose.
 - conv2d: SB2 is NHWC with HWIO kernels; nn.Conv2d is NCHW with OIHW kernels. A
   conv stack is entered with one NHWC -> NCHW permute, and any other op reading a
-  conv output (flatten, above all) gets it back in NHWC first: SB2's feature order.
+  conv output (flatten, above all) gets it back in NHWC first: SB2's feature order
+  (realize/layout.py, the torch backend's rule too).
 - vecnormalize computes in float64 (SB2's VecNormalize did), buffers in float64.
 - Constants (space bounds, normalization statistics) are buffers; trained SB2
   variables are parameters. Both are in the state_dict.
@@ -32,6 +33,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import TargetUnavailable
+from ..realize.layout import Layout
 from ..registry import Registry
 from ..understand.spec import Box, DictSpace, Discrete, MultiBinary, MultiDiscrete, Node, PolicySpec
 from .conventions import export_name, io, output_names
@@ -133,7 +135,7 @@ class Gen:
     state: dict[str, np.ndarray] = field(default_factory=dict)
     sb2: dict[str, str] = field(default_factory=dict)
     helpers: set[str] = field(default_factory=set)       # module-level helpers the file needs
-    nchw: set[str] = field(default_factory=set)          # tensors held NCHW (the spec's are NHWC)
+    layout: Layout = field(default_factory=Layout)       # tensors held NCHW (the spec's are NHWC)
     skip: set[int] = field(default_factory=set)          # node indices folded into an earlier line
     consumers: dict[str, int] = field(default_factory=dict)
     public: dict[str, list[str]] = field(default_factory=dict)  # tensor -> its export names
@@ -184,15 +186,15 @@ class Gen:
         return name
 
     # -- reading tensors ----------------------------------------------------------------------
-    def ref(self, tensor: str, nchw_ok: bool = False) -> str:
-        """An expression for `tensor` in the spec's layout (NHWC), unless the op takes NCHW."""
+    def ref(self, tensor: str, op: str = "") -> str:
+        """An expression for `tensor` as `op` reads it: permuted where the layout says
+        (op "": in the spec's layout)."""
         name = self.var[tensor]
-        if tensor in self.nchw and not nchw_ok:
-            return f"{name}.permute(0, 2, 3, 1)"
-        return name
+        perm = self.layout.permutation(op, tensor)
+        return f"{name}.permute{perm}" if perm else name
 
     def inputs(self, node: Node) -> list[str]:
-        return [self.ref(t) for t in node.inputs]
+        return [self.ref(t, node.op) for t in node.inputs]
 
     # -- declaring state ----------------------------------------------------------------------
     def tensor(self, key: str, what: str = "", dtype: str | None = None) -> str:
@@ -237,17 +239,13 @@ class Gen:
     def comment(self, text: str) -> None:
         self.body.append(f"# {text}")
 
-    def assign(self, tensor: str, expr: str, hint: str | None = None, nchw: bool = False) -> str:
+    def assign(self, tensor: str, expr: str, hint: str | None = None) -> str:
         name = self.local(tensor, hint)
         self.body.append(f"{name} = {expr}")
-        if nchw:
-            self.nchw.add(tensor)
         return name
 
     def alias(self, tensor: str, of: str) -> None:
         self.var[tensor] = self.var[of]
-        if of in self.nchw:
-            self.nchw.add(tensor)
 
     def fused_activation(self, i: int) -> Node | None:
         """The activation right after node i when it is the only reader of node i's
@@ -370,9 +368,9 @@ def _concat_dict(g: Gen, i: int, node: Node) -> None:
 @emitter("flatten")
 def _flatten(g: Gen, i: int, node: Node) -> None:
     t = node.inputs[0]
-    if t in g.nchw:
+    if t in g.layout:
         g.comment("flatten in SB2's order: back from NCHW to NHWC first")
-    g.assign(node.outputs[0], f"torch.flatten({g.ref(t)}, 1)", hint="flat")
+    g.assign(node.outputs[0], f"torch.flatten({g.ref(t, node.op)}, 1)", hint="flat")
 
 
 @emitter("dense")
@@ -409,11 +407,9 @@ def _conv2d(g: Gen, i: int, node: Node) -> None:
                      {"weight": (w.transpose(3, 2, 0, 1), f"{wkey} as OIHW (SB2 keeps HWIO)"),
                       "bias": (b.reshape(c_out), _short(bkey) + ":0 flattened")})
     t = node.inputs[0]
-    if t not in g.nchw:
+    if g.layout.permutation(node.op, t):
         g.comment("images are NHWC (SB2, TensorFlow); nn.Conv2d takes NCHW: permute once per conv stack")
-        name = g.assign(t + "#nchw", f"{g.ref(t)}.permute(0, 3, 1, 2)", hint="x_nchw")
-        g.nchw.add(t + "#nchw")
-        x = name
+        x = g.assign(t + "#nchw", g.ref(t, node.op), hint="x_nchw")
     else:
         x = g.var[t]
     act = g.fused_activation(i)
@@ -424,9 +420,9 @@ def _conv2d(g: Gen, i: int, node: Node) -> None:
               + (f", {fn}" if fn and fn != "identity" else ""))
     expr = f"{layer}({x})"
     if act is None:
-        g.assign(node.outputs[0], expr, hint=_attr_hint(scope), nchw=True)
+        g.assign(node.outputs[0], expr, hint=_attr_hint(scope))
     else:
-        g.assign(act.outputs[0], _act(fn, expr), hint=_attr_hint(scope), nchw=True)
+        g.assign(act.outputs[0], _act(fn, expr), hint=_attr_hint(scope))
 
 
 @emitter("activation")
@@ -436,8 +432,7 @@ def _activation(g: Gen, i: int, node: Node) -> None:
     if fn == "identity":
         g.alias(node.outputs[0], t)
         return
-    keep_nchw = t in g.nchw
-    g.assign(node.outputs[0], _act(fn, g.ref(t, nchw_ok=True)), hint=f"{fn}_{g.var[t]}", nchw=keep_nchw)
+    g.assign(node.outputs[0], _act(fn, g.ref(t, node.op)), hint=f"{fn}_{g.var[t]}")
 
 
 @emitter("layer_norm")
@@ -735,9 +730,9 @@ def generate(spec: PolicySpec, *, title: str = "", provenance: str = "") -> Gene
     EMITTERS.require(n.op for n in spec.nodes)
     g = Gen(spec, shapes=_infer_shapes(spec))
     for i, node in enumerate(spec.nodes):
-        if i in g.skip:
-            continue
-        EMITTERS[node.op](g, i, node)
+        if i not in g.skip:  # a skipped node was written with the one before it
+            EMITTERS[node.op](g, i, node)
+        g.layout.record(node.op, node.inputs, node.outputs)
 
     names = output_names(spec)
     ret = []

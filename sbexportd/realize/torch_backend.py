@@ -4,7 +4,7 @@ Weights are registered buffers named after their SB2 variables, sanitized
 ("model/pi_fc0/w:0" -> "model__pi_fc0__w"); `SpecModule.sb2_names` maps each
 buffer back to its SB2 name. Convolution kernels are stored once as OIHW
 (SB2 keeps HWIO): a conv stack runs in NCHW and is permuted back to NHWC before
-it is flattened, so the flattened features are in SB2's order.
+it is flattened (layout.py), so the flattened features are in SB2's order.
 
 `SpecModule.forward(obs[, state, mask])` returns a tuple of the spec's public
 outputs in the order of `SpecModule.output_names`; the program is straight-line,
@@ -27,6 +27,7 @@ from ..errors import BackendUnavailable
 from ..registry import Registry
 from ..understand.spec import FLOAT64_PARAMS, Node, PolicySpec
 from .backends import Backend
+from .layout import TO_NHWC, Layout
 
 Converter = Callable[[Any, Node, list, dict], tuple]
 CONVERTERS: Registry[Converter] = Registry("torch converter", BackendUnavailable)
@@ -264,10 +265,6 @@ def _unscale_box(m, node, xs, p):
     return (low + (0.5 * (xs[0] + 1.0) * (high - low)),)
 
 
-# Ops that work on NCHW tensors directly (the rest see NHWC, as the spec says).
-_NCHW_OPS = {"conv2d", "activation"}
-
-
 # --- the module ----------------------------------------------------------------------
 def buffer_name(sb2_name: str) -> str:
     """An SB2 tensor name as a valid buffer name: '/' -> '__', ':0' dropped, others '_'."""
@@ -316,34 +313,31 @@ def _make_module_class():
             env: dict[str, Any] = {"obs": obs}
             if self.spec.stateful:
                 env["state"], env["mask"] = state, mask
-            nchw: set[str] = set()  # tensors held as NCHW (the spec's are NHWC)
+            layout = Layout()  # conv stacks run NCHW (layout.py)
             buffers = dict(self.named_buffers())
             for node, pnames in zip(self.spec.nodes, self._params_of):
                 xs = [env[i] for i in node.inputs]
-                in_nchw = [i in nchw for i in node.inputs]
-                if node.op == "conv2d" and not in_nchw[0]:
-                    xs[0] = xs[0].permute(0, 3, 1, 2)  # NHWC -> NCHW, once per conv stack
-                elif node.op not in _NCHW_OPS:
-                    # e.g. flatten after the conv stack: back to NHWC first, SB2's order
-                    xs = [x.permute(0, 2, 3, 1) if flag else x for x, flag in zip(xs, in_nchw)]
+                for j, name in enumerate(node.inputs):
+                    perm = layout.permutation(node.op, name)
+                    if perm is not None:
+                        xs[j] = xs[j].permute(*perm)
                 params = {role: buffers[name] for role, name in pnames.items()}
                 results = CONVERTERS[node.op](self, node, xs, params)
                 env.update(zip(node.outputs, results))
-                if node.op == "conv2d" or (node.op == "activation" and in_nchw[0]):
-                    nchw.update(node.outputs)
-            return env, nchw
+                layout.record(node.op, node.inputs, node.outputs)
+            return env, layout.nchw
 
         def evaluate(self, obs, state=None, mask=None) -> dict[str, Any]:
             """Every tensor of the program, by name, in the spec's (NHWC) layout."""
             env, nchw = self._run(obs, state, mask)
             for name in nchw:
-                env[name] = env[name].permute(0, 2, 3, 1)
+                env[name] = env[name].permute(*TO_NHWC)
             return env
 
         def forward(self, obs, state=None, mask=None):
             env, nchw = self._run(obs, state, mask)
             names = [self.spec.outputs[k] for k in self.output_names]
-            return tuple(env[t].permute(0, 2, 3, 1) if t in nchw else env[t] for t in names)
+            return tuple(env[t].permute(*TO_NHWC) if t in nchw else env[t] for t in names)
 
     return SpecModule
 
