@@ -24,7 +24,7 @@ class UnknownName(LookupError):
 
 
 class Registry(Mapping[str, T], Generic[T]):
-    """An ordered name -> entry table; read-only as a Mapping, filled by `register`/`add`.
+    """An ordered name -> entry table, filled by `register`/`add`.
 
     kind: what an entry is ("torch converter", "backend"), for messages.
     error: the exception class a lookup of an unknown name raises, called with the
@@ -78,6 +78,14 @@ class Registry(Mapping[str, T], Generic[T]):
             return self._entries[name]
         except (KeyError, TypeError):  # TypeError: an unhashable name from a request
             raise self.unknown(name) from None
+
+    def __setitem__(self, name: str, entry: T) -> None:
+        """An explicit replacement (tests swap an entry in and out with pytest's
+        monkeypatch.setitem); registering goes through `add`/`register`, which refuse one."""
+        self._entries[name] = entry
+
+    def __delitem__(self, name: str) -> None:
+        del self._entries[name]
 
     def get(self, name, default=None):
         try:

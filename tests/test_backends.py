@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sbexportd.parity import compare_all, discrete_names
 from sbexportd.realize.backends import BACKENDS as REGISTERED
 from sbexportd.realize.backends import REFERENCE
-from sbexportd.understand.spec import OPS, Discrete, MultiBinary, MultiDiscrete
+from sbexportd.understand.spec import OPS
 
 import synthetic
 
 CASES = {case.name: case for case in synthetic.cases()}
 BACKENDS = tuple(b for b in REGISTERED if b != REFERENCE)  # each held to the reference
-TOL = 1e-5
 
 
 def _require(backend: str):
@@ -50,28 +50,18 @@ def inputs(case: str, batch: int, seed: int = 0):
     return obs, state, mask
 
 
-def discrete_output(spec, name: str) -> bool:
-    return name == "actions" and isinstance(spec.action_space, (Discrete, MultiDiscrete, MultiBinary))
-
-
 def compare(spec, got: dict, ref: dict) -> dict[str, float]:
-    """Discrete actions exactly; everything else |err| <= 1e-5 * max(1, |ref|).
-    Returns the max scaled error per output."""
+    """The parity rule (sbexportd.parity: discrete actions exactly, everything else
+    within 1e-5, relative to max(1, |ref|) but for actions), with the same outputs,
+    shapes and dtypes as the reference. Returns the max abs error per output."""
     assert set(got) == set(ref), f"outputs {sorted(got)} != reference {sorted(ref)}"
-    errors = {}
     for name, r in ref.items():
-        g = np.asarray(got[name])
-        r = np.asarray(r)
+        g, r = np.asarray(got[name]), np.asarray(r)
         assert g.shape == r.shape, f"{name}: shape {g.shape} != reference {r.shape}"
         assert g.dtype == r.dtype, f"{name}: dtype {g.dtype} != reference {r.dtype}"
-        if discrete_output(spec, name):
-            assert np.array_equal(g, r), f"{name}: {g} != reference {r}"
-            errors[name] = 0.0
-            continue
-        scaled = np.abs(g.astype(np.float64) - r) / np.maximum(1.0, np.abs(r.astype(np.float64)))
-        errors[name] = float(scaled.max()) if scaled.size else 0.0
-        assert errors[name] <= TOL, f"{name}: error {errors[name]:.3g} > {TOL}"
-    return errors
+    checks = compare_all(got, ref, discrete_names(spec))
+    assert checks.passed, checks.describe()
+    return checks.max_abs_error
 
 
 def test_cases_cover_every_op():

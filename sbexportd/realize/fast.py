@@ -64,10 +64,11 @@ def check(spec, impl) -> tuple[int, dict[str, float]]:
         if extra:
             env = impl.forward(*args)
             got.update({name: env[t] for name, t in extra.items()})
-        for name, c in judge(judged, batch).check(got).items():
-            errors[name] = max(errors.get(name, 0.0), c.max_abs_error)
-            if not c.passed:
-                raise NotVerified(f"{c.describe()} on seeded observations (batch {len(batch['obs'])})")
+        checks = judge(judged, batch).check(got)
+        for name, err in checks.max_abs_error.items():
+            errors[name] = max(errors.get(name, 0.0), err)
+        if not checks.passed:
+            raise NotVerified(f"{checks.describe()} on seeded observations (batch {len(batch['obs'])})")
     return sum(len(b["obs"]) for b in batches), errors
 
 def choose(model) -> FastPath:

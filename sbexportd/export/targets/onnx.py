@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import ExportError
-from ...parity import compare
+from ...parity import compare_all, discrete_names
 from ..conventions import output_names
 from ._tf_common import (rename_state_out, STATE_OUT, conform, feed_arrays, input_names, node_client, node_package_version, run_node,
                          serving_module)
@@ -81,14 +81,9 @@ def load(folder: Path, spec):
 def _agree(spec, node_out, py_out, folder) -> None:
     """onnxruntime-node must give what onnxruntime gives (the parity rule)."""
     from ...errors import ParityFailed
-    from ...understand.spec import Discrete, MultiBinary, MultiDiscrete
-    discrete = isinstance(spec.action_space, (Discrete, MultiDiscrete, MultiBinary))
-    for name, value in py_out.items():
-        if name not in node_out:
-            raise ParityFailed(f"onnx: onnxruntime-node gave no {name!r}", folder)
-        c = compare(name, node_out[name], value, discrete and name == "action")
-        if not c.passed:
-            raise ParityFailed(f"onnx: onnxruntime-node disagrees with onnxruntime: {c.describe()}", folder)
+    checks = compare_all(node_out, py_out, discrete_names(spec))
+    if not checks.passed:
+        raise ParityFailed(f"onnx: onnxruntime-node disagrees with onnxruntime: {checks.describe()}", folder)
 
 
 def adjust_io(spec, inputs, outputs):
