@@ -287,10 +287,12 @@ EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_BAD_FILE, EXIT_BAD_OBSERVATION, EXIT_FA
 
 
 def exit_status(exc: BaseException) -> int:
-    from .errors import BadObservation, ModelFileError, ObservationFileError
+    from .errors import BadObservation, InvalidArgument, ModelFileError, ObservationFileError
     if isinstance(exc, (ModelFileError, ObservationFileError, FileNotFoundError, IsADirectoryError,
                         PermissionError)):
         return EXIT_BAD_FILE
+    if isinstance(exc, InvalidArgument):
+        return EXIT_USAGE
     if isinstance(exc, BadObservation):
         return EXIT_BAD_OBSERVATION
     if isinstance(exc, SbExportError):
@@ -300,16 +302,17 @@ def exit_status(exc: BaseException) -> int:
 
 def resolve_zoo_path(args) -> None:
     """The zoo's convention, `--algo ALGO --env ENV -f ZOO_DIR`: args.file from the folder."""
-    from .errors import ModelFileNotFound
+    from .errors import InvalidArgument, ModelFileNotFound
     folder = getattr(args, "folder", None)
     if folder is None:
         if getattr(args, "file", None) is None and args.command != "serve":
-            raise ValueError("a model file is needed (or the zoo's convention: --algo ALGO --env ENV -f ZOO_DIR)")
+            raise InvalidArgument("a model file is needed (or the zoo's convention: --algo ALGO --env ENV -f "
+                                  "ZOO_DIR)")
         return
     if args.file is not None:
-        raise ValueError("give either a model file or -f ZOO_DIR with --algo and --env, not both")
+        raise InvalidArgument("give either a model file or -f ZOO_DIR with --algo and --env, not both")
     if not getattr(args, "algo", None) or not getattr(args, "env", None):
-        raise ValueError("-f ZOO_DIR needs --algo and --env (the zoo keeps agents as ZOO_DIR/ALGO/ENV.zip)")
+        raise InvalidArgument("-f ZOO_DIR needs --algo and --env (the zoo keeps agents as ZOO_DIR/ALGO/ENV.zip)")
     root = Path(folder)
     for base in (root / args.algo, root / "agents" / args.algo):
         for ext in (".zip", ".pkl"):

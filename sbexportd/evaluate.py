@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .environments import Published, make, published, successor
-from .errors import BadObservation, ExportError, SbExportError
+from .errors import BadObservation, ExportError, ExportFolderError, SbExportError
 from .registry import Registry
 
 MAX_EPISODES = 10_000
@@ -110,9 +110,20 @@ class StatefulAgent(Agent):
     """A policy function feeds -> outputs with the export convention (obs, state, mask ->
     action, state), one environment at a time."""
 
-    def __init__(self, run: Callable[[dict], dict], state_size: int, goal_keys: list[str] | None, obs_dtype: str):
+    def __init__(self, run: Callable[[dict], dict], state_size: int, goal_keys: list[str] | None, obs_dtype: str,
+                 obs_shape: list | None = None):
         self.run, self.state_size, self.goal_keys, self.obs_dtype = run, state_size, goal_keys, obs_dtype
+        self.obs_shape = obs_shape  # per observation, as the export's manifest gives it (None: not checked)
         self.reset()
+
+    def check(self, env, env_id: str) -> None:
+        """The environment's observations must fit the export's input: a runtime fed
+        others fails in its own words (or, TF Lite, silently)."""
+        shape = getattr(env.observation_space, "shape", None)
+        if self.goal_keys is None and self.obs_shape is not None and shape is not None \
+                and list(shape) != list(self.obs_shape):
+            raise BadObservation(f"{env_id}'s observations are {list(shape)}; this export takes {self.obs_shape} "
+                                 "(evaluate it on the environment it was trained on)")
 
     def reset(self) -> None:
         self.state = np.zeros((1, self.state_size), np.float32)
@@ -152,24 +163,54 @@ def sb2_agent(path: Path, backend: str, vecnormalize, frame_stack, algo: str | N
 
 
 def export_agent(folder: Path) -> Agent:
-    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest = read_manifest(folder)
     target = manifest.get("target")
-    if target in SB3_TARGETS:
-        agent: Agent = Sb3Agent(folder, manifest)
-    elif target in RUNNERS:
-        run, runtime = RUNNERS[target](folder, manifest)
-        state = next((i for i in manifest["inputs"] if i["name"] == "state"), None)
-        goal = (manifest.get("goal_observation") or {}).get("keys")
-        agent = StatefulAgent(run, int(state["shape"][1]) if state else 0, goal, manifest["inputs"][0]["dtype"])
-        agent.runtime = runtime
-    else:
-        raise ExportError(f"evaluate runs {', '.join((*SB3_TARGETS, *RUNNERS))} exports in their runtime; this "
-                          f"is a {target!r} "
-                          "export (evaluate the SB2 file, or one of those exports)", folder)
-    source = manifest.get("source", {})
-    agent.algo = source.get("algorithm", "")
-    agent.trained_env = Path(source.get("file", "")).stem
+    try:
+        if target in SB3_TARGETS:
+            agent: Agent = Sb3Agent(folder, manifest)
+        elif target in RUNNERS:
+            run, runtime = RUNNERS[target](folder, manifest)
+            inputs = {i["name"]: i for i in manifest["inputs"]}
+            state, obs = inputs.get("state"), manifest["inputs"][0]
+            goal = (manifest.get("goal_observation") or {}).get("keys")
+            agent = StatefulAgent(run, int(state["shape"][1]) if state else 0, goal, obs["dtype"],
+                                  list(obs["shape"][1:]) if obs["name"] == "obs" else None)
+            agent.runtime = runtime
+        else:
+            raise ExportError(f"evaluate runs {', '.join((*SB3_TARGETS, *RUNNERS))} exports in their runtime; "
+                              f"this is a {str(target)[:40]!r} export (evaluate the SB2 file, or one of those "
+                              "exports)", folder)
+    except SbExportError:
+        raise
+    except ImportError as exc:
+        raise ExportFolderError(f"the runtime of this {target} export is not installed here: {exc}", folder) from exc
+    except Exception as exc:  # noqa: BLE001 - a runtime that cannot load these files, or a manifest field amiss
+        raise ExportFolderError(f"this {target} export cannot be loaded in its runtime: {type(exc).__name__}: "
+                                f"{str(exc)[:200]}", folder) from exc
+    source = manifest.get("source") or {}
+    agent.algo = str(source.get("algorithm", ""))
+    agent.trained_env = Path(str(source.get("file", ""))).stem
     return agent
+
+
+def read_manifest(folder: Path) -> dict:
+    """An export folder's manifest.json, with the fields evaluate reads, or ExportFolderError."""
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise ExportFolderError("not an export folder (no manifest.json); pass an SB2 file or an export "
+                                "target's folder", folder)
+    try:
+        manifest = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ExportFolderError(f"manifest.json is not JSON ({type(exc).__name__})", folder) from None
+    def entries(key: str) -> bool:
+        value = manifest.get(key)
+        return isinstance(value, list) and bool(value) and all(isinstance(i, dict) and "name" in i for i in value)
+    ok = isinstance(manifest, dict) and isinstance(manifest.get("target"), str) and entries("inputs") \
+        and entries("outputs")
+    if not ok:
+        raise ExportFolderError("manifest.json lacks what `sbexportd export` writes (target, inputs, outputs)", folder)
+    return manifest
 
 
 def _io(manifest: dict) -> tuple[list[str], str | None, Callable[[dict], dict]]:
@@ -292,9 +333,6 @@ def evaluate(source: str | Path, env: str | None = None, episodes: int = 10, *, 
     if not isinstance(episodes, int) or isinstance(episodes, bool) or not 1 <= episodes <= MAX_EPISODES:
         raise BadObservation(f"episodes must be a number from 1 to {MAX_EPISODES}, got {episodes!r:.40}")
     if source.is_dir():
-        if not (source / "manifest.json").is_file():
-            raise ExportError("not an export folder (no manifest.json); pass an SB2 file or an export "
-                              "target's folder", source)
         agent = export_agent(source)
     else:
         agent = sb2_agent(source, backend, vecnormalize, frame_stack, algo)
@@ -333,6 +371,8 @@ def _run(agent: Agent, env_id: str, episodes: int, seed: int, max_steps: int, ca
     env = make(env_id)
     returns, lengths = [], []
     try:
+        if isinstance(agent, StatefulAgent):
+            agent.check(env, env_id)
         env.action_space.seed(seed)
         for i in range(episodes):
             obs, _ = env.reset(seed=seed) if i == 0 else env.reset()

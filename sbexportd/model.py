@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BackendUnavailable, BadObservation
+from .errors import BackendUnavailable, BadObservation, InvalidArgument
 from .read import read_model, read_vecnormalize, zoo_settings
 from .read.archive import Archive, VecNormalizeStats
 from .realize.backends import BACKENDS, FAST_CANDIDATES
@@ -109,7 +109,13 @@ class Model:
 
     def _build_backend(self, name: str):
         if name not in self._backends:
-            self._backends[name] = BACKENDS[name].load()(self.spec)
+            info = BACKENDS[name]
+            try:
+                impl = info.load()(self.spec)
+            except ImportError as exc:  # its runtime is not installed (the `full` extra)
+                raise BackendUnavailable(f"the {name} backend needs {exc.name or exc} (pip install "
+                                         "'sbexportd[full]')", self.path) from exc
+            self._backends[name] = impl
         return self._backends[name]
 
     # -- inference --------------------------------------------------------------------
@@ -125,11 +131,15 @@ class Model:
         batch, single = self._batch(obs)
         n = batch.shape[0]
         if self.spec.stateful:
-            state = np.zeros((n, self.spec.state_size), np.float32) if state is None else np.asarray(state, np.float32)
-            mask = np.zeros((n,), np.float32) if mask is None else np.asarray(mask, np.float32).reshape(-1)
+            state = np.zeros((n, self.spec.state_size), np.float32) if state is None else \
+                self._numbers(state, "state", np.float32)
+            mask = np.zeros((n,), np.float32) if mask is None else self._numbers(mask, "mask", np.float32).reshape(-1)
             if state.shape != (n, self.spec.state_size) or mask.shape != (n,):
                 raise BadObservation(f"recurrent policy: state must be ({n}, {self.spec.state_size}) and "
                                      f"mask ({n},); got {list(state.shape)} and {list(mask.shape)}", self.path)
+        if not deterministic and seed is not None and (
+                isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise InvalidArgument(f"seed must be a non-negative integer (or None), got {seed!r:.40}", self.path)
         impl = self.backend(backend or self.default_backend)
         rng = None if deterministic else np.random.default_rng(seed)
         rows = n if getattr(impl, "chunk_rows", None) else self._chunk_rows()
@@ -165,9 +175,7 @@ class Model:
         spec = self.spec
         if spec.goal_observation is not None and isinstance(obs, dict):
             obs = self._flatten_goal(obs)
-        x = np.asarray(obs)
-        if x.dtype == object:
-            raise BadObservation("observations must be numbers (got ragged or object data)", self.path)
+        x = self._numbers(obs, "observations")
         shape = spec.observation_space.shape
         if x.shape == shape:
             return x[None], True
@@ -182,9 +190,28 @@ class Model:
         if missing:
             raise BadObservation(f"goal observation lacks {missing}; expected keys "
                                  f"{[k for k, _ in goal.spaces]}", self.path)
-        parts = [np.asarray(obs[k], np.float32) for k, _ in goal.spaces]
+        parts = [self._numbers(obs[k], f"goal observation {k!r}", np.float32) for k, _ in goal.spaces]
         batched = parts[0].ndim == (len(goal.spaces[0][1].shape) or 1) + 1
-        return np.concatenate([p if batched else p.reshape(-1) for p in parts], axis=-1)
+        try:
+            return np.concatenate([p if batched else p.reshape(-1) for p in parts], axis=-1)
+        except ValueError:  # the keys' shapes do not line up
+            got = {k: list(p.shape) for (k, _), p in zip(goal.spaces, parts)}
+            want = {k: list(space.shape) for k, space in goal.spaces}
+            raise BadObservation(f"goal observation shapes {got} do not line up: expected {want}, or a batch "
+                                 f"(N, ...) of each with one N", self.path) from None
+
+    def _numbers(self, value: Any, what: str, dtype=None) -> np.ndarray:
+        """`value` as a NumPy array of numbers (in `dtype` if given), or BadObservation."""
+        try:
+            x = np.asarray(value, dtype)
+            if x.dtype.kind in "US":  # text: numbers written as strings pass, as SB2's feed_dict took them
+                x = x.astype(self.spec.input_dtype)
+        except (ValueError, TypeError, OverflowError):
+            raise BadObservation(f"{what} must be a rectangular array of numbers (got ragged lists or text)",
+                                 self.path) from None
+        if x.dtype == object:
+            raise BadObservation(f"{what} must be numbers (got ragged or object data)", self.path)
+        return x
 
     # -- export -------------------------------------------------------------------------
     def export(self, to, out, *, force: bool = False, verify: bool = True, progress=None):

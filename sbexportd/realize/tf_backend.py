@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, InvalidSpec
 from ..registry import Registry
 from ..understand.spec import FLOAT64_PARAMS, Box, DictSpace, Node, PolicySpec
 from .backends import Backend
@@ -314,7 +314,7 @@ def _param_dtypes(spec: PolicySpec, float64: bool = True) -> dict[str, str]:
             else:
                 dt = value.dtype.name
             if dtypes.setdefault(key, dt) != dt:
-                raise ValueError(f"tensor {key!r} is read both as {dtypes[key]} and as {dt}")
+                raise InvalidSpec(f"tensor {key!r:.60} is read both as {dtypes[key]} and as {dt}")
     return dtypes
 
 
