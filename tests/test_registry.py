@@ -128,3 +128,10 @@ def test_one_layout_rule_for_both_torch_programs():
     lay.record("flatten", ["r1"], ["f"])
     lay.record("activation", ["f"], ["a"])
     assert "f" not in lay and "a" not in lay and lay.permutation("dense", "a") is None
+
+
+def test_the_op_contract_is_a_table_whose_attribute_types_are_known():
+    from sbexportd.understand.ops import ATTR_TYPES
+    assert all(kind in ATTR_TYPES for op in OPS.values() for kind in op.attrs.values())
+    with pytest.raises(errors.InvalidSpec, match="unknown op 'launch'; choose one of cast_float"):
+        OPS["launch"]
