@@ -3,7 +3,7 @@ PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test demo fixtures fixtures-eras parity-table
+.PHONY: install lint test demo fixtures fixtures-eras parity-table
 
 install:  ## everything the tests need, on a fresh machine
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,7 +15,11 @@ install:  ## everything the tests need, on a fresh machine
 	sh clients/java/install-deps.sh
 	sh clients/neovim/install-deps.sh
 
-test:
+lint:  ## ruff and mypy as configured in pyproject.toml: any finding fails
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint  ## the gate, then the whole suite (what CI runs)
 	$(BIN)/python -m pytest -q
 
 demo:  ## the main job on the bundled example agent

@@ -42,13 +42,14 @@ def cmd_params(args) -> int:
     width = max((len(r["name"]) for r in rows), default=4)
     for r in rows:
         rng = f"[{r['min']:+.4g}, {r['max']:+.4g}]" if r["min"] is not None else ""
-        print(f"{r['name']:<{width}}  {str(r['shape']):<14} {r['dtype']:<8} {rng}")
+        print(f"{r['name']:<{width}}  {r['shape']!s:<14} {r['dtype']:<8} {rng}")
     print(f"{len(rows)} parameters, {sum(r['size'] for r in rows)} values")
     return 0
 
 
 def cmd_predict(args) -> int:
     import numpy as np
+
     from .model import load
     from .observations import read_observations
     model = load(args.file, args.vecnormalize, algo=args.algo, activation=args.activation,
@@ -156,14 +157,14 @@ def summary_table(results) -> str:
             parity = "not verified"
         rows.append((r.target, str(len(r.files) + 1), _size(r.size), parity, f"{r.seconds:.2f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     if results:
         lines.append(f"written under {results[0].path.parent}/ (each with manifest.json)")
     return "\n".join(lines)
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -76,8 +77,8 @@ class Evaluation:
         lines = [f"{self.source}: {self.episodes} episodes of {self.env}"
                  + (f" (trained on {self.trained_env})" if self.trained_env != self.env else "")
                  + f", seed {self.seed}, {self.runtime}",
-                 f"mean reward {self.mean:.3f} +- {self.std:.3f} (episode lengths {min(self.lengths)}-"
-                 f"{max(self.lengths)}; {self.seconds:.1f} s)"]
+                 (f"mean reward {self.mean:.3f} +- {self.std:.3f} (episode lengths {min(self.lengths)}-"
+                  f"{max(self.lengths)}; {self.seconds:.1f} s)")]
         if self.published:
             p = self.published
             verdict = "within" if self.within_published() else "OUTSIDE"
@@ -97,7 +98,7 @@ class Agent:
     runtime = ""
     algo = ""
     trained_env = ""
-    notes: list[str] = []
+    notes: list[str]  # each agent's own (set in __init__)
 
     def reset(self) -> None:
         ...
@@ -114,6 +115,7 @@ class StatefulAgent(Agent):
                  obs_shape: list | None = None):
         self.run, self.state_size, self.goal_keys, self.obs_dtype = run, state_size, goal_keys, obs_dtype
         self.obs_shape = obs_shape  # per observation, as the export's manifest gives it (None: not checked)
+        self.notes = []
         self.reset()
 
     def check(self, env, env_id: str) -> None:
@@ -156,7 +158,7 @@ def sb2_agent(path: Path, backend: str, vecnormalize, frame_stack, algo: str | N
     agent.algo = spec.algo
     agent.trained_env = path.stem
     agent.notes = [f"VecNormalize statistics applied ({Path(str(model.vecnormalize.source)).name})"] \
-        if spec.vecnormalize else []
+        if spec.vecnormalize and model.vecnormalize is not None else []
     if spec.frame_stack:
         agent.notes.append(f"{spec.frame_stack} frames stacked")
     return agent
@@ -164,7 +166,7 @@ def sb2_agent(path: Path, backend: str, vecnormalize, frame_stack, algo: str | N
 
 def export_agent(folder: Path) -> Agent:
     manifest = read_manifest(folder)
-    target = manifest.get("target")
+    target: str = manifest["target"]  # a string: read_manifest checked
     try:
         if target in SB3_TARGETS:
             agent: Agent = Sb3Agent(folder, manifest)
@@ -184,7 +186,7 @@ def export_agent(folder: Path) -> Agent:
         raise
     except ImportError as exc:
         raise ExportFolderError(f"the runtime of this {target} export is not installed here: {exc}", folder) from exc
-    except Exception as exc:  # noqa: BLE001 - a runtime that cannot load these files, or a manifest field amiss
+    except Exception as exc:
         raise ExportFolderError(f"this {target} export cannot be loaded in its runtime: {type(exc).__name__}: "
                                 f"{str(exc)[:200]}", folder) from exc
     source = manifest.get("source") or {}
@@ -235,7 +237,7 @@ def _onnx(folder: Path, manifest: dict) -> tuple[Runner, str]:
     wanted = ["action"] + ([state_out] if state_out else [])
 
     def run(feeds):
-        return conform(dict(zip(wanted, session.run(wanted, {k: feeds[k] for k in names}))))
+        return conform(dict(zip(wanted, session.run(wanted, {k: feeds[k] for k in names}), strict=True)))
     return run, f"onnxruntime {ort.__version__}"
 
 
@@ -289,20 +291,21 @@ class Sb3Agent(Agent):
         from .export.targets import sb3
         self.folder = sb3_folder(folder)
         self.meta = json.loads((self.folder / sb3.META).read_text())
-        self.model = None
+        self.model: Any = None  # SB3's, loaded by wrap() inside its env wrappers
         import stable_baselines3
         self.runtime = (f"{self.meta['module']}.{self.meta['algorithm']} (stable_baselines3 "
                         f"{stable_baselines3.__version__})")
         self.notes = []
 
     def wrap(self, env_fn):
-        from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecNormalize
+        from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack, VecNormalize
 
         from .export.targets import sb3
-        venv = DummyVecEnv([env_fn])
+        venv: VecEnv = DummyVecEnv([env_fn])
         if self.meta.get("vecnormalize"):
-            venv = VecNormalize.load(str(self.folder / self.meta["vecnormalize"]), venv)
-            venv.training, venv.norm_reward = False, False
+            norm = VecNormalize.load(str(self.folder / self.meta["vecnormalize"]), venv)
+            norm.training, norm.norm_reward = False, False
+            venv = norm
             self.notes = ["SB3 VecNormalize (training=False, norm_reward=False)"]
         if self.meta.get("frame_stack"):
             venv = VecFrameStack(venv, int(self.meta["frame_stack"]))
@@ -322,7 +325,7 @@ def sb3_folder(folder: Path) -> Path:
 
 
 # --- episodes --------------------------------------------------------------------------------------
-def evaluate(source: str | Path, env: str | None = None, episodes: int = 10, *, seed: int = 0,
+def evaluate(source: str | Path, env: str | None = None, episodes: object = 10, *, seed: int = 0,
              backend: str = "numpy", vecnormalize="auto", frame_stack="auto", algo: str | None = None,
              benchmark: str | Path | None = None, max_steps: int = 100_000,
              cancelled: Callable[[], bool] | None = None) -> Evaluation:
@@ -341,7 +344,6 @@ def evaluate(source: str | Path, env: str | None = None, episodes: int = 10, *, 
         raise SbExportError("which environment? pass env (the agent's file name is not an environment id)", source)
     succ = successor(trained)
     start = time.perf_counter()
-    returns, lengths = [], []
     if isinstance(agent, Sb3Agent):
         returns, lengths = _run_vec(agent, trained, episodes, seed, max_steps, cancelled)
     else:
@@ -396,7 +398,8 @@ def _run(agent: Agent, env_id: str, episodes: int, seed: int, max_steps: int, ca
 
 def _run_vec(agent: Sb3Agent, env_id: str, episodes: int, seed: int, max_steps: int, cancelled) -> tuple[list, list]:
     venv = agent.wrap(lambda: make(env_id))
-    returns, lengths = [], []
+    returns: list[float] = []
+    lengths: list[int] = []
     try:
         venv.seed(seed)
         obs = venv.reset()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -13,6 +13,10 @@ from .read.archive import Archive, VecNormalizeStats
 from .realize.backends import BACKENDS, FAST_CANDIDATES
 from .understand import understand
 from .understand.spec import DictSpace, PolicySpec
+
+if TYPE_CHECKING:
+    from .realize.fast import FastPath
+
 # Backends that do not bound their own memory get batches in chunks of at most this
 # many rows and about CHUNK_VALUES observation values: a batch of a million
 # observations then needs the reference's intermediate tensors for a chunk, not for
@@ -22,7 +26,7 @@ CHUNK_VALUES = 1 << 18
 
 
 def load(path: str | Path, vecnormalize: str | Path | VecNormalizeStats | None = None, *,
-         algo: str | None = None, activation: str | None = None, frame_stack: int | str | None = None) -> "Model":
+         algo: str | None = None, activation: str | None = None, frame_stack: int | str | None = None) -> Model:
     """Read an SB2 .zip or .pkl safely and understand its policy.
 
     vecnormalize: a vecnormalize.pkl / obs_rms.pkl path (or its folder), "auto" to
@@ -65,6 +69,11 @@ def _resolve_vecnormalize(model_path: Path, vn) -> VecNormalizeStats | None:
     return read_vecnormalize(vn)
 
 
+def _is_seed(value: object) -> bool:
+    """What NumPy's generators take as a seed here: a non-negative integer."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and bool(value >= 0)
+
+
 class Model:
     def __init__(self, archive: Archive, spec: PolicySpec, vecnormalize: VecNormalizeStats | None = None):
         self.archive = archive
@@ -72,7 +81,7 @@ class Model:
         self.vecnormalize = vecnormalize
         self._backends: dict[str, Any] = {}
         self._lock = threading.Lock()  # one build per backend, whichever thread asks first
-        self._fast = None  # realize.fast.FastPath, once chosen
+        self._fast: FastPath | None = None  # once chosen
         self._fast_lock = threading.Lock()
 
     @property
@@ -137,17 +146,16 @@ class Model:
             if state.shape != (n, self.spec.state_size) or mask.shape != (n,):
                 raise BadObservation(f"recurrent policy: state must be ({n}, {self.spec.state_size}) and "
                                      f"mask ({n},); got {list(state.shape)} and {list(mask.shape)}", self.path)
-        if not deterministic and seed is not None and (
-                isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        if not deterministic and seed is not None and not _is_seed(seed):
             raise InvalidArgument(f"seed must be a non-negative integer (or None), got {seed!r:.40}", self.path)
         impl = self.backend(backend or self.default_backend)
         rng = None if deterministic else np.random.default_rng(seed)
         rows = n if getattr(impl, "chunk_rows", None) else self._chunk_rows()
         if n <= rows and rng is None:  # the common case, without the chunking
-            result = impl.run(batch, state, mask, outputs)
+            whole = impl.run(batch, state, mask, outputs)
             if single:
-                return {k: np.asarray(v)[0] for k, v in result.items()}
-            return {k: np.asarray(v) for k, v in result.items()}
+                return {k: np.asarray(v)[0] for k, v in whole.items()}
+            return {k: np.asarray(v) for k, v in whole.items()}
         result: dict[str, np.ndarray] = {}
         for lo in range(0, max(n, 1), rows):  # outputs allocated once, after the first chunk
             sl = slice(lo, lo + rows)
@@ -174,7 +182,7 @@ class Model:
     def _batch(self, obs: Any) -> tuple[np.ndarray, bool]:
         spec = self.spec
         if spec.goal_observation is not None and isinstance(obs, dict):
-            obs = self._flatten_goal(obs)
+            obs = self._flatten_goal(spec.goal_observation, obs)
         x = self._numbers(obs, "observations")
         shape = spec.observation_space.shape
         if x.shape == shape:
@@ -184,8 +192,7 @@ class Model:
         raise BadObservation(f"observation shape {list(x.shape)} fits neither the observation space "
                              f"{list(shape)} nor a batch of it {['N'] + list(shape)}", self.path)
 
-    def _flatten_goal(self, obs: dict) -> np.ndarray:
-        goal: DictSpace = self.spec.goal_observation
+    def _flatten_goal(self, goal: DictSpace, obs: dict) -> np.ndarray:
         missing = [k for k, _ in goal.spaces if k not in obs]
         if missing:
             raise BadObservation(f"goal observation lacks {missing}; expected keys "
@@ -195,7 +202,7 @@ class Model:
         try:
             return np.concatenate([p if batched else p.reshape(-1) for p in parts], axis=-1)
         except ValueError:  # the keys' shapes do not line up
-            got = {k: list(p.shape) for (k, _), p in zip(goal.spaces, parts)}
+            got = {k: list(p.shape) for (k, _), p in zip(goal.spaces, parts, strict=True)}
             want = {k: list(space.shape) for k, space in goal.spaces}
             raise BadObservation(f"goal observation shapes {got} do not line up: expected {want}, or a batch "
                                  f"(N, ...) of each with one N", self.path) from None

@@ -7,18 +7,17 @@ import io
 import subprocess
 import sys
 import warnings
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import synthetic
 from sbexportd.parity import compare_all, discrete_names
 from sbexportd.realize.backends import BACKENDS as REGISTERED
 from sbexportd.realize.backends import REFERENCE
 from sbexportd.understand.spec import OPS
-
-import synthetic
 
 CASES = {case.name: case for case in synthetic.cases()}
 BACKENDS = tuple(b for b in REGISTERED if b != REFERENCE)  # each held to the reference
@@ -30,7 +29,7 @@ def _require(backend: str):
                                               f"(install the 'full' extra)")
 
 
-@lru_cache(maxsize=None)
+@cache
 def policy(case: str, backend: str):
     """Each backend is built once per case (and kept warm) for the whole module."""
     if backend != REFERENCE:
@@ -215,7 +214,7 @@ def test_tf_graph_traced_once(case):
     assert set(pol.concrete.structured_outputs) == set(spec.outputs)
     assert isinstance(pol.module, tf.Module)
     import inspect
-    assert list(inspect.signature(type(pol.module).serve.python_function).parameters)[0] == "self"
+    assert next(iter(inspect.signature(type(pol.module).serve.python_function).parameters)) == "self"
     # weights are the module's variables, float64 only where SB2 computed in float64
     names = {v.name for v in pol.module.variables}
     assert len(names) == len(spec.used_tensors())
@@ -246,7 +245,7 @@ def test_torch_jit_trace(case):
     loaded = torch.jit.load(buffer)
     obs, state, mask = inputs(case, 7, seed=7)  # another batch size than traced with
     with torch.inference_mode():
-        got = dict(zip(module.output_names, (t.numpy() for t in loaded(*pol.inputs(obs, state, mask)))))
+        got = dict(zip(module.output_names, (t.numpy() for t in loaded(*pol.inputs(obs, state, mask))), strict=True))
     compare(spec, got, policy(case, "numpy").run(obs, state, mask))
 
 

@@ -20,15 +20,12 @@ import numpy as np
 import pytest
 
 import sbexportd
+from conftest import FIXTURES
 from sbexportd import cli
-from sbexportd.errors import Cancelled, OutputExists, ParityFailed, TargetUnavailable
-from sbexportd.errors import InvalidSpec, ModelFileError
+from sbexportd.errors import Cancelled, InvalidSpec, ModelFileError, OutputExists, ParityFailed, TargetUnavailable
 from sbexportd.export import export, resolve_targets
 from sbexportd.export.conventions import io
-from sbexportd.export.targets import TARGETS, Target
-from sbexportd.export.targets import portable
-
-from conftest import FIXTURES
+from sbexportd.export.targets import TARGETS, Target, portable
 
 MLP = FIXTURES / "ppo2_mlp_vec_discrete" / "model.zip"
 LSTM = FIXTURES / "ppo2_mlplstm_vec_box" / "model.zip"
@@ -273,7 +270,7 @@ def test_to_all_resolves_every_target():
     assert sorted(set(TARGETS) - set(in_all)) == ["rl-zoo3", "sb3"]  # asked for by name
     assert resolve_targets("portable, params") == ["portable", "params"]
     assert resolve_targets(["params"]) == ["params"]
-    with pytest.raises(TargetUnavailable, match="unknown target bogus.*choose from"):
+    with pytest.raises(TargetUnavailable, match=r"unknown target bogus.*choose from"):
         resolve_targets("portable,bogus")
     for t in TARGETS.values():
         assert t.name and t.summary and (Path(portable.__file__).parent / f"{t.module}.py").is_file()
@@ -340,7 +337,8 @@ def test_portable_reader_reads_the_export(portable_doc, mlp):
     spec = portable.read(path)
     assert [n.op for n in spec.nodes] == [n.op for n in mlp.spec.nodes]
     for k in mlp.spec.used_tensors():
-        assert np.array_equal(spec.tensors[k], mlp.spec.tensors[k]) and spec.tensors[k].dtype == mlp.spec.tensors[k].dtype
+        assert np.array_equal(spec.tensors[k], mlp.spec.tensors[k])
+        assert spec.tensors[k].dtype == mlp.spec.tensors[k].dtype
 
 
 @pytest.mark.parametrize("dtype", ["complex64", "object", "str", "<U4"])
@@ -390,7 +388,7 @@ def test_portable_reader_rejects_other_files(portable_doc):
         portable.read(_write(path, {**doc, "format": "something-else"}))
     with pytest.raises(ModelFileError, match="not an sbexportd-portable v1 file"):
         portable.read(_write(path, [1, 2, 3]))
-    with pytest.raises(ModelFileError, match="not a well-formed .* document .*field 'nodes'"):
+    with pytest.raises(ModelFileError, match=r"not a well-formed .* document .*field 'nodes'"):
         portable.read(_write(path, {k: v for k, v in doc.items() if k != "nodes"}))
     with pytest.raises(ModelFileError, match="not msgpack"):
         (path.parent / "junk.msgpack").write_bytes(b"\xc1\xc1")

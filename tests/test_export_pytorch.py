@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import sbexportd
+from conftest import FIXTURES, ZOO
 from sbexportd.errors import ParityFailed
 from sbexportd.export import export
 from sbexportd.export.conventions import export_name, io, output_names, sample_inputs
@@ -26,14 +27,11 @@ from sbexportd.parity import judge
 from sbexportd.realize.numpy_backend import NumpyPolicy
 from sbexportd.understand.spec import OPS
 
-from conftest import FIXTURES, ZOO
-
 torch = pytest.importorskip("torch", reason="torch not installed (run `make install`)")
 
+import synthetic  # noqa: E402
 from sbexportd.export import codegen_torch  # noqa: E402
 from sbexportd.export.targets import pytorch as target  # noqa: E402
-
-import synthetic  # noqa: E402
 
 
 def _fixture_cases() -> dict[str, tuple[Path, Path | None]]:
@@ -108,7 +106,7 @@ def test_every_op_has_an_emitter():
 
 @pytest.mark.parametrize("case", list(ALL))
 def test_export_parity(exported, case):
-    model, result, folder = exported[case]
+    model, _result, folder = exported[case]
     manifest = json.loads((folder / "manifest.json").read_text())
     parity = manifest["parity"]
     assert parity["verified"] and parity["passed"], parity

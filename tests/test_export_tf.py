@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 
 import sbexportd
+from conftest import FIXTURES, ZOO
 from sbexportd.errors import ParityFailed
 from sbexportd.export import export
 from sbexportd.export.conventions import export_name, io, sample_inputs
 from sbexportd.export.targets import TARGETS
 from sbexportd.parity import judge
-
-from conftest import FIXTURES, ZOO
 
 pytest.importorskip("tensorflow", reason="tensorflow not installed (run `make install`)")
 
@@ -87,7 +86,7 @@ def test_zoo_cases_present():
 @pytest.mark.parametrize("target", TF_TARGETS)
 @pytest.mark.parametrize("case", list(ALL))
 def test_export_parity(exported, case, target):
-    model, results, out = exported[case]
+    model, _results, out = exported[case]
     folder = out / target
     manifest = json.loads((folder / "manifest.json").read_text())
     parity = manifest["parity"]
@@ -237,7 +236,7 @@ def test_graphdef_session_config(exported):
     """io.json carries the Session option the verification ran with (Grappler's remapper
     off: oneDNN's fused layer norm is off by ~1e-3 on this layer-norm policy)."""
     import tensorflow as tf
-    model, _, out = exported["dqn_lnmlp_vec_discrete"]
+    _model, _, out = exported["dqn_lnmlp_vec_discrete"]
     doc = json.loads((out / "graphdef" / "io.json").read_text())
     config = tf.compat.v1.ConfigProto()
     config.ParseFromString(bytes.fromhex(doc["session_config"]["serialized_hex"]))

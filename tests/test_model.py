@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 
 import sbexportd
-from sbexportd.errors import BadObservation
-
 from conftest import FIXTURES
+from sbexportd.errors import BadObservation
 
 
 def fixture(name):

@@ -11,7 +11,6 @@ import pytest
 from sbexportd.errors import InvalidSpec
 from sbexportd.understand.ops import OPS, VARIADIC, schema_document
 from sbexportd.understand.shapes import RULES
-
 from synthetic import cases
 
 CASES = cases()

@@ -8,17 +8,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import sbexportd
-from sbexportd import errors
-from sbexportd.understand.spec import ACTIVATIONS
-
 from conftest import FIXTURES, ROOT
 from rpc_client import Daemon, RpcError
+from sbexportd import errors
+from sbexportd.understand.spec import ACTIVATIONS
 
 MLP = FIXTURES / "ppo2_mlp_vec_discrete" / "model.zip"
 HER = FIXTURES / "her_sac_bitflip" / "model.zip"
@@ -101,8 +99,9 @@ def test_goal_dict_whose_shapes_do_not_line_up_is_a_bad_observation(client, tmp_
 def test_text_and_ragged_lists_are_bad_observations_in_the_python_api():
     model = sbexportd.load(FIXTURES / "ppo2_mlplstm_vec_box" / "model.zip")
     obs = np.zeros((1, 4), np.float32)
-    for kwargs, what in (({"obs": [["a", "b", "c", "d"]]}, "observations"), ({"obs": [[1, 2], [1, 2, 3]]}, "observations"),
-                         ({"obs": obs, "state": "abc"}, "state"), ({"obs": obs, "mask": [[1], [1, 2]]}, "mask")):
+    cases = (({"obs": [["a", "b", "c", "d"]]}, "observations"), ({"obs": [[1, 2], [1, 2, 3]]}, "observations"),
+             ({"obs": obs, "state": "abc"}, "state"), ({"obs": obs, "mask": [[1], [1, 2]]}, "mask"))
+    for kwargs, what in cases:
         with pytest.raises(errors.BadObservation, match=f"{what} must be a rectangular array of numbers"):
             model.predict(**kwargs)
     # numbers written as text pass, as SB2's feed_dict took them

@@ -120,7 +120,7 @@ def backend_parity(model, agent: Agent, backend: str) -> Outcome:
     golden = agent.golden_arrays()
     try:
         out = model.predict(golden["obs"], backend=backend)
-    except Exception as exc:  # a sweep records and goes on
+    except Exception as exc:  # noqa: BLE001 - a sweep records and goes on
         return Outcome(False, float("inf"), f"{type(exc).__name__}: {exc}"[:300], time.perf_counter() - start)
     names = golden_outputs(golden, model.spec.action_space)  # SB2's key -> ours
     checks = compare_all({key: out[mine] for key, mine in names.items() if mine in out},
@@ -140,7 +140,7 @@ def export_all(model, out: Path) -> dict[str, Outcome]:
         start = time.perf_counter()
         try:
             (res,) = export(model, target, out, force=True)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a sweep records and goes on
             results[target] = Outcome(False, float("inf"), f"{type(exc).__name__}: {exc}"[:600],
                                       time.perf_counter() - start, code=getattr(exc, "code", ""))
             continue

@@ -27,16 +27,17 @@ from __future__ import annotations
 import builtins
 import keyword
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ..errors import TargetUnavailable
 from ..realize.layout import Layout
 from ..registry import Registry
-from ..understand.spec import Box, DictSpace, Discrete, MultiBinary, MultiDiscrete, Node, PolicySpec
-from .conventions import export_name, io, output_names
+from ..understand.spec import Box, Discrete, MultiBinary, MultiDiscrete, Node, PolicySpec
+from .conventions import io, output_names
 
 Emitter = Callable[["Gen", int, Node], None]
 EMITTERS: Registry[Emitter] = Registry("PyTorch emitter", TargetUnavailable)
@@ -106,13 +107,14 @@ def _infer_shapes(spec: PolicySpec) -> dict[str, tuple[int, ...]]:
     """Per-sample shape of every tensor, from one NumPy reference run (for comments)."""
     from ..realize.numpy_backend import NumpyPolicy
     from .conventions import sample_inputs
+    feeds: dict[str, Any]
     try:
         if spec.goal_observation is not None and _reads_dict_obs(spec):
             feeds = {"obs": {k: np.zeros((2, *s.shape), np.float32) for k, s in spec.goal_observation.spaces}}
         else:
             feeds = sample_inputs(spec, 2, 0)
         env = NumpyPolicy(spec).forward(feeds["obs"], feeds.get("state"), feeds.get("mask"))
-    except Exception:  # shapes only feed comments
+    except Exception:  # noqa: BLE001 - shapes only feed comments
         return {}
     return {k: tuple(np.shape(v))[1:] for k, v in env.items() if not isinstance(v, dict)}
 
@@ -176,7 +178,7 @@ class Gen:
         return self.var[tensor]
 
     def attr(self, hint: str) -> str:
-        taken = self.attrs | {a for a in dir(object)} | {"training", "forward", "eval", "train", "to", "cpu",
+        taken = self.attrs | set(dir(object)) | {"training", "forward", "eval", "train", "to", "cpu",
                                                          "cuda", "float", "double", "half", "type", "state_dict",
                                                          "parameters", "buffers", "children", "modules", "apply",
                                                          "zero_grad", "register_buffer", "register_parameter",
@@ -390,7 +392,7 @@ def _dense(g: Gen, i: int, node: Node) -> None:
     if act is None:
         g.assign(node.outputs[0], expr, hint=_attr_hint(scope))
     else:
-        g.assign(act.outputs[0], _act(fn, expr), hint=_attr_hint(scope))
+        g.assign(act.outputs[0], _act(act.attrs["fn"], expr), hint=_attr_hint(scope))
 
 
 @emitter("conv2d")
@@ -414,15 +416,17 @@ def _conv2d(g: Gen, i: int, node: Node) -> None:
         x = g.var[t]
     act = g.fused_activation(i)
     fn = act.attrs["fn"] if act is not None else None
-    sh, sw = g.shape(t)[:2] if g.shape(t) and len(g.shape(t)) == 3 else (None, None)
-    size = f" ({sh}x{sw} -> {(sh - kh) // stride + 1}x{(sw - kw) // stride + 1})" if sh else ""
+    shape = g.shape(t)
+    sh, sw = shape[:2] if shape and len(shape) == 3 else (None, None)
+    size = (f" ({sh}x{sw} -> {(sh - kh) // stride + 1}x{(sw - kw) // stride + 1})"
+            if sh is not None and sw is not None else "")
     g.comment(f"{scope}: conv {kh}x{kw}, stride {stride}, {c_in} -> {c_out} channels{size}"
               + (f", {fn}" if fn and fn != "identity" else ""))
     expr = f"{layer}({x})"
     if act is None:
         g.assign(node.outputs[0], expr, hint=_attr_hint(scope))
     else:
-        g.assign(act.outputs[0], _act(fn, expr), hint=_attr_hint(scope))
+        g.assign(act.outputs[0], _act(act.attrs["fn"], expr), hint=_attr_hint(scope))
 
 
 @emitter("activation")
@@ -454,7 +458,7 @@ def _layer_norm(g: Gen, i: int, node: Node) -> None:
     if act is None:
         g.assign(node.outputs[0], expr, hint="ln_" + _attr_hint(scope))
     else:
-        g.assign(act.outputs[0], _act(fn, expr), hint="ln_" + _attr_hint(scope))
+        g.assign(act.outputs[0], _act(act.attrs["fn"], expr), hint="ln_" + _attr_hint(scope))
 
 
 LSTM_ROLES = ("wx", "wh", "b")
@@ -537,7 +541,7 @@ def _split(g: Gen, i: int, node: Node) -> None:
     sizes = [int(s) for s in node.attrs["sizes"]]
     start = 0
     g.comment(f"split the last axis into {sizes}")
-    for j, (out, size) in enumerate(zip(node.outputs, sizes)):
+    for j, (out, size) in enumerate(zip(node.outputs, sizes, strict=True)):
         g.assign(out, f"{x}[..., {start}:{start + size}]", hint=f"{x.split('.')[0]}_{j}")
         start += size
 
@@ -714,6 +718,7 @@ def _example_obs(spec: PolicySpec, dict_obs: bool) -> list[str]:
         return [f"obs = torch.stack([{parts}], dim=1).to(torch.{dtype})"]
     if isinstance(space, MultiBinary):
         return [f"obs = torch.randint(0, 2, (batch, {space.n}), dtype=torch.{dtype})"]
+    assert isinstance(space, Box)  # the kind left (a goal observation's dict is above)
     dims = ", ".join(["batch"] + [str(d) for d in space.shape])
     low, high = (np.asarray(space.low, np.float64), np.asarray(space.high, np.float64))
     finite = low.size and np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(high - low < 1e6)
@@ -761,7 +766,7 @@ def generate(spec: PolicySpec, *, title: str = "", provenance: str = "") -> Gene
            "    out = policy(obs" + (", state, mask" if spec.stateful else "") + ")"
            + f"   # {{{', '.join(repr(d['name']) for d in outputs)}}}: plain tensors, .numpy() works", "",
            "Inputs"]
-    if dict_obs:
+    if dict_obs and spec.goal_observation is not None:
         doc.append("    obs       dict of float32 tensors: "
                    + ", ".join(f"{k} (batch, {', '.join(map(str, s.shape))})" for k, s in spec.goal_observation.spaces))
     else:
@@ -794,7 +799,7 @@ def generate(spec: PolicySpec, *, title: str = "", provenance: str = "") -> Gene
                     "mask = torch.ones(batch)  # every row starts an episode"]
         ex_ret = "obs, state, mask"
 
-    lines = ['"""' + doc[0]] + [("" if not d else d) for d in doc[1:]] + ['"""']
+    lines = ['"""' + doc[0]] + [(d if d else "") for d in doc[1:]] + ['"""']
     lines += ["from pathlib import Path", "from typing import Dict, List, Tuple", "",
               "import torch", "import torch.nn.functional as F", "from torch import nn", "",
               f"INPUTS = {[d['name'] for d in inputs]!r}",
@@ -806,8 +811,9 @@ def generate(spec: PolicySpec, *, title: str = "", provenance: str = "") -> Gene
     for h in HELPER_ORDER:
         if h in g.helpers or (h == "ln" and "LnLSTMCell" in g.helpers):
             lines += HELPERS[h].strip("\n").splitlines() + ["", ""]
+    args = sig.replace(": torch.Tensor", "").replace(": Dict[str, torch.Tensor]", "")
     lines += ["class Policy(nn.Module):",
-              f'    """{title or (spec.algo.upper() + " " + spec.policy)}: forward({sig.replace(": torch.Tensor", "").replace(": Dict[str, torch.Tensor]", "")}) -> dict of the outputs."""',
+              f'    """{title or (spec.algo.upper() + " " + spec.policy)}: forward({args}) -> dict of the outputs."""',
               "", "    def __init__(self):", "        super().__init__()"]
     lines += ["        " + ln for ln in g.init]
     lines += ["", f"    def forward(self, {sig}) -> Dict[str, torch.Tensor]:"]
@@ -827,7 +833,7 @@ def generate(spec: PolicySpec, *, title: str = "", provenance: str = "") -> Gene
               "    policy.load_state_dict(torch.load(p, map_location=map_location, weights_only=True))",
               "    return policy.eval().requires_grad_(False)",
               "", "",
-              f"def example_inputs(batch: int = 3):",
+              "def example_inputs(batch: int = 3):",
               '    """A random batch of inputs in the observation space (a smoke test, not a real state)."""']
     lines += ["    " + ln for ln in example]
     lines += [f"    return {ex_ret}" if spec.stateful else "    return (obs,)"]

@@ -8,9 +8,10 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -87,7 +88,7 @@ def export(model, to: str | list[str], out: str | Path, *, force: bool = False, 
             results.append(TargetResult(name, out / name, _files(tmp), parity, time.perf_counter() - start))
             progress(name, "done", 1.0)
         _check_cancel(cancelled)
-        for tmp, result in zip(stages, results):
+        for tmp, result in zip(stages, results, strict=True):
             _install(tmp, result.path, force)
     except BaseException:
         for tmp in stages:

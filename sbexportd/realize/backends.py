@@ -26,7 +26,9 @@ class Backend:
     backend; a backend overrides `run` only to fetch just the outputs asked for."""
 
     name: str = ""
-    spec: PolicySpec
+
+    def __init__(self, spec: PolicySpec) -> None:
+        self.spec = spec
 
     def forward(self, obs, state=None, mask=None) -> dict[str, Any]:
         raise NotImplementedError

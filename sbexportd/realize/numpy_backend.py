@@ -13,8 +13,9 @@ It evaluates a spec in one of two arithmetics:
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
@@ -286,14 +287,14 @@ class NumpyPolicy(Backend):
                             np.asarray(v, F32).astype(arithmetic.dtype) if v.dtype.kind == "f" else v)
                         for k, v in spec.tensors.items()}
 
-    def forward(self, obs, state=None, mask=None) -> dict[str, object]:
-        """Every tensor of the program, by name."""
+    def forward(self, obs, state=None, mask=None) -> dict[str, Any]:
+        """Every tensor of the program, by name (a goal observation's obs: a dict of arrays)."""
         d = self.arithmetic.dtype
-        env: dict[str, object] = {"obs": obs}
+        env: dict[str, Any] = {"obs": obs}
         if self.spec.stateful:
             env["state"], env["mask"] = np.asarray(state, F32).astype(d), np.asarray(mask, F32).astype(d)
         for node in self.spec.nodes:
             results = OP_IMPLS[node.op](node, [env[i] for i in node.inputs], self.tensors, self.arithmetic)
-            env.update(zip(node.outputs, results))
+            env.update(zip(node.outputs, results, strict=True))
         return env
 

@@ -25,8 +25,9 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,8 +47,11 @@ CHUNK_ROWS = 4096          # rows per session call on large batches (~5 MiB of a
 CHUNK_VALUES = 1 << 18     # ... and at most about this many observation values per call
 PARALLEL_ROWS = 2048       # batches from this size are split across threads
 
-_onnx = None
-_ort = None
+if TYPE_CHECKING:
+    import onnx as _onnx
+    import onnxruntime as _ort
+else:
+    _onnx = _ort = None  # bound by _import()
 
 
 def _import():
@@ -75,12 +79,17 @@ class Graph:
         self._n += 1
         return f"{hint}_{self._n}"
 
-    def op(self, op_type: str, inputs: list[str], dtype, rank: int, n_out: int = 1, **attrs) -> str | list[str]:
+    def op(self, op_type: str, inputs: list[str], dtype, rank: int, **attrs) -> str:
+        """A node with one output; its name."""
+        return self.op_many(op_type, inputs, dtype, rank, 1, **attrs)[0]
+
+    def op_many(self, op_type: str, inputs: list[str], dtype, rank: int, n_out: int, **attrs) -> list[str]:
+        """A node with n_out outputs of one dtype and rank; their names."""
         outs = [self.fresh(op_type) for _ in range(n_out)]
         self.nodes.append(_onnx.helper.make_node(op_type, list(inputs), outs, **attrs))
         for o in outs:
             self.info[o] = (np.dtype(dtype), rank)
-        return outs[0] if n_out == 1 else outs
+        return outs
 
     def const(self, value, dtype=None) -> str:
         a = np.asarray(value, dtype=dtype)
@@ -218,11 +227,11 @@ def _conv2d(g, node, xs):
     return (g.op("Transpose", [y], F32, 4, perm=[0, 2, 3, 1]),)
 
 
-def _simple(op_type: str, **attrs) -> Callable[["Graph", str], str]:
+def _simple(op_type: str, **attrs) -> Callable[[Graph, str], str]:
     return lambda g, x: g.unary(op_type, x, **attrs)
 
 
-ACTIVATIONS: Registry[Callable[["Graph", str], str]] = Registry("onnxruntime activation", BackendUnavailable, [
+ACTIVATIONS: Registry[Callable[[Graph, str], str]] = Registry("onnxruntime activation", BackendUnavailable, [
     ("identity", _simple("Identity")),
     ("relu", _simple("Relu")),
     ("tanh", _simple("Tanh")),
@@ -280,7 +289,7 @@ def _lstm(g, node, xs):
     n = int(node.attrs["n_hidden"])
     p = {role: g.param(node, role) for role in node.params}
     keep = g.binary("Sub", g.const(1, F32), g.op("Reshape", [g.f32(mask), g.const([-1, 1], np.int64)], F32, 2))
-    c_in, h_in = g.op("Split", [state, g.const([n, n], np.int64)], F32, 2, n_out=2, axis=1)
+    c_in, h_in = g.op_many("Split", [state, g.const([n, n], np.int64)], F32, 2, n_out=2, axis=1)
     c, h = g.binary("Mul", c_in, keep), g.binary("Mul", h_in, keep)
     xw = g.op("MatMul", [x, p["wx"]], F32, 2)
     hw = g.op("MatMul", [h, p["wh"]], F32, 2)
@@ -288,7 +297,7 @@ def _lstm(g, node, xs):
         gates = g.binary("Add", g.binary("Add", _ln(g, xw, p["gx"], p["bx"]), _ln(g, hw, p["gh"], p["bh"])), p["b"])
     else:
         gates = g.binary("Add", g.binary("Add", xw, hw), p["b"])
-    i, f, o, u = g.op("Split", [gates, g.const([n] * 4, np.int64)], F32, 2, n_out=4, axis=1)
+    i, f, o, u = g.op_many("Split", [gates, g.const([n] * 4, np.int64)], F32, 2, n_out=4, axis=1)
     c = g.binary("Add", g.binary("Mul", g.unary("Sigmoid", f), c),
                  g.binary("Mul", g.unary("Sigmoid", i), g.unary("Tanh", u)))
     hc = _ln(g, c, p["gc"], p["bc"]) if node.attrs["layer_norm"] else c
@@ -339,9 +348,9 @@ def _argmax(g, node, xs):
 @converter("split")
 def _split(g, node, xs):
     sizes = [int(s) for s in node.attrs["sizes"]]
-    outs = g.op("Split", [xs[0], g.const(sizes, np.int64)], g.dtype(xs[0]), g.rank(xs[0]), n_out=len(sizes),
-                axis=-1)
-    return tuple(outs) if len(sizes) > 1 else (outs,)
+    outs = g.op_many("Split", [xs[0], g.const(sizes, np.int64)], g.dtype(xs[0]), g.rank(xs[0]), n_out=len(sizes),
+                     axis=-1)
+    return tuple(outs)
 
 
 @converter("stack_last")
@@ -414,7 +423,7 @@ def build_graph(spec: PolicySpec):
         results = CONVERTERS[node.op](g, node, [env[i] for i in node.inputs])
         if len(results) != len(node.outputs):
             raise ValueError(f"{node.op} gave {len(results)} outputs for {len(node.outputs)} names")
-        env.update(zip(node.outputs, results))
+        env.update(zip(node.outputs, results, strict=True))
     outputs = []
     wanted = [(OUT_PREFIX + k, t) for k, t in spec.outputs.items()]
     wanted += [(DIST_PREFIX + t, t) for t in spec.distribution.tensors.values()]
@@ -491,12 +500,12 @@ class OrtPolicy(Backend):
             return self.session.run(names, {k: v[bounds[i]:bounds[i + 1]] for k, v in feeds.items()})
         first = part(0)
         outs = [np.empty((n, *a.shape[1:]), a.dtype) for a in first]
-        for o, a in zip(outs, first):
+        for o, a in zip(outs, first, strict=True):
             o[:bounds[1]] = a
         del first
 
         def fill(i: int) -> None:
-            for o, a in zip(outs, part(i)):
+            for o, a in zip(outs, part(i), strict=True):
                 o[bounds[i]:bounds[i + 1]] = a
         for f in [_chunk_pool().submit(fill, i) for i in range(1, pieces)]:
             f.result()
@@ -504,12 +513,13 @@ class OrtPolicy(Backend):
 
     def run(self, obs, state=None, mask=None, outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         wanted = self.wanted(outputs)
-        return dict(zip(wanted, self._run([OUT_PREFIX + k for k in wanted], self._feeds(obs, state, mask))))
+        got = self._run([OUT_PREFIX + k for k in wanted], self._feeds(obs, state, mask))
+        return dict(zip(wanted, got, strict=True))
 
     def forward(self, obs, state=None, mask=None) -> dict[str, Any]:
         """The public outputs' tensors and the distribution's tensors, by tensor name."""
         names = self.output_names
-        got = dict(zip(names, self._run(names, self._feeds(obs, state, mask))))
+        got = dict(zip(names, self._run(names, self._feeds(obs, state, mask)), strict=True))
         env = {t: got[OUT_PREFIX + k] for k, t in self.spec.outputs.items()}
         env.update({k[len(DIST_PREFIX):]: v for k, v in got.items() if k.startswith(DIST_PREFIX)})
         return env

@@ -19,7 +19,8 @@ import contextlib
 import os
 import re
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,7 +33,10 @@ Converter = Callable[[Node, list, dict], tuple]
 CONVERTERS: Registry[Converter] = Registry("tensorflow converter", BackendUnavailable)
 converter = CONVERTERS.register
 
-_tf = None
+if TYPE_CHECKING:
+    import tensorflow as _tf
+else:
+    _tf = None  # bound by _import_tf()
 
 
 @contextlib.contextmanager
@@ -230,7 +234,8 @@ def _frame_stack(node, xs, p):
     keep = tf.reshape(1.0 - _f32(mask), [-1] + [1] * len(frame))
     prev = tf.reshape(state, [-1, *frame[:-1], frame[-1] * (n - 1)]) * keep
     stacked = tf.concat([prev, _f32(x)], axis=-1)
-    return stacked, tf.reshape(stacked[..., frame[-1]:], [-1, (n - 1) * int(np.prod(frame))])
+    rest = stacked[..., frame[-1]:]  # type: ignore[index]  # types-tensorflow leaves Ellipsis out of an index
+    return stacked, tf.reshape(rest, [-1, (n - 1) * int(np.prod(frame))])
 
 
 @converter("concat")
@@ -344,7 +349,7 @@ def _build_graph(spec: PolicySpec, weights: dict[str, Any], obs, state, mask, ex
         results = CONVERTERS[node.op](node, [env[i] for i in node.inputs], params)
         if len(results) != len(node.outputs):
             raise ValueError(f"{node.op} gave {len(results)} outputs for {len(node.outputs)} names")
-        env.update(zip(node.outputs, results))
+        env.update(zip(node.outputs, results, strict=True))
     out = {k: _tf.identity(env[t], name=re.sub(r"[^A-Za-z0-9_.-]", "_", k)) for k, t in spec.outputs.items()}
     for t in extra:
         out["#" + t] = env[t]
@@ -367,14 +372,15 @@ def make_module(spec: PolicySpec, float64: bool = True):
     else:
         signature = [obs_sig]
 
-        def serve(self, obs):
+        # the traced function's arguments are the signature's: one variant each
+        def serve(self, obs):  # type: ignore[misc]
             return _build_graph(self.spec, self.weights, obs, None, None)
 
     def __init__(self, spec: PolicySpec):
         tf.Module.__init__(self, name="sbexportd_policy")
         self.spec = spec
         dtypes = _param_dtypes(spec, float64)
-        self.sb2_names: dict[str, str] = {}
+        self.sb2_names = {}  # TF variable name -> SB2 name
         weights = {}
         for key, dt in dtypes.items():
             name = variable_name(key)
@@ -406,6 +412,7 @@ class GraphSession:
         self.graph = tf.Graph()
         with self.graph.as_default():
             sig = _obs_signature(spec)
+            self.obs: Any  # a placeholder, or one per key of a goal observation
             if isinstance(sig, dict):
                 self.obs = {k: tf.compat.v1.placeholder(s.dtype, s.shape, name=s.name) for k, s in sig.items()}
             else:
@@ -472,18 +479,18 @@ class TFPolicy(Backend):
         sig = self.module.serve.input_signature[0]
         arrays = self._arrays(obs, state, mask)
         if isinstance(sig, dict):
-            feed = {k: tf.convert_to_tensor(a, s.dtype) for (k, s), a in zip(sig.items(), arrays)}
+            feed = {k: tf.convert_to_tensor(a, s.dtype) for (k, s), a in zip(sig.items(), arrays, strict=True)}
             return [feed, *[tf.convert_to_tensor(a) for a in arrays[len(sig):]]]
         return [tf.convert_to_tensor(a) for a in arrays]
 
     def forward(self, obs, state=None, mask=None) -> dict[str, np.ndarray]:
         """The public outputs' tensors and the distribution's tensors, by tensor name."""
         names = tuple(self.spec.outputs) + tuple("#" + t for t in self.module.extra)
-        got = dict(zip(names, self.graph.run(names, self._arrays(obs, state, mask))))
+        got = dict(zip(names, self.graph.run(names, self._arrays(obs, state, mask)), strict=True))
         env = {t: got[k] for k, t in self.spec.outputs.items()}
         env.update({t: got["#" + t] for t in self.module.extra})
         return env
 
     def run(self, obs, state=None, mask=None, outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         wanted = self.wanted(outputs)
-        return dict(zip(wanted, self.graph.run(wanted, self._arrays(obs, state, mask))))
+        return dict(zip(wanted, self.graph.run(wanted, self._arrays(obs, state, mask)), strict=True))

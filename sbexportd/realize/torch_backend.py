@@ -19,7 +19,8 @@ PyTorch is imported here only, lazily; `torch.set_num_threads` is left alone.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,8 +34,12 @@ Converter = Callable[[Any, Node, list, dict], tuple]
 CONVERTERS: Registry[Converter] = Registry("torch converter", BackendUnavailable)
 converter = CONVERTERS.register
 
-torch = None  # bound by _import_torch()
-F = None
+if TYPE_CHECKING:
+    import torch
+    import torch.nn.functional as F
+else:
+    torch = None  # bound by _import_torch()
+    F = None
 
 
 def _import_torch():
@@ -315,7 +320,7 @@ def _make_module_class():
                 env["state"], env["mask"] = state, mask
             layout = Layout()  # conv stacks run NCHW (layout.py)
             buffers = dict(self.named_buffers())
-            for node, pnames in zip(self.spec.nodes, self._params_of):
+            for node, pnames in zip(self.spec.nodes, self._params_of, strict=True):
                 xs = [env[i] for i in node.inputs]
                 for j, name in enumerate(node.inputs):
                     perm = layout.permutation(node.op, name)
@@ -323,7 +328,7 @@ def _make_module_class():
                         xs[j] = xs[j].permute(*perm)
                 params = {role: buffers[name] for role, name in pnames.items()}
                 results = CONVERTERS[node.op](self, node, xs, params)
-                env.update(zip(node.outputs, results))
+                env.update(zip(node.outputs, results, strict=True))
                 layout.record(node.op, node.inputs, node.outputs)
             return env, layout.nchw
 
@@ -406,5 +411,5 @@ class TorchPolicy(Backend):
 
     def run(self, obs, state=None, mask=None, outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         with torch.inference_mode():
-            got = dict(zip(self.module.output_names, self.module(*self.inputs(obs, state, mask))))
+            got = dict(zip(self.module.output_names, self.module(*self.inputs(obs, state, mask)), strict=True))
             return {k: got[k].numpy() for k in self.wanted(outputs)}

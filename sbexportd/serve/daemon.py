@@ -14,11 +14,12 @@ import os
 import threading
 import time
 from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -154,7 +155,7 @@ class OpenOptions:
 
     @classmethod
     def make(cls, path: str, vecnormalize: str | None = None, algo: str | None = None,
-             activation: str | None = None) -> "OpenOptions":
+             activation: str | None = None) -> OpenOptions:
         def absolute(p: str) -> str:
             return str(Path(p).expanduser().resolve())
         vn = None if vecnormalize is None else ("auto" if vecnormalize == "auto" else absolute(vecnormalize))

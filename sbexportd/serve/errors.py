@@ -4,6 +4,7 @@ stable machine-readable word, the file concerned (or null), and what to do."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from pygls.exceptions import JsonRpcException
 
@@ -99,6 +100,8 @@ HINTS = {
 
 class ServeError(JsonRpcException):
     """A JSON-RPC error with sbexportd's data: pygls sends it as the response."""
+
+    data: dict[str, Any]  # always {kind, file, hint}
 
     def __init__(self, code: int, message: str, kind: str, *, file: str | None = None, hint: str | None = None):
         super().__init__(message=message, code=code,

@@ -72,7 +72,7 @@ class PolicyInfo:
     init_names: tuple[str, ...] = ()  # names its pickled __init__ refers to (by value only)
 
     @classmethod
-    def of(cls, policy: Any) -> "PolicyInfo":
+    def of(cls, policy: Any) -> PolicyInfo:
         if isinstance(policy, str):
             return cls(policy, "", False, False, ())
         bases = tuple(class_name(b) for b in (getattr(policy, "sb_bases", ()) or ()))

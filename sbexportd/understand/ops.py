@@ -9,8 +9,9 @@ conformance vectors (tests/conformance.py). docs/portable.md gives each op's mat
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import InvalidSpec
 from ..registry import Registry
@@ -99,7 +100,7 @@ _TABLE = (
        "(tf.contrib.layers.layer_norm)", params={"gamma": F32, "beta": F32}, attrs={"eps": "float"}),
     Op("lstm", ("x", "state", "mask"), ("h", "state"), "SB2's tf_layers.lstm, one step; mask 1 resets the state "
        "first; the gx..bc parameters when layer_norm", params={"wx": F32, "wh": F32, "b": F32,
-                                                                **{r: F32 for r in _LN_ROLES}},
+                                                                **dict.fromkeys(_LN_ROLES, F32)},
        attrs={"n_hidden": "int", "layer_norm": "bool"}, optional_params=_LN_ROLES),
     Op("frame_stack", ("x", "state", "mask"), ("stacked", "state"), "SB2's VecFrameStack, one step: the previous "
        "n - 1 frames (zeroed where mask is 1) then float32(x), on the last axis", attrs={"n": "int", "frame": "int[]"}),

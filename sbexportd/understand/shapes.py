@@ -9,11 +9,15 @@ made, never as a broadcasting error at predict time.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import prod
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from ..errors import InconsistentParameters, UnsupportedModel
 from ..registry import Registry
+
+if TYPE_CHECKING:
+    from .spec import Node
 
 Shape = tuple[int, ...]
 Rule = Callable[["Node", list[Shape], dict[str, Shape]], tuple[Shape, ...]]
@@ -195,5 +199,5 @@ def check_program(spec, source: str | None = None) -> dict[str, Shape]:
         if len(out) != len(node.outputs):
             raise InconsistentParameters(f"node {i} ({node.op}) writes {len(node.outputs)} tensors, "
                                          f"its op makes {len(out)}", source)
-        shapes.update(zip(node.outputs, out))
+        shapes.update(zip(node.outputs, out, strict=True))
     return shapes

@@ -30,7 +30,7 @@ live in `tensors` beside the trained weights, so every export embeds them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -112,7 +112,7 @@ class MultiBinary:
 @dataclass(frozen=True)
 class DictSpace:
     """A goal-conditioned observation (HER): sub-spaces in SB2's KEY_ORDER."""
-    spaces: tuple[tuple[str, "Space"], ...]
+    spaces: tuple[tuple[str, Space], ...]
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -122,7 +122,7 @@ class DictSpace:
         return {"type": "Dict", "spaces": {k: s.describe() for k, s in self.spaces}}
 
 
-Space = Union[Box, Discrete, MultiDiscrete, MultiBinary, DictSpace]
+Space = Box | Discrete | MultiDiscrete | MultiBinary | DictSpace
 
 
 # --- the program ---------------------------------------------------------------
@@ -141,8 +141,9 @@ class Node:
 
 
 # The contract every backend implements: understand/ops.py (machine-readable).
-from .ops import FLOAT64_PARAMS, OPS  # noqa: E402  (re-exported: spec.OPS, spec.FLOAT64_PARAMS)
-
+# re-exported (`X as X`): spec.OPS, spec.FLOAT64_PARAMS
+from .ops import FLOAT64_PARAMS as FLOAT64_PARAMS  # noqa: E402
+from .ops import OPS as OPS  # noqa: E402
 
 ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid", "elu", "softplus", "softsign",
                "relu6", "selu", "leaky_relu", "swish")

@@ -11,8 +11,17 @@ from pathlib import Path
 from ...errors import ExportError
 from ...parity import compare_all, discrete_names
 from ..conventions import output_names
-from ._tf_common import (rename_state_out, STATE_OUT, conform, feed_arrays, input_names, node_client, node_package_version, run_node,
-                         serving_module)
+from ._tf_common import (
+    STATE_OUT,
+    conform,
+    feed_arrays,
+    input_names,
+    node_client,
+    node_package_version,
+    rename_state_out,
+    run_node,
+    serving_module,
+)
 
 FILE = "policy.onnx"
 OPSET = 17
@@ -64,7 +73,7 @@ def load(folder: Path, spec):
 
     def run(feeds):
         arrays = feed_arrays(spec, feeds)
-        got = conform(spec, dict(zip(names, session.run(names, arrays))))
+        got = conform(spec, dict(zip(names, session.run(names, arrays), strict=True)))
         if client is not None:
             in_node, _ = run_node("onnx", folder / FILE, arrays, client)
             _agree(spec, conform(spec, in_node), got, folder)

@@ -10,8 +10,17 @@ import msgpack
 import numpy as np
 
 from ...errors import InvalidSpec, ModelFileError, SbExportError
-from ...understand.spec import (OPS, SPEC_VERSION, Box, Discrete, Distribution, MultiBinary, MultiDiscrete, Node,
-                                PolicySpec)
+from ...understand.spec import (
+    OPS,
+    SPEC_VERSION,
+    Box,
+    Discrete,
+    Distribution,
+    MultiBinary,
+    MultiDiscrete,
+    Node,
+    PolicySpec,
+)
 from ..conventions import export_name, output_names
 
 FORMAT = "sbexportd-portable"
@@ -117,7 +126,7 @@ def _space(d: dict[str, Any]):
         return MultiBinary(int(d["n"]))
 
     def bound(v):
-        v = np.asarray([float(x) if not isinstance(x, str) else float(x) for x in np.ravel(v)]) \
+        v = np.asarray([float(x) for x in np.ravel(v)]) \
             if not isinstance(v, str) else np.asarray([float(v)])
         return np.broadcast_to(v, d["shape"]).astype(d.get("dtype", "float32"))
     return Box(low=bound(d.get("low", "-inf")), high=bound(d.get("high", "inf")), dtype=d.get("dtype", "float32"))

@@ -6,7 +6,7 @@ policy modules of their own.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ...errors import UnknownAlgorithm
 from ...registry import Registry
