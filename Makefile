@@ -15,7 +15,7 @@ DEBIAN_STAMP := $(VENV)/.installed-debian
 DEBIAN_SCRIPTS := $(wildcard clients/*/install-deps.sh)
 INSTALLED := $(PY_STAMP) $(NODE_STAMPS) $(DEBIAN_STAMP)
 
-.PHONY: install test demo fixtures fixtures-eras parity-table
+.PHONY: install lint test demo fixtures fixtures-eras parity-table
 
 install:  ## everything the tests and the demo need, installed again (stamps or not)
 	$(MAKE) --always-make $(INSTALLED)
@@ -37,7 +37,11 @@ $(DEBIAN_STAMP): $(DEBIAN_SCRIPTS)
 	set -e; for script in $(DEBIAN_SCRIPTS); do sh $$script; done
 	mkdir -p $(VENV) && touch $@
 
-test: $(INSTALLED)  ## the whole suite: Python, the C program, the Java and Node clients, the editors
+lint: $(PY_STAMP)  ## ruff and mypy as configured in pyproject.toml: any finding fails
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: $(INSTALLED) lint  ## the gate, then the whole suite (what CI runs): Python, the C program, the clients, the editors
 	$(BIN)/python -m pytest -q
 
 demo: $(PY_STAMP) clients/node/node_modules/.installed  ## the main job on the bundled example agent (tfjs and onnx are checked in Node)

@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 
 import sbexportd
+from conftest import FIXTURES, ZOO
 from sbexportd.errors import ParityFailed
 from sbexportd.export import export
 from sbexportd.export.conventions import export_name, io, sample_inputs
 from sbexportd.export.targets import TARGETS
 from sbexportd.parity import judge
-
-from conftest import FIXTURES, ZOO
 
 pytest.importorskip("tensorflow", reason="tensorflow not installed (run `make install`)")
 
@@ -87,7 +86,7 @@ def test_zoo_cases_present():
 @pytest.mark.parametrize("target", TF_TARGETS)
 @pytest.mark.parametrize("case", list(ALL))
 def test_export_parity(exported, case, target):
-    model, results, out = exported[case]
+    model, _results, out = exported[case]
     folder = out / target
     manifest = json.loads((folder / "manifest.json").read_text())
     parity = manifest["parity"]
@@ -172,8 +171,8 @@ def test_other_batch_sizes(exported, case, target):
         feeds = sample_inputs(model.spec, n, seed=7 + n)
         for _ in range(2 if model.spec.stateful else 1):
             got, verdict = runner(feeds), judge(model.spec, feeds, export_name)
-            for c in verdict.check(got).values():
-                assert c.passed, f"{target} batch {n}: {c.describe()}"
+            checks = verdict.check(got)
+            assert checks.passed, f"{target} batch {n}: {checks.describe()}"
             if model.spec.stateful:
                 feeds = {**feeds, "state": verdict.reference["state"], "mask": np.zeros(n, np.float32)}
 
@@ -267,7 +266,7 @@ def test_graphdef_session_config(exported):
     """io.json carries the Session option the verification ran with (Grappler's remapper
     off: oneDNN's fused layer norm is off by ~1e-3 on this layer-norm policy)."""
     import tensorflow as tf
-    model, _, out = exported["dqn_lnmlp_vec_discrete"]
+    _model, _, out = exported["dqn_lnmlp_vec_discrete"]
     doc = json.loads((out / "graphdef" / "io.json").read_text())
     config = tf.compat.v1.ConfigProto()
     config.ParseFromString(bytes.fromhex(doc["session_config"]["serialized_hex"]))

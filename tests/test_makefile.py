@@ -25,6 +25,7 @@ NPM_NODE = "cd clients/node && npm ci"
 NPM_VSCODE = "cd clients/vscode && npm ci"
 DEBIAN = "sh $script"
 PYTEST = ".venv/bin/python -m pytest -q"
+LINT = [".venv/bin/ruff check .", ".venv/bin/mypy"]
 
 
 @pytest.fixture
@@ -63,7 +64,8 @@ def test_a_fresh_machine_installs_everything_first(tree):
     out = dry_run(tree, "test")
     for step in (PIP, NPM_NODE, NPM_VSCODE, "clients/java/install-deps.sh", "clients/neovim/install-deps.sh"):
         assert step in out, out
-    assert out.rstrip().endswith(PYTEST), out  # the suite runs after the install
+    # the lint gate and the suite run after the install
+    assert out.rstrip().endswith("\n".join([*LINT, PYTEST])), out
     demo = dry_run(tree, "demo")
     assert PIP in demo and NPM_NODE in demo and "sbexportd export" in demo
     assert DEBIAN not in demo and NPM_VSCODE not in demo  # the demo needs neither the JDK nor the editor
@@ -71,7 +73,7 @@ def test_a_fresh_machine_installs_everything_first(tree):
 
 def test_nothing_to_install_when_nothing_changed(tree):
     stamp_all(tree)
-    assert dry_run(tree, "test").strip() == PYTEST
+    assert dry_run(tree, "test").strip().splitlines() == [*LINT, PYTEST]
     demo = dry_run(tree, "demo")
     assert "pip install" not in demo and "npm ci" not in demo and "sbexportd inspect" in demo
 

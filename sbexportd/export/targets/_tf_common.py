@@ -79,7 +79,8 @@ def serving_module(spec: PolicySpec, float64: bool = True, state_output: str = "
         def serve(self, obs, state, mask):
             return rename(self.inner.serve(obs, state, mask))
     else:
-        def serve(self, obs):
+        # the traced function's arguments are the signature's: one variant each
+        def serve(self, obs):  # type: ignore[misc]
             return rename(self.inner.serve(obs))
 
     cls = type("SbExportServing", (tf.Module,), {

@@ -92,7 +92,7 @@ def name_outputs(model_json: Path, saved: Path) -> None:
     from ._tf_common import import_tf
     tf = import_tf()
     fn = tf.saved_model.load(str(saved)).signatures["serving_default"]
-    by_tensor = dict(zip((t.name for t in fn.outputs), sorted(fn.structured_outputs)))
+    by_tensor = dict(zip((t.name for t in fn.outputs), sorted(fn.structured_outputs), strict=True))
     doc = json.loads(model_json.read_text())
     entries = doc["signature"]["outputs"].values()
     if sorted(e["name"] for e in entries) != sorted(by_tensor):
