@@ -192,6 +192,7 @@ def _size(n: float) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .realize.backends import BACKENDS, FAST_CANDIDATES, REFERENCE
     parser = argparse.ArgumentParser(prog="sbexportd", description="Stable Baselines 2 agents, without TensorFlow 1")
     parser.add_argument("--version", action="version", version=f"sbexportd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -249,8 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print every output as JSON")
     p.add_argument("--stochastic", action="store_true", help="sample instead of the deterministic action")
     p.add_argument("--seed", type=int)
-    p.add_argument("--backend", choices=("numpy", "tensorflow", "torch", "onnxruntime"),
-                   help="default: the fastest backend verified on this model (onnxruntime, else numpy)")
+    p.add_argument("--backend", choices=tuple(BACKENDS),
+                   help=f"default: the fastest backend verified on this model ({', '.join(FAST_CANDIDATES)}, "
+                        f"else {REFERENCE})")
     p.add_argument("--out", help="write every output to this .npz")
     p.set_defaults(func=cmd_predict)
 
@@ -263,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "old gym ids run as their gymnasium successors")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", default="numpy", choices=("numpy", "tensorflow", "torch"),
+    p.add_argument("--backend", default=REFERENCE, choices=tuple(BACKENDS),
                    help="for an SB2 file: the backend that runs it")
     p.add_argument("--vecnormalize", metavar="PATH|auto", help="for an SB2 file (default auto)")
     p.add_argument("--frame-stack", metavar="N|auto", help="for an SB2 file (default auto)")
@@ -321,10 +323,12 @@ EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_BAD_FILE, EXIT_BAD_OBSERVATION, EXIT_FA
 
 
 def exit_status(exc: BaseException) -> int:
-    from .errors import BadObservation, ModelFileError, ObservationFileError
+    from .errors import BadObservation, InvalidArgument, ModelFileError, ObservationFileError
     if isinstance(exc, (ModelFileError, ObservationFileError, FileNotFoundError, IsADirectoryError,
                         PermissionError)):
         return EXIT_BAD_FILE
+    if isinstance(exc, InvalidArgument):
+        return EXIT_USAGE
     if isinstance(exc, BadObservation):
         return EXIT_BAD_OBSERVATION
     if isinstance(exc, SbExportError):
@@ -334,16 +338,17 @@ def exit_status(exc: BaseException) -> int:
 
 def resolve_zoo_path(args) -> None:
     """The zoo's convention, `--algo ALGO --env ENV -f ZOO_DIR`: args.file from the folder."""
-    from .errors import ModelFileNotFound
+    from .errors import InvalidArgument, ModelFileNotFound
     folder = getattr(args, "folder", None)
     if folder is None:
         if getattr(args, "file", None) is None and args.command != "serve":
-            raise ValueError("a model file is needed (or the zoo's convention: --algo ALGO --env ENV -f ZOO_DIR)")
+            raise InvalidArgument("a model file is needed (or the zoo's convention: --algo ALGO --env ENV -f "
+                                  "ZOO_DIR)")
         return
     if args.file is not None:
-        raise ValueError("give either a model file or -f ZOO_DIR with --algo and --env, not both")
+        raise InvalidArgument("give either a model file or -f ZOO_DIR with --algo and --env, not both")
     if not getattr(args, "algo", None) or not getattr(args, "env", None):
-        raise ValueError("-f ZOO_DIR needs --algo and --env (the zoo keeps agents as ZOO_DIR/ALGO/ENV.zip)")
+        raise InvalidArgument("-f ZOO_DIR needs --algo and --env (the zoo keeps agents as ZOO_DIR/ALGO/ENV.zip)")
     root = Path(folder)
     for base in (root / args.algo, root / "agents" / args.algo):
         for ext in (".zip", ".pkl"):

@@ -14,10 +14,11 @@ import pytest
 import sbexportd
 from conftest import fixture_cases, load_meta
 from parity import check
+from sbexportd.realize.backends import BACKENDS as REGISTERED
 from sbexportd.understand.spec import Discrete, MultiBinary, MultiDiscrete
 
 CASES = fixture_cases()
-BACKENDS = ("numpy", "tensorflow", "torch", "onnxruntime")
+BACKENDS = tuple(REGISTERED)
 FILES = [(name, d, fmt) for name, d in CASES for fmt in ("zip", "pkl") if (d / f"model.{fmt}").is_file()]
 
 # Files of older SB2 releases that sbexportd does not reproduce yet (issue 8), as STRICT

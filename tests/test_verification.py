@@ -129,7 +129,7 @@ def test_the_mutation_is_a_real_defect(broken, mutation):
     feeds = sample_inputs(model.spec, VERIFY_N, VERIFY_SEED)
     got = judge(bad.spec, feeds, export_name).reference
     checks = judge(model.spec, feeds, export_name).check(got)
-    assert not all(c.passed for c in checks.values())
+    assert not checks.passed
 
 
 @pytest.mark.parametrize("target", list(TARGETS))

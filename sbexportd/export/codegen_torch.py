@@ -16,7 +16,8 @@ lines of `forward`. Layout decisions:
 - dense: SB2 keeps w as (in, out); nn.Linear's weight is the transpose.
 - conv2d: SB2 is NHWC with HWIO kernels; nn.Conv2d is NCHW with OIHW kernels. A
   conv stack is entered with one NHWC -> NCHW permute, and any other op reading a
-  conv output (flatten, above all) gets it back in NHWC first: SB2's feature order.
+  conv output (flatten, above all) gets it back in NHWC first: SB2's feature order
+  (realize/layout.py, the torch backend's rule too).
 - vecnormalize computes in float64 (SB2's VecNormalize did), buffers in float64.
 - Constants (space bounds, normalization statistics) are buffers; trained SB2
   variables are parameters. Both are in the state_dict.
@@ -32,23 +33,20 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import TargetUnavailable
+from ..realize.layout import Layout
+from ..registry import Registry
 from ..understand.spec import Box, Discrete, MultiBinary, MultiDiscrete, Node, PolicySpec
 from .conventions import io, output_names
 
 Emitter = Callable[["Gen", int, Node], None]
-EMITTERS: dict[str, Emitter] = {}
+EMITTERS: Registry[Emitter] = Registry("PyTorch emitter", TargetUnavailable)
+emitter = EMITTERS.register
 
 TORCH_DTYPES = ("float16", "float32", "float64", "uint8", "int8", "int16", "int32", "int64", "bool")
 # names the generated forward uses or that would shadow something it needs
 RESERVED = {"self", "torch", "nn", "F", "Dict", "List", "Tuple", "Optional", "Path", "Policy", "LayerNorm",
             "LSTMCell", "LnLSTMCell", "one_hot", "ln", "load", "example_inputs", "obs", "state", "mask"}
-
-
-def emitter(op: str):
-    def register(fn: Emitter) -> Emitter:
-        EMITTERS[op] = fn
-        return fn
-    return register
 
 
 @dataclass
@@ -139,7 +137,7 @@ class Gen:
     state: dict[str, np.ndarray] = field(default_factory=dict)
     sb2: dict[str, str] = field(default_factory=dict)
     helpers: set[str] = field(default_factory=set)       # module-level helpers the file needs
-    nchw: set[str] = field(default_factory=set)          # tensors held NCHW (the spec's are NHWC)
+    layout: Layout = field(default_factory=Layout)       # tensors held NCHW (the spec's are NHWC)
     skip: set[int] = field(default_factory=set)          # node indices folded into an earlier line
     consumers: dict[str, int] = field(default_factory=dict)
     public: dict[str, list[str]] = field(default_factory=dict)  # tensor -> its export names
@@ -190,15 +188,15 @@ class Gen:
         return name
 
     # -- reading tensors ----------------------------------------------------------------------
-    def ref(self, tensor: str, nchw_ok: bool = False) -> str:
-        """An expression for `tensor` in the spec's layout (NHWC), unless the op takes NCHW."""
+    def ref(self, tensor: str, op: str = "") -> str:
+        """An expression for `tensor` as `op` reads it: permuted where the layout says
+        (op "": in the spec's layout)."""
         name = self.var[tensor]
-        if tensor in self.nchw and not nchw_ok:
-            return f"{name}.permute(0, 2, 3, 1)"
-        return name
+        perm = self.layout.permutation(op, tensor)
+        return f"{name}.permute{perm}" if perm else name
 
     def inputs(self, node: Node) -> list[str]:
-        return [self.ref(t) for t in node.inputs]
+        return [self.ref(t, node.op) for t in node.inputs]
 
     # -- declaring state ----------------------------------------------------------------------
     def tensor(self, key: str, what: str = "", dtype: str | None = None) -> str:
@@ -243,17 +241,13 @@ class Gen:
     def comment(self, text: str) -> None:
         self.body.append(f"# {text}")
 
-    def assign(self, tensor: str, expr: str, hint: str | None = None, nchw: bool = False) -> str:
+    def assign(self, tensor: str, expr: str, hint: str | None = None) -> str:
         name = self.local(tensor, hint)
         self.body.append(f"{name} = {expr}")
-        if nchw:
-            self.nchw.add(tensor)
         return name
 
     def alias(self, tensor: str, of: str) -> None:
         self.var[tensor] = self.var[of]
-        if of in self.nchw:
-            self.nchw.add(tensor)
 
     def fused_activation(self, i: int) -> Node | None:
         """The activation right after node i when it is the only reader of node i's
@@ -274,24 +268,22 @@ class Gen:
 
 
 # --- activations -------------------------------------------------------------------------------
-ACTIVATION_EXPR: dict[str, str] = {
-    "identity": "{x}",
-    "relu": "torch.relu({x})",
-    "tanh": "torch.tanh({x})",
-    "sigmoid": "torch.sigmoid({x})",
-    "elu": "F.elu({x})",
-    "softplus": "F.softplus({x})",
-    "softsign": "F.softsign({x})",
-    "relu6": "F.relu6({x})",
-    "selu": "F.selu({x})",
-    "leaky_relu": "F.leaky_relu({x}, 0.2)",     # tf.nn.leaky_relu's default alpha
-    "swish": "F.silu({x})",                     # x * sigmoid(x), tf.nn.swish
-}
+ACTIVATION_EXPR: Registry[str] = Registry("PyTorch activation", TargetUnavailable, [
+    ("identity", "{x}"),
+    ("relu", "torch.relu({x})"),
+    ("tanh", "torch.tanh({x})"),
+    ("sigmoid", "torch.sigmoid({x})"),
+    ("elu", "F.elu({x})"),
+    ("softplus", "F.softplus({x})"),
+    ("softsign", "F.softsign({x})"),
+    ("relu6", "F.relu6({x})"),
+    ("selu", "F.selu({x})"),
+    ("leaky_relu", "F.leaky_relu({x}, 0.2)"),     # tf.nn.leaky_relu's default alpha
+    ("swish", "F.silu({x})"),                     # x * sigmoid(x), tf.nn.swish
+])
 
 
 def _act(fn: str, x: str) -> str:
-    if fn not in ACTIVATION_EXPR:
-        raise NotImplementedError(f"activation {fn!r}")
     return ACTIVATION_EXPR[fn].format(x=x)
 
 
@@ -378,9 +370,9 @@ def _concat_dict(g: Gen, i: int, node: Node) -> None:
 @emitter("flatten")
 def _flatten(g: Gen, i: int, node: Node) -> None:
     t = node.inputs[0]
-    if t in g.nchw:
+    if t in g.layout:
         g.comment("flatten in SB2's order: back from NCHW to NHWC first")
-    g.assign(node.outputs[0], f"torch.flatten({g.ref(t)}, 1)", hint="flat")
+    g.assign(node.outputs[0], f"torch.flatten({g.ref(t, node.op)}, 1)", hint="flat")
 
 
 @emitter("dense")
@@ -417,11 +409,9 @@ def _conv2d(g: Gen, i: int, node: Node) -> None:
                      {"weight": (w.transpose(3, 2, 0, 1), f"{wkey} as OIHW (SB2 keeps HWIO)"),
                       "bias": (b.reshape(c_out), _short(bkey) + ":0 flattened")})
     t = node.inputs[0]
-    if t not in g.nchw:
+    if g.layout.permutation(node.op, t):
         g.comment("images are NHWC (SB2, TensorFlow); nn.Conv2d takes NCHW: permute once per conv stack")
-        name = g.assign(t + "#nchw", f"{g.ref(t)}.permute(0, 3, 1, 2)", hint="x_nchw")
-        g.nchw.add(t + "#nchw")
-        x = name
+        x = g.assign(t + "#nchw", g.ref(t, node.op), hint="x_nchw")
     else:
         x = g.var[t]
     act = g.fused_activation(i)
@@ -434,9 +424,9 @@ def _conv2d(g: Gen, i: int, node: Node) -> None:
               + (f", {fn}" if fn and fn != "identity" else ""))
     expr = f"{layer}({x})"
     if act is None:
-        g.assign(node.outputs[0], expr, hint=_attr_hint(scope), nchw=True)
+        g.assign(node.outputs[0], expr, hint=_attr_hint(scope))
     else:
-        g.assign(act.outputs[0], _act(act.attrs["fn"], expr), hint=_attr_hint(scope), nchw=True)
+        g.assign(act.outputs[0], _act(act.attrs["fn"], expr), hint=_attr_hint(scope))
 
 
 @emitter("activation")
@@ -446,8 +436,7 @@ def _activation(g: Gen, i: int, node: Node) -> None:
     if fn == "identity":
         g.alias(node.outputs[0], t)
         return
-    keep_nchw = t in g.nchw
-    g.assign(node.outputs[0], _act(fn, g.ref(t, nchw_ok=True)), hint=f"{fn}_{g.var[t]}", nchw=keep_nchw)
+    g.assign(node.outputs[0], _act(fn, g.ref(t, node.op)), hint=f"{fn}_{g.var[t]}")
 
 
 @emitter("layer_norm")
@@ -743,14 +732,12 @@ def _example_obs(spec: PolicySpec, dict_obs: bool) -> list[str]:
 
 def generate(spec: PolicySpec, *, title: str = "", provenance: str = "") -> Generated:
     """The source of policy.py for `spec` and its state_dict."""
-    missing = sorted({n.op for n in spec.nodes} - set(EMITTERS))
-    if missing:
-        raise NotImplementedError(f"no PyTorch emitter for ops {missing}")
+    EMITTERS.require(n.op for n in spec.nodes)
     g = Gen(spec, shapes=_infer_shapes(spec))
     for i, node in enumerate(spec.nodes):
-        if i in g.skip:
-            continue
-        EMITTERS[node.op](g, i, node)
+        if i not in g.skip:  # a skipped node was written with the one before it
+            EMITTERS[node.op](g, i, node)
+        g.layout.record(node.op, node.inputs, node.outputs)
 
     names = output_names(spec)
     ret = []

@@ -31,10 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..understand.spec import FLOAT64_PARAMS, Box, DictSpace, Node, PolicySpec, require_ops
+from ..errors import BackendUnavailable
+from ..registry import Registry
+from ..understand.spec import FLOAT64_PARAMS, Box, DictSpace, Node, PolicySpec
+from .backends import Backend
 
 Converter = Callable[["Graph", Node, list[str]], tuple[str, ...]]
-CONVERTERS: dict[str, Converter] = {}
+CONVERTERS: Registry[Converter] = Registry("onnxruntime converter", BackendUnavailable)
+converter = CONVERTERS.register
 OPSET = 17
 OUT_PREFIX = "out:"    # graph outputs: the carried `state` is both an input and an output
 DIST_PREFIX = "dist:"
@@ -57,13 +61,6 @@ def _import():
         import onnxruntime
         _onnx, _ort = onnx, onnxruntime
     return _onnx, _ort
-
-
-def converter(name: str):
-    def register(fn: Converter) -> Converter:
-        CONVERTERS[name] = fn
-        return fn
-    return register
 
 
 class Graph:
@@ -230,26 +227,28 @@ def _conv2d(g, node, xs):
     return (g.op("Transpose", [y], F32, 4, perm=[0, 2, 3, 1]),)
 
 
-def _activation_of(g: Graph, fn: str, x: str) -> str:
-    if fn == "identity":
-        return g.unary("Identity", x)
-    if fn == "relu6":
-        return g.op("Clip", [x, g.const(0, F32), g.const(6, F32)], F32, g.rank(x))
-    if fn == "swish":
-        return g.binary("Mul", x, g.unary("Sigmoid", x))
-    simple = {"relu": ("Relu", {}), "tanh": ("Tanh", {}), "sigmoid": ("Sigmoid", {}), "elu": ("Elu", {"alpha": 1.0}),
-              "softplus": ("Softplus", {}), "softsign": ("Softsign", {}),
-              "selu": ("Selu", {"alpha": 1.6732632423543772, "gamma": 1.0507009873554805}),
-              "leaky_relu": ("LeakyRelu", {"alpha": 0.2})}
-    if fn not in simple:
-        raise NotImplementedError(f"onnxruntime backend lacks activation {fn!r}")
-    op_type, attrs = simple[fn]
-    return g.unary(op_type, x, **attrs)
+def _simple(op_type: str, **attrs) -> Callable[[Graph, str], str]:
+    return lambda g, x: g.unary(op_type, x, **attrs)
+
+
+ACTIVATIONS: Registry[Callable[[Graph, str], str]] = Registry("onnxruntime activation", BackendUnavailable, [
+    ("identity", _simple("Identity")),
+    ("relu", _simple("Relu")),
+    ("tanh", _simple("Tanh")),
+    ("sigmoid", _simple("Sigmoid")),
+    ("elu", _simple("Elu", alpha=1.0)),
+    ("softplus", _simple("Softplus")),
+    ("softsign", _simple("Softsign")),
+    ("relu6", lambda g, x: g.op("Clip", [x, g.const(0, F32), g.const(6, F32)], F32, g.rank(x))),
+    ("selu", _simple("Selu", alpha=1.6732632423543772, gamma=1.0507009873554805)),
+    ("leaky_relu", _simple("LeakyRelu", alpha=0.2)),
+    ("swish", lambda g, x: g.binary("Mul", x, g.unary("Sigmoid", x))),
+])
 
 
 @converter("activation")
 def _activation(g, node, xs):
-    return (_activation_of(g, node.attrs["fn"], xs[0]),)
+    return (ACTIVATIONS[node.attrs["fn"]](g, xs[0]),)
 
 
 @converter("exp")
@@ -395,7 +394,7 @@ def _unscale_box(g, node, xs):
 def build_graph(spec: PolicySpec):
     """The spec as an onnx.ModelProto: inputs obs (state, mask), outputs the spec's
     public outputs as `out:<name>` and `dist:<tensor>` for each tensor sampling reads."""
-    require_ops(spec, CONVERTERS, "onnxruntime")
+    CONVERTERS.require(n.op for n in spec.nodes)
     onnx, _ = _import()
     g = Graph(spec)
     helper = onnx.helper
@@ -450,8 +449,8 @@ def _chunk_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-class OrtPolicy:
-    """Runs a PolicySpec with ONNX Runtime; `run` returns the spec's outputs."""
+class OrtPolicy(Backend):
+    """Runs a PolicySpec with ONNX Runtime: `proto`, the graph, in `session`."""
 
     name = "onnxruntime"
 
@@ -513,7 +512,7 @@ class OrtPolicy:
         return outs
 
     def run(self, obs, state=None, mask=None, outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-        wanted = [k for k in (outputs or tuple(self.spec.outputs)) if k in self.spec.outputs]
+        wanted = self.wanted(outputs)
         got = self._run([OUT_PREFIX + k for k in wanted], self._feeds(obs, state, mask))
         return dict(zip(wanted, got, strict=True))
 
@@ -524,9 +523,3 @@ class OrtPolicy:
         env = {t: got[OUT_PREFIX + k] for k, t in self.spec.outputs.items()}
         env.update({k[len(DIST_PREFIX):]: v for k, v in got.items() if k.startswith(DIST_PREFIX)})
         return env
-
-    def sample(self, obs, state=None, mask=None, rng: np.random.Generator | None = None) -> np.ndarray:
-        """A stochastic action, drawn the way SB2's distributions draw it."""
-        from .sampling import sample
-        env = self.forward(obs, state, mask)
-        return sample(self.spec, lambda name: env[name], rng or np.random.default_rng())

@@ -24,11 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..understand.spec import FLOAT64_PARAMS, Box, DictSpace, Node, PolicySpec, require_ops
+from ..errors import BackendUnavailable, InvalidSpec
+from ..registry import Registry
+from ..understand.spec import FLOAT64_PARAMS, Box, DictSpace, Node, PolicySpec
+from .backends import Backend
 
 Converter = Callable[[Node, list, dict], tuple]
-CONVERTERS: dict[str, Converter] = {}
-# Parameter roles read in float64 (everything else float parameter is float32).
+CONVERTERS: Registry[Converter] = Registry("tensorflow converter", BackendUnavailable)
+converter = CONVERTERS.register
 
 if TYPE_CHECKING:
     import tensorflow as _tf
@@ -75,33 +78,24 @@ def _import_tf():
     return _tf
 
 
-def converter(name: str):
-    def register(fn: Converter) -> Converter:
-        CONVERTERS[name] = fn
-        return fn
-    return register
-
-
 # --- converters: (node, input tensors, {role: parameter tensor}) -> output tensors ---
 def _f32(x):
     return _tf.cast(x, _tf.float32) if x.dtype != _tf.float32 else x
 
 
-def _activation_fns() -> dict[str, Callable]:
-    tf = _tf
-    return {
-        "identity": tf.identity,
-        "relu": tf.nn.relu,
-        "tanh": tf.tanh,
-        "sigmoid": tf.sigmoid,
-        "elu": tf.nn.elu,
-        "softplus": tf.nn.softplus,
-        "softsign": tf.nn.softsign,
-        "relu6": tf.nn.relu6,
-        "selu": tf.nn.selu,
-        "leaky_relu": lambda x: tf.nn.leaky_relu(x, alpha=0.2),
-        "swish": lambda x: x * tf.sigmoid(x),
-    }
+ACTIVATIONS: Registry[Callable] = Registry("tensorflow activation", BackendUnavailable, [
+    ("identity", lambda x: _tf.identity(x)),
+    ("relu", lambda x: _tf.nn.relu(x)),
+    ("tanh", lambda x: _tf.tanh(x)),
+    ("sigmoid", lambda x: _tf.sigmoid(x)),
+    ("elu", lambda x: _tf.nn.elu(x)),
+    ("softplus", lambda x: _tf.nn.softplus(x)),
+    ("softsign", lambda x: _tf.nn.softsign(x)),
+    ("relu6", lambda x: _tf.nn.relu6(x)),
+    ("selu", lambda x: _tf.nn.selu(x)),
+    ("leaky_relu", lambda x: _tf.nn.leaky_relu(x, alpha=0.2)),
+    ("swish", lambda x: x * _tf.sigmoid(x)),
+])
 
 
 @converter("cast_float")
@@ -184,7 +178,7 @@ def _conv2d(node, xs, p):
 
 @converter("activation")
 def _activation(node, xs, p):
-    return (_activation_fns()[node.attrs["fn"]](xs[0]),)
+    return (ACTIVATIONS[node.attrs["fn"]](xs[0]),)
 
 
 @converter("exp")
@@ -325,7 +319,7 @@ def _param_dtypes(spec: PolicySpec, float64: bool = True) -> dict[str, str]:
             else:
                 dt = value.dtype.name
             if dtypes.setdefault(key, dt) != dt:
-                raise ValueError(f"tensor {key!r} is read both as {dtypes[key]} and as {dt}")
+                raise InvalidSpec(f"tensor {key!r:.60} is read both as {dtypes[key]} and as {dt}")
     return dtypes
 
 
@@ -447,8 +441,8 @@ class GraphSession:
         return fn(*inputs)
 
 
-class TFPolicy:
-    """Runs a PolicySpec with TensorFlow 2; `run` returns the spec's outputs.
+class TFPolicy(Backend):
+    """Runs a PolicySpec with TensorFlow 2.
 
     `module` (a tf.Module whose tf.function `serve` the exporters and tests use) and
     `concrete` are the spec traced once; predictions run the same converters as a
@@ -458,7 +452,7 @@ class TFPolicy:
     name = "tensorflow"
 
     def __init__(self, spec: PolicySpec):
-        require_ops(spec, CONVERTERS, "tensorflow")
+        CONVERTERS.require(n.op for n in spec.nodes)
         self.spec = spec
         self._tf = _import_tf()
         self.module = make_module(spec)
@@ -498,11 +492,5 @@ class TFPolicy:
         return env
 
     def run(self, obs, state=None, mask=None, outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-        wanted = tuple(k for k in (outputs or tuple(self.spec.outputs)) if k in self.spec.outputs)
+        wanted = self.wanted(outputs)
         return dict(zip(wanted, self.graph.run(wanted, self._arrays(obs, state, mask)), strict=True))
-
-    def sample(self, obs, state=None, mask=None, rng: np.random.Generator | None = None) -> np.ndarray:
-        """A stochastic action, drawn the way SB2's distributions draw it."""
-        from .sampling import sample
-        env = self.forward(obs, state, mask)
-        return sample(self.spec, lambda name: env[name], rng or np.random.default_rng())

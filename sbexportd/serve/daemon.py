@@ -500,8 +500,9 @@ class Daemon:
 
     def predict_inline(self, e: Entry, backend: str | None, values: int) -> bool:
         """Whether a predict runs on the event loop: small ones on the warm fast path."""
+        from ..realize.backends import FAST_CANDIDATES
         name = backend or e.model.default_backend
-        return name == "onnxruntime" and name in e.backends and values <= INLINE_PREDICT_VALUES
+        return name in FAST_CANDIDATES and name in e.backends and values <= INLINE_PREDICT_VALUES
 
     async def predict(self, e: Entry, obs, *, state=None, mask=None, deterministic: bool = True,
                       seed: int | None = None, backend: str | None = None,

@@ -13,24 +13,16 @@ from collections.abc import Callable
 from math import prod
 from typing import TYPE_CHECKING
 
-from ..errors import InconsistentParameters
+from ..errors import InconsistentParameters, UnsupportedModel
+from ..registry import Registry
 
 if TYPE_CHECKING:
     from .spec import Node
 
 Shape = tuple[int, ...]
 Rule = Callable[["Node", list[Shape], dict[str, Shape]], tuple[Shape, ...]]
-RULES: dict[str, Rule] = {}
-
-
-def rule(*ops: str):
-    def register(fn: Rule) -> Rule:
-        for name in ops:
-            if name in RULES:
-                raise ValueError(f"shape rule for {name!r} registered twice")
-            RULES[name] = fn
-        return fn
-    return register
+RULES: Registry[Rule] = Registry("shape rule", UnsupportedModel)
+rule = RULES.register  # @rule("op", ...): one rule for several ops
 
 
 class _Mismatch(Exception):

@@ -30,8 +30,8 @@ import numpy as np
 
 from ... import __version__
 from ...errors import ExportError, ParityFailed
-from ...parity import compare
-from ...understand.spec import Discrete, MultiBinary, MultiDiscrete, PolicySpec
+from ...parity import compare_all, discrete_names
+from ...understand.spec import PolicySpec
 from ..codegen_torch import TORCH_DTYPES, generate
 
 SOURCE = "policy.py"
@@ -157,7 +157,7 @@ def load(folder: Path, spec: PolicySpec):
     folder = Path(folder)
     scripted = load_torchscript(folder)
     eager = load_source(folder)
-    discrete = isinstance(spec.action_space, (Discrete, MultiDiscrete, MultiBinary))
+    discrete = discrete_names(spec)
 
     def numpy(out) -> dict[str, np.ndarray]:
         return {k: v.detach().numpy() for k, v in out.items()}
@@ -169,12 +169,10 @@ def load(folder: Path, spec: PolicySpec):
         with torch.inference_mode():
             got = numpy(scripted(*args))
             mine = numpy(eager(*args))
-        failed = [c.describe() for name, value in got.items()
-                  if not (c := compare(name, mine.get(name, np.zeros((0,))), value,
-                                       discrete and name == "action")).passed]
-        if failed:
+        checks = compare_all(mine, got, discrete)
+        if not checks.passed:
             raise ParityFailed(f"pytorch: {SOURCE} + {WEIGHTS} (eager) disagrees with the TorchScript "
-                               "module: " + "; ".join(failed), folder)
+                               f"module: {checks.describe()}", folder)
         return got
 
     how = "traced" if (folder / NOTE).exists() else "scripted"
