@@ -35,4 +35,6 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("tflite", "tflite", "TensorFlow Lite flatbuffer with a signature runner"),
     Target("portable", "portable", "versioned msgpack: the spec and little-endian weights"),
     Target("params", "params", "raw weights by SB2 name: .npz, .json and .msgpack"),
+    Target("tfserving", "tfserving", "TF Serving model repository: NAME/1/ SavedModel and models.config"),
+    Target("triton", "triton", "Triton model repository: NAME/config.pbtxt and NAME/1/model.onnx (ONNX Runtime)"),
 )}
