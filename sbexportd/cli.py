@@ -72,7 +72,9 @@ def cmd_predict(args) -> int:
 def cmd_export(args) -> int:
     from .export import export
     from .model import load
-    model = load(args.file, args.vecnormalize, algo=args.algo, activation=args.activation,
+    if len(args.file) > 1 or Path(args.file[0]).is_dir() or args.ray or args.workers:
+        return cmd_export_many(args)
+    model = load(args.file[0], args.vecnormalize, algo=args.algo, activation=args.activation,
                  frame_stack=args.frame_stack)
     with quiet_native_stderr(enabled=not args.verbose) as stderr:
         bar = ProgressBar(stderr)
@@ -82,6 +84,24 @@ def cmd_export(args) -> int:
             bar.close()
     print(summary_table(results))
     return 0
+
+
+def cmd_export_many(args) -> int:
+    """Several agents (files, folders): a worker pool or Ray tasks, one summary."""
+    from .export.many import SUMMARY, export_many, table
+    workers = args.workers or min(4, os.cpu_count() or 1)
+    with quiet_native_stderr(enabled=not args.verbose) as stderr:
+        def on_agent(rows, done, total):
+            failed = [r for r in rows if not r["ok"]]
+            stderr.write(f"[{done}/{total}] {rows[0]['agent']}: "
+                         + (f"{len(failed)} of {len(rows)} targets failed\n" if failed else "ok\n"))
+        summary = export_many(args.file, args.to, args.out, workers=workers, ray_address=args.ray,
+                              force=args.force, verify=not args.no_verify, vecnormalize=args.vecnormalize,
+                              frame_stack=args.frame_stack, algo=args.algo, activation=args.activation,
+                              on_agent=on_agent)
+    print(table(summary))
+    print(f"summary: {Path(args.out) / SUMMARY}" + "".join(f"; {t}: {p}" for t, p in summary.repositories.items()))
+    return 1 if summary.failed else 0
 
 
 @contextlib.contextmanager
@@ -163,8 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sbexportd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def model_args(p, policy=True):
-        p.add_argument("file", help="an SB2 save file (.zip or legacy .pkl)")
+    def model_args(p, policy=True, many=False):
+        if many:
+            p.add_argument("file", nargs="+", help="SB2 save files (.zip or legacy .pkl), or folders of them")
+        else:
+            p.add_argument("file", help="an SB2 save file (.zip or legacy .pkl)")
         if policy:
             p.add_argument("--vecnormalize", metavar="PATH|auto",
                            help="VecNormalize statistics (vecnormalize.pkl, obs_rms.pkl or their folder; "
@@ -187,10 +210,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_params)
 
-    p = sub.add_parser("export", help="export to pytorch, onnx, savedmodel, graphdef, tfjs, tflite, portable, params")
-    model_args(p)
+    p = sub.add_parser("export", help="export to pytorch, onnx, savedmodel, graphdef, tfjs, tflite, portable, params, "
+                                      "tfserving, triton", description="One agent: OUT/<target>/. Several (files, "
+                       "folders searched recursively): OUT/<agent>/<target>/, the serving targets gathered in one "
+                       "repository each (OUT/tfserving/, OUT/triton/), and OUT/summary.json; the exit status is 1 "
+                       "when an agent or a target failed (the others are exported all the same).")
+    model_args(p, many=True)
     p.add_argument("--to", required=True, metavar="TARGET[,TARGET...]|all")
-    p.add_argument("--out", required=True, help="output folder: one subfolder per target")
+    p.add_argument("--out", required=True, help="output folder: one subfolder per target (per agent and target)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="several agents: worker processes on this machine (default: cpus, at most 4)")
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help="several agents: one Ray task per agent on the cluster at ADDRESS (host:port, or auto); "
+                        "agents and --out must be paths every node sees")
     p.add_argument("--force", action="store_true", help="replace existing outputs")
     p.add_argument("--no-verify", action="store_true", help="keep an export even if its parity check fails")
     p.add_argument("--verbose", action="store_true", help="let TensorFlow's own log lines through")
