@@ -43,6 +43,17 @@ AGENTS = {
 APP = "sbexportd"
 
 
+def test_config_file_is_a_serve_config():
+    """config_file() is what `serve deploy` takes (Ray's own schema), for the app built here."""
+    from ray.serve.schema import ServeDeploySchema
+    from sbexportd.deploy.ray import config_file
+    config = config_file([str(AGENTS["ppo2_CartPole-v1"])], replicas=2, max_batch_size=8)
+    schema = ServeDeploySchema.model_validate(config)
+    (app,) = schema.applications
+    assert app.import_path == "sbexportd.deploy.ray:build_app" and app.args["replicas"] == 2
+    assert schema.proxy_location.value == "EveryNode"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -265,7 +265,8 @@ def test_progress_reports_every_stage(mlp, tmp_path):
 
 # --- target names ----------------------------------------------------------------------------
 def test_to_all_resolves_every_target():
-    everything = ["pytorch", "onnx", "savedmodel", "graphdef", "tfjs", "tflite", "portable", "params"]
+    everything = ["pytorch", "onnx", "savedmodel", "graphdef", "tfjs", "tflite", "portable", "params", "tfserving",
+                  "triton"]
     assert sorted(resolve_targets("all")) == sorted(everything) == sorted(TARGETS)
     assert resolve_targets(["all"]) == list(TARGETS)
     assert resolve_targets("portable, params") == ["portable", "params"]
