@@ -48,10 +48,10 @@ def test_config_file_is_a_serve_config():
     from ray.serve.schema import ServeDeploySchema
     from sbexportd.deploy.ray import config_file
     config = config_file([str(AGENTS["ppo2_CartPole-v1"])], replicas=2, max_batch_size=8)
-    schema = ServeDeploySchema.model_validate(config)
+    schema = ServeDeploySchema.parse_obj(config)  # pydantic v1 API in Ray 2.52
     (app,) = schema.applications
     assert app.import_path == "sbexportd.deploy.ray:build_app" and app.args["replicas"] == 2
-    assert schema.proxy_location.value == "EveryNode"
+    assert "EveryNode" in str(schema.proxy_location)
 
 
 def _free_port() -> int:
