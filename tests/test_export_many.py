@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sbexportd.errors import OutputExists
-from sbexportd.export.many import _gather, find_agents
+from sbexportd.export.many import Job, _gather, _run_pool, find_agents
 
 from conftest import FIXTURES, ROOT
 from zoo import ZOO, ZOO_MORE, missing_zoos
@@ -143,3 +143,23 @@ def test_gather_refuses_a_taken_repository_entry(tmp_path):
                      force=True)
     assert got["ok"] and (out / "triton" / "x" / "config.pbtxt").read_text() == "newer"
     assert (out / "triton" / "x" / "manifest.json").is_file() and not (out / "a").exists()
+
+
+def _crashy(job, options):
+    """A worker's work that kills its process for the agent named 'crash'."""
+    if job["name"] == "crash":
+        os._exit(3)
+    return [{"agent": job["id"], "target": t, "ok": True, "pid": os.getpid()} for t in options["to"]]
+
+
+def test_a_dying_worker_stops_only_its_agent():
+    """A worker process that dies takes its agent down (tried twice, then a failed row);
+    every other agent is still done."""
+    jobs = [Job(f"a{i}", f"/x/a{i}.zip", "crash" if i == 2 else f"a{i}") for i in range(6)]
+    got: list[list[dict]] = []
+    _run_pool(jobs, {"to": ["portable", "params"]}, 2, got.append, work=_crashy)
+    rows = {(r["agent"], r["target"]): r for agent_rows in got for r in agent_rows}
+    assert len(got) == 6 and len(rows) == 12
+    assert [r["ok"] for k, r in rows.items() if k[0] == "a2"] == [False, False]
+    assert "died" in rows[("a2", "portable")]["error"]["message"]
+    assert all(r["ok"] for k, r in rows.items() if k[0] != "a2")

@@ -14,7 +14,6 @@ table and written as DIR/summary.json."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -276,18 +275,19 @@ def _prune(folder: Path, out: Path) -> None:
         folder = folder.parent
 
 
-def _run_pool(jobs: list[Job], options: dict[str, Any], workers: int, finished) -> None:
+def _run_pool(jobs: list[Job], options: dict[str, Any], workers: int, finished, work=None) -> None:
     """A pool of `workers` processes (spawned: each imports TensorFlow once and keeps it
     warm for the agents it is given). A worker that dies breaks the pool: the agents
     in flight are tried again, one at a time, in a fresh pool."""
     import multiprocessing
+    work = work or export_agent
     pending = list(jobs)
     width = max(1, workers)
     while pending:
         retry: list[Job] = []
         with ProcessPoolExecutor(max_workers=min(width, len(pending)),
                                  mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(export_agent, asdict(j), options): j for j in pending}
+            futures = {pool.submit(work, asdict(j), options): j for j in pending}
             while futures:
                 ready, _ = wait(futures, return_when=FIRST_COMPLETED)
                 for future in ready:

@@ -30,7 +30,7 @@ from ...errors import ExportError, ParityFailed, TargetUnavailable
 from ...parity import judge
 from ..conventions import io
 from ._serving import VERSION, dumps, example_inputs, model_folders, model_name, version_folders
-from ._tf_common import STATE_OUT, conform, feed_arrays, rename_state_out
+from ._tf_common import conform, feed_arrays, rename_state_out
 
 CONFIG = "config.pbtxt"
 MODEL_FILE = "model.onnx"
