@@ -134,7 +134,7 @@ def test_gather_refuses_a_taken_repository_entry(tmp_path):
         else:
             assert not got["ok"] and got["error"]["code"] == OutputExists.code
         assert (out / "triton" / "x" / "config.pbtxt").read_text() == "old"
-        assert not (out / "a").exists()
+        assert not (out / "a" / "triton").exists()
     single = out / "a" / "triton"
     (single / "x").mkdir(parents=True)
     (single / "x" / "config.pbtxt").write_text("newer")
@@ -142,7 +142,7 @@ def test_gather_refuses_a_taken_repository_entry(tmp_path):
     (got,) = _gather([{"agent": "a", "target": "triton", "name": "x", "ok": True, "path": str(single)}], out,
                      force=True)
     assert got["ok"] and (out / "triton" / "x" / "config.pbtxt").read_text() == "newer"
-    assert (out / "triton" / "x" / "manifest.json").is_file() and not (out / "a").exists()
+    assert (out / "triton" / "x" / "manifest.json").is_file() and not (out / "a" / "triton").exists()
 
 
 def _crashy(job, options):

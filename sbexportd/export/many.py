@@ -216,6 +216,8 @@ def export_many(inputs: list[str | Path], to: str | list[str], out: str | Path, 
     else:
         summary.executor = f"{workers} worker process{'es' if workers > 1 else ''}"
         _run_pool(jobs, options, workers, finished)
+    for job in jobs:  # agents whose only targets went into the repositories
+        _prune(out / job.id, out)
     for target in REPOSITORY_TARGETS:
         repo = out / target
         if target in names and repo.is_dir():
@@ -250,7 +252,6 @@ def _gather(rows: list[dict[str, Any]], out: Path, force: bool) -> list[dict[str
             continue
         finally:
             shutil.rmtree(single, ignore_errors=True)
-            _prune(single.parent, out)
         row["path"] = str(final)
     return rows
 
@@ -269,9 +270,13 @@ def _replace(source: Path, final: Path, force: bool) -> None:
 
 
 def _prune(folder: Path, out: Path) -> None:
-    """Remove folders left empty between out/ and folder."""
+    """Remove folders left empty between out/ and folder (once every worker is done:
+    a worker may be making a sibling's folders meanwhile)."""
     while folder != out and folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
+        try:
+            folder.rmdir()
+        except OSError:
+            return
         folder = folder.parent
 
 
