@@ -3,7 +3,7 @@ PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test demo fixtures parity-table
+.PHONY: install test demo fixtures fixtures-eras parity-table
 
 install:  ## everything the tests need, on a fresh machine
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,9 +21,21 @@ demo:  ## the main job on the bundled example agent
 	$(BIN)/sbexportd predict examples/ppo2_CartPole-v1.pkl --obs examples/obs.npy
 	$(BIN)/sbexportd export examples/ppo2_CartPole-v1.pkl --to all --out examples/exported --force
 
-fixtures:  ## regenerate tests/fixtures from the authentic SB2 stack (Python 3.7, TF 1.15)
+# One release per older on-disk format era (tools/legacy/README.md, "On-disk format eras").
+ERA_RELEASES ?= 2.3.0 2.4.1 2.5.1 2.6.0 2.8.0
+
+fixtures:  ## regenerate tests/fixtures from the authentic SB2 stacks (Python 3.7, TF 1.15): 2.10.2, then the older eras
 	sh tools/legacy/setup_env.sh /tmp/sb2legacy
 	/tmp/sb2legacy/bin/python tools/legacy/make_fixtures.py tests/fixtures
+	$(MAKE) fixtures-eras
+
+fixtures-eras:  ## only the older releases' fixtures (a venv per release in /tmp/sb2-RELEASE), then what 2.10.2 answers on them
+	set -e; for r in $(ERA_RELEASES); do \
+	    sh tools/legacy/setup_env.sh /tmp/sb2-$$r $$r; \
+	    /tmp/sb2-$$r/bin/python tools/legacy/make_era_fixtures.py tests/fixtures; \
+	done
+	sh tools/legacy/setup_env.sh /tmp/sb2legacy
+	/tmp/sb2legacy/bin/python tools/legacy/check_current.py tests/fixtures
 
 parity-table:  ## docs/parity.md from the parity tests' measurements
 	SBEXPORTD_PARITY_TABLE=docs/parity.md $(BIN)/python -m pytest -q tests/test_parity_fixtures.py tests/test_zoo.py -k "test_fixture_parity or test_predict_matches_sb2"

@@ -88,7 +88,10 @@ def render(rows, failures, worst, total) -> str:
              "`export --to <target> --vecnormalize auto --frame-stack auto`, each export verified in its own runtime "
              "against the reference on 64 seeded observations (the rule plus the float32 bound, "
              "docs/export.md). Each cell: the result and the largest absolute difference over "
-             "every output.", "",
+             "every output (critic values and Q-values included, whose rule is relative). `portable` and "
+             "`params` are read back by sbexportd's own NumPy reader of those files, hence 0; the Java "
+             "and Node readers of the portable format are held to the reference by their own suites "
+             "(clients/java, clients/node).", "",
              f"{passed} of {len(rows) * len(cols)} agent x (backend | target) checks passed; "
              f"{len(rows)} agents in {total:.0f} s on {platform.machine()} with {os.cpu_count()} CPUs "
              f"(Python {platform.python_version()}).", "",

@@ -143,6 +143,22 @@ def test_both_runtimes_dynamic_batch(exported, case):
         assert all(v.shape[0] == batch for v in b.values())
 
 
+def test_inference_modules(exported, tmp_path):
+    """Both modules come out ready for inference: no parameter asks for gradients, so
+    outputs are plain tensors a user can .numpy() without torch.no_grad()."""
+    model, _, folder = exported["ppo2_mlp_vec_box"]
+    args = target.inputs(model.spec, sample_inputs(model.spec, 4, 1))
+    for module in (target.load_source(folder), target.load_torchscript(folder)):
+        assert not any(p.requires_grad for p in module.parameters())
+        out = module(*args)
+        assert all(not v.requires_grad for v in out.values())
+        out["action"].numpy()
+    script = ("import sys, torch; sys.path.insert(0, sys.argv[1]); from policy import load, example_inputs; "
+              "p = load(); print(p(*example_inputs(2))['action'].numpy().shape)")
+    proc = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "(2, 2)", proc.stderr[-2000:]
+
+
 def test_state_dict_layout(exported):
     model, _, folder = exported["a2c_cnn_img_discrete"]
     state = torch.load(folder / "policy.pt", weights_only=True)

@@ -1,5 +1,9 @@
-"""Every fixture family (tools/legacy/make_fixtures.py: tiny models trained and saved
-by SB2 2.10.2 itself, both formats) against SB2's recorded answers, every backend."""
+"""Every fixture family against SB2's recorded answers, every backend: tiny models trained
+and saved by SB2 2.10.2 itself in both formats (tools/legacy/make_fixtures.py), and by older
+releases in each on-disk format era (tools/legacy/make_era_fixtures.py: folders v<release>_*,
+whose goldens are what THAT release answered; where SB2 2.10.2 reads such a file and answers
+otherwise, golden_2_10_2.npz holds its answers, which sbexportd reproduces: SB2 <= 2.3 did
+not clip a Gaussian policy's action to its Box)."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -16,6 +20,21 @@ from parity import check
 CASES = fixture_cases()
 BACKENDS = ("numpy", "tensorflow", "torch")
 FILES = [(name, d, fmt) for name, d in CASES for fmt in ("zip", "pkl") if (d / f"model.{fmt}").is_file()]
+
+# Files of older SB2 releases that sbexportd does not reproduce yet (issue 8), as STRICT
+# expected failures: fixing the reader turns a case into XPASS, which fails the run until its
+# line here is deleted. Key "case.fmt" (every backend) or "case.fmt-backend"; value: the error seen.
+EXPECTED_FAILURES: dict[str, str] = {}
+
+
+def _marks(file_id: str, backend: str) -> list:
+    reason = EXPECTED_FAILURES.get(f"{file_id}-{backend}") or EXPECTED_FAILURES.get(file_id)
+    return [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+
+
+PARITY_PARAMS = [pytest.param((name, d, fmt), backend, id=f"{name}.{fmt}-{backend}",
+                              marks=_marks(f"{name}.{fmt}", backend))
+                 for name, d, fmt in FILES for backend in BACKENDS]
 # Golden keys that are not policy outputs.
 INPUT_KEYS = {"obs", "obs_raw", "state", "mask", "actions_obs_single", "obs_observation",
               "obs_achieved_goal", "obs_desired_goal"}
@@ -34,14 +53,24 @@ def _outputs(golden: dict, space) -> list[str]:
     return [k for k in golden if k not in INPUT_KEYS and not k.endswith("_error")]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("case", FILES, ids=[f"{n}.{fmt}" for n, _, fmt in FILES])
+def test_expected_failures_name_real_files():
+    """A stale key would silently stop guarding anything."""
+    known = {p.id for p in PARITY_PARAMS} | {f"{n}.{fmt}" for n, _, fmt in FILES}
+    assert sorted(set(EXPECTED_FAILURES) - known) == []
+
+
+@pytest.mark.parametrize("case, backend", PARITY_PARAMS)
 def test_fixture_parity(case, backend, record_property):
     if backend != "numpy":
         pytest.importorskip(backend, reason=f"{backend} not installed (run the README's install command)")
     name, folder, fmt = case
     meta = load_meta(folder)
     golden = dict(np.load(folder / "golden.npz"))
+    # An older release's file that SB2 2.10.2 reads but answers differently: sbexportd
+    # reproduces 2.10.2 (its answers, by tools/legacy/check_current.py).
+    current = folder / "golden_2_10_2.npz"
+    if current.is_file():
+        golden.update(np.load(current))
     m = model(folder / f"model.{fmt}")
     discrete = isinstance(m.spec.action_space, (Discrete, MultiDiscrete, MultiBinary))
     keys = _outputs(golden, m.spec.action_space)

@@ -770,10 +770,9 @@ def generate(spec: PolicySpec, *, title: str = "", provenance: str = "") -> Gene
            "Standalone: this file needs only PyTorch. The weights are in policy.pt, a state_dict",
            "of tensors (torch.load(..., weights_only=True)):", "",
            "    from policy import load",
-           "    policy = load(\"policy.pt\")   # Policy() with the weights, in eval mode",
-           "    with torch.no_grad():",
-           "        out = policy(obs" + (", state, mask" if spec.stateful else "") + ")"
-           + f"   # {{{', '.join(repr(d['name']) for d in outputs)}}}", "",
+           "    policy = load(\"policy.pt\")   # Policy() with the weights, for inference",
+           "    out = policy(obs" + (", state, mask" if spec.stateful else "") + ")"
+           + f"   # {{{', '.join(repr(d['name']) for d in outputs)}}}: plain tensors, .numpy() works", "",
            "Inputs"]
     if dict_obs:
         doc.append("    obs       dict of float32 tensors: "
@@ -833,13 +832,13 @@ def generate(spec: PolicySpec, *, title: str = "", provenance: str = "") -> Gene
     lines += ["", "",
               'def load(path: str = "policy.pt", map_location: str = "cpu") -> Policy:',
               '    """Policy() with the weights of `path` (looked up beside this file when it is',
-              '    relative and not found), in eval mode."""',
+              '    relative and not found), for inference: eval mode, no gradients."""',
               "    p = Path(path)",
               "    if not p.is_absolute() and not p.exists():",
               "        p = Path(__file__).resolve().parent / p",
               "    policy = Policy()",
               "    policy.load_state_dict(torch.load(p, map_location=map_location, weights_only=True))",
-              "    return policy.eval()",
+              "    return policy.eval().requires_grad_(False)",
               "", "",
               f"def example_inputs(batch: int = 3):",
               '    """A random batch of inputs in the observation space (a smoke test, not a real state)."""']
@@ -848,8 +847,7 @@ def generate(spec: PolicySpec, *, title: str = "", provenance: str = "") -> Gene
     lines += ["", "",
               'if __name__ == "__main__":',
               "    policy = load()",
-              "    with torch.no_grad():",
-              "        out = policy(*example_inputs(3))",
+              "    out = policy(*example_inputs(3))",
               "    for name, value in out.items():",
               '        print(f"{name:<10} {str(value.dtype):<14} {tuple(value.shape)}  {value[0].tolist()}")',
               ""]

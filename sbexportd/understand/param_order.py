@@ -126,21 +126,24 @@ def td3_names(cnn: bool, hidden: int, ln: bool) -> list[str]:
 
 
 def ddpg_names(cnn: bool, hidden: int, ln: bool, obs_rms: bool, ret_rms: bool, param_noise: bool,
-               saved_twice: bool = False) -> list[str]:
+               saved_twice: bool = False, critic_out: str = "qf_output") -> list[str]:
     """get_parameter_list: model/ (actor, critic), noise/ and noise_adapt/ actors (param
     noise), target/, then input/obs_rms/ and input/ret_rms/ (sum, sumsq, count each).
 
-    SB2 < 2.6 saved the trainable variables twice (its find_trainable_variables
-    ignored the scope, so `params` and `target_params` were both every trainable
-    variable; stable-baselines#363): saved_twice names that second copy DUPLICATE +
-    name, and name_parameters checks it equals the first."""
+    Older releases saved other lists (tests/fixtures/v*_ddpg_*: one file per era):
+    up to 2.3 every trainable variable once, no statistics, the critic's output layer
+    named qf/qf; 2.4 every trainable variable twice (find_trainable_variables ignored
+    its scope, so `params` and `target_params` were both all of them;
+    stable-baselines#363), still no statistics; 2.5 the same, then the statistics.
+    saved_twice names the second copy DUPLICATE + name, and name_parameters checks it
+    equals the first."""
     def actor(root, scope="pi"):
         return (_nature_cnn(f"{root}{scope}/") if cnn else []) + _dense_mlp(f"{root}{scope}/", hidden, ln) + \
             _kb(f"{root}{scope}/{scope}/")
 
     def critic(root):
         return (_nature_cnn(root + "qf/") if cnn else []) + _dense_mlp(root + "qf/", hidden, ln) + \
-            _kb(root + "qf/qf_output/")
+            _kb(f"{root}qf/{critic_out}/")
 
     out = actor("model/") + critic("model/")
     if param_noise:
@@ -234,10 +237,12 @@ def candidate_names(ctx: Context) -> Iterator[list[str]]:
         noise = data.get("param_noise") is not None
         for cnn, hidden, ln in _off_policy_candidates(ctx):
             if hidden:
-                # SB2 >= 2.6; < 2.6 (variables twice, then the statistics); 2.4 (no statistics saved)
-                yield ddpg_names(cnn, hidden, ln, obs_rms, ret_rms, noise)
-                yield ddpg_names(cnn, hidden, ln, obs_rms, ret_rms, noise, saved_twice=True)
-                yield ddpg_names(cnn, hidden, ln, False, False, noise, saved_twice=True)
+                for out in ("qf_output", "qf"):
+                    # as 2.6+ would list them; 2.5 (twice, then the statistics); 2.4 (twice); <= 2.3 (once)
+                    yield ddpg_names(cnn, hidden, ln, obs_rms, ret_rms, noise, critic_out=out)
+                    yield ddpg_names(cnn, hidden, ln, obs_rms, ret_rms, noise, True, out)
+                    yield ddpg_names(cnn, hidden, ln, False, False, noise, True, out)
+                    yield ddpg_names(cnn, hidden, ln, False, False, noise, critic_out=out)
 
 
 def build_with(ctx: Context, build: Callable[[Context], PolicySpec]) -> PolicySpec:

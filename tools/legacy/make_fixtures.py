@@ -22,16 +22,12 @@ One failing case prints `FAIL <case> <reason>`; the others go on.
 import argparse
 import fnmatch
 import gc
-import json
 import os
-import platform
-import random
 import shutil
 import sys
 import time
 import traceback
 import warnings
-import zlib
 
 warnings.filterwarnings("ignore")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -48,7 +44,6 @@ from gym import spaces  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.ERROR)
-import cloudpickle  # noqa: E402
 import stable_baselines as sb  # noqa: E402
 from stable_baselines import A2C, ACER, ACKTR, DQN, HER, PPO2, SAC, TD3  # noqa: E402
 from stable_baselines.common.policies import FeedForwardPolicy  # noqa: E402
@@ -58,6 +53,7 @@ from stable_baselines.common.bit_flipping_env import BitFlippingEnv  # noqa: E40
 try:  # these four need mpi4py
     from stable_baselines import DDPG, TRPO, PPO1, GAIL  # noqa: E402
     from stable_baselines.gail import ExpertDataset  # noqa: E402
+    from stable_baselines.common.noise import AdaptiveParamNoiseSpec  # noqa: E402
 except ImportError:
     DDPG = TRPO = PPO1 = GAIL = ExpertDataset = None
 
@@ -65,12 +61,12 @@ except ImportError:
 # BY REFERENCE (module + name), like the zoo's utils.utils.CustomDQNPolicy.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fixture_policies  # noqa: E402
+from fixture_lib import (N_OBS, OBS_SEED, T_STEPS, SPACES, actor_critic_policy, case_seed,  # noqa: E402
+                         close, decision_margins, drop_stale, expected_first, first_answer, is_recurrent,
+                         kw_repr, make_env, policy_name, record_flat, record_probs, sample_obs,
+                         seed_everything, space_info, versions, write_index, write_meta)
 
 gym.logger.set_level(40)
-
-N_OBS = 32          # observations per non-recurrent golden
-T_STEPS = 5         # time steps per recurrent golden
-OBS_SEED = 12345    # np.random.RandomState seed for the golden observations
 
 ALGOS = {"a2c": A2C, "acer": ACER, "acktr": ACKTR, "dqn": DQN, "her": HER, "ppo2": PPO2,
          "sac": SAC, "td3": TD3, "ddpg": DDPG, "trpo": TRPO, "ppo1": PPO1, "gail": GAIL}
@@ -84,66 +80,6 @@ class CustomPolicy(FeedForwardPolicy):
         super(CustomPolicy, self).__init__(*args, **kwargs,
                                            net_arch=[dict(pi=[16, 16], vf=[16])],
                                            feature_extraction="mlp", act_fun=tf.nn.relu)
-
-
-# ---------------------------------------------------------------------------
-# Spaces. Factories, so that every case gets fresh space objects (own RNG state).
-def f32(*xs):
-    return np.array(xs, dtype=np.float32)
-
-
-SPACES = {
-    # observations
-    "vec": lambda: spaces.Box(-np.inf, np.inf, shape=(4,), dtype=np.float32),
-    "bounded": lambda: spaces.Box(low=f32(-3, 0, -1, 2), high=f32(5, 1, 1, 8), dtype=np.float32),
-    "offset": lambda: spaces.Box(low=f32(0, -10, 5, -1), high=f32(4, -6, 9, 1), dtype=np.float32),
-    "dobs": lambda: spaces.Discrete(5),
-    "mdobs": lambda: spaces.MultiDiscrete([3, 4, 2]),
-    "mbobs": lambda: spaces.MultiBinary(5),
-    "img": lambda: spaces.Box(0, 255, shape=(36, 36, 1), dtype=np.uint8),      # smallest nature_cnn input
-    # non-square, 3 channels, and conv3 output 2x1 so the flatten order into fc1 matters
-    "img_wide": lambda: spaces.Box(0, 255, shape=(44, 40, 3), dtype=np.uint8),
-    "img_float": lambda: spaces.Box(-1.0, 1.0, shape=(36, 36, 1), dtype=np.float32),  # (x-low)/(high-low)
-    # actions
-    "discrete": lambda: spaces.Discrete(3),
-    "box": lambda: spaces.Box(low=f32(-2, 0), high=f32(1, 3), dtype=np.float32),  # asymmetric bounds
-    "box_sym": lambda: spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
-    "multidiscrete": lambda: spaces.MultiDiscrete([3, 2]),
-    "multibinary": lambda: spaces.MultiBinary(3),
-}
-
-
-class SpaceEnv(gym.Env):
-    """Tiny episodic env with given spaces: observations sampled from the space,
-    a reward that depends a little on observation and action."""
-
-    def __init__(self, observation_space, action_space, seed, ep_len=16):
-        self.observation_space, self.action_space = observation_space, action_space
-        self.observation_space.seed(seed)
-        self.action_space.seed(seed + 1)
-        self.rng = np.random.RandomState(seed + 2)
-        self.ep_len, self.t, self._obs = ep_len, 0, None
-
-    def reset(self):
-        self.t = 0
-        self._obs = self.observation_space.sample()
-        return self._obs
-
-    def step(self, action):
-        self.t += 1
-        o = np.asarray(self._obs, dtype=np.float64).ravel()
-        a = np.asarray(action, dtype=np.float64).ravel()
-        reward = float(np.tanh(0.1 * o.mean()) - 0.1 * np.mean(np.square(a - 0.5))
-                       + 0.05 * self.rng.randn())
-        self._obs = self.observation_space.sample()
-        return self._obs, reward, self.t >= self.ep_len, {}
-
-    def render(self, mode="human"):
-        pass
-
-
-def make_env(case, seed, idx=0):
-    return SpaceEnv(SPACES[case["obs"]](), SPACES[case["act"]](), seed + 1000 * idx)
 
 
 # ---------------------------------------------------------------------------
@@ -342,6 +278,11 @@ case("ddpg_cnn_img_box", "ddpg", "CnnPolicy", "img", "box", "DDPG CnnPolicy, uin
 case("ddpg_mlp_normobs", "ddpg", "MlpPolicy", "offset", "box",
      "DDPG normalize_observations=True: in-graph obs_rms (non-trivial after training), clipped to "
      "observation_range=(-5, 5)", pk=dict(layers=[16, 16]), kw=dict(normalize_observations=True))
+case("ddpg_lnmlp_normobs_paramnoise", "ddpg", "LnMlpPolicy", "offset", "box_sym2",
+     "DDPG LnMlpPolicy (layer_norm) + normalize_observations=True + AdaptiveParamNoiseSpec together: "
+     "param-noise actor copies (noise/, noise_adapt/) among the parameters, obs_rms in float64; the same "
+     "case as make_era_fixtures.py saves in every older release",
+     pk=dict(layers=[16, 16]), kw=dict(normalize_observations=True, param_noise="adaptive"))
 
 # --- HER (dict observations of BitFlippingEnv, flattened for the inner model) -----
 case("her_sac_bitflip", "her", "MlpPolicy", "her_mb", "her_box",
@@ -358,84 +299,6 @@ N_BITS = 4
 
 
 # ---------------------------------------------------------------------------
-def sample_obs(space, rng, n):
-    """Same sampler as ../shared/tools/oracle.py, except integer-dtype Box
-    (images): uniform integers over the whole inclusive [low, high] range."""
-    if isinstance(space, spaces.Box):
-        if np.issubdtype(space.dtype, np.integer):
-            return rng.randint(space.low.astype(np.int64), space.high.astype(np.int64) + 1,
-                               size=(n,) + space.shape).astype(space.dtype)
-        low, high = space.low.astype(np.float64), space.high.astype(np.float64)
-        finite = np.isfinite(low) & np.isfinite(high) & (high - low < 1e6)
-        normal = rng.normal(0.0, 1.0, size=(n,) + space.shape)
-        uni = rng.uniform(np.where(finite, low, 0), np.where(finite, high, 1), size=(n,) + space.shape)
-        return np.where(finite, uni, normal).astype(space.dtype)
-    if isinstance(space, spaces.Discrete):
-        return rng.randint(0, space.n, size=(n,))
-    if isinstance(space, spaces.MultiDiscrete):
-        return np.stack([rng.randint(0, k, size=(n,)) for k in space.nvec], axis=1)
-    if isinstance(space, spaces.MultiBinary):
-        return rng.randint(0, 2, size=(n, space.n))
-    raise TypeError("unsupported observation space %r" % (space,))
-
-
-def _num(x):
-    x = float(x)
-    if np.isfinite(x):
-        return x
-    return "inf" if x > 0 else "-inf"
-
-
-def space_info(space):
-    info = {"type": type(space).__name__, "repr": repr(space)}
-    if isinstance(space, spaces.Box):
-        info.update(shape=list(space.shape), dtype=str(space.dtype))
-        if space.low.size <= 16:
-            info.update(low=[_num(v) for v in space.low.ravel()], high=[_num(v) for v in space.high.ravel()])
-        else:
-            info.update(low_unique=sorted({_num(v) for v in np.unique(space.low)}, key=str),
-                        high_unique=sorted({_num(v) for v in np.unique(space.high)}, key=str))
-    elif isinstance(space, spaces.Discrete):
-        info.update(n=int(space.n), shape=[])
-    elif isinstance(space, spaces.MultiDiscrete):
-        info.update(nvec=[int(v) for v in space.nvec], shape=list(space.shape))
-    elif isinstance(space, spaces.MultiBinary):
-        info.update(n=int(space.n), shape=[int(space.n)])
-    elif isinstance(space, spaces.Dict):
-        info["spaces"] = {k: space_info(v) for k, v in space.spaces.items()}
-    return info
-
-
-def kw_repr(value):
-    """repr without memory addresses (functions as module.name)."""
-    if callable(value) and hasattr(value, "__name__"):
-        return "%s.%s" % (getattr(value, "__module__", "?"), value.__name__)
-    if isinstance(value, dict):
-        return "{%s}" % ", ".join("%r: %s" % (k, kw_repr(v)) for k, v in value.items())
-    if isinstance(value, list):
-        return "[%s]" % ", ".join(kw_repr(v) for v in value)
-    return repr(value)
-
-
-def case_seed(name):
-    return zlib.crc32(name.encode()) % 100000
-
-
-def seed_everything(seed):
-    random.seed(seed)
-    np.random.seed(seed)
-    tf.set_random_seed(seed)
-
-
-def close(model):
-    if model is None:
-        return
-    inner = getattr(model, "model", None) if isinstance(model, HER) else model
-    sess = getattr(inner, "sess", None)
-    if sess is not None:
-        sess.close()
-
-
 # ---------------------------------------------------------------------------
 def her_env(c, seed):
     env = BitFlippingEnv(n_bits=N_BITS, continuous=(c["inner"] != "dqn"), max_steps=N_BITS)
@@ -479,6 +342,8 @@ def train_and_save(c, case_dir, seed):
     policy = c.get("policy_obj", c["policy"])
     kw = dict(ALGO_KW.get(c.get("inner", algo), {}))
     kw.update(c["kw"])
+    if kw.get("param_noise") == "adaptive":  # a fresh object per training: SB2 adapts it in place
+        kw["param_noise"] = AdaptiveParamNoiseSpec(initial_stddev=0.1, desired_action_stddev=0.1)
     common = dict(policy_kwargs=c["policy_kwargs"] or None, seed=seed, n_cpu_tf_sess=1, verbose=0)
     extra_files = []
     venv = None
@@ -516,56 +381,6 @@ def load(c, path, seed):
     if c["kind"] == "her":
         return HER.load(path, env=her_env(c, seed))
     return ALGOS[c["algo"]].load(path)
-
-
-def algo_name(model):
-    return type(model).__name__.lower()
-
-
-def is_recurrent(model):
-    return bool(getattr(model.policy, "recurrent", False))
-
-
-def actor_critic_policy(inner):
-    for attr in ("act_model", "step_model", "policy_pi"):
-        p = getattr(inner, attr, None)
-        if p is not None and hasattr(p, "value"):
-            return p
-    return None
-
-
-def record_probs(rec, model, action_space, obs, state=None, mask=None, suffix=""):
-    probs = model.action_probability(obs, state, mask)
-    if probs is None:
-        return
-    if isinstance(action_space, spaces.Box):
-        rec["mean" + suffix], rec["std" + suffix] = np.asarray(probs[0]), np.asarray(probs[1])
-    elif isinstance(probs, list):
-        for i, p in enumerate(probs):
-            rec["probs_%d%s" % (i, suffix)] = np.asarray(p)
-    else:
-        rec["probs" + suffix] = np.asarray(probs)
-
-
-def record_flat(rec, model, inner, obs):
-    """The algorithm-specific extras for a batch of (flat) observations."""
-    name = algo_name(inner)
-    if name in ("a2c", "acer", "acktr", "ppo2", "trpo", "ppo1", "gail"):
-        record_probs(rec, model, inner.action_space, obs)
-        rec["values"] = np.asarray(actor_critic_policy(inner).value(obs))
-    elif name == "dqn":
-        with inner.sess.as_default():
-            _, q_values, _ = inner.step_model.step(obs)
-        rec["q_values"] = np.asarray(q_values)
-        record_probs(rec, model, inner.action_space, obs)
-    elif name == "sac":
-        p = inner.policy_tf
-        mean, std = p.proba_step(obs)
-        rec["mean"], rec["std"] = np.asarray(mean), np.asarray(std)
-        rec["values"] = inner.sess.run(p.value_fn, {p.obs_ph: obs}).reshape(-1)
-    elif name == "ddpg":
-        rec["values"] = inner.sess.run(inner.critic_with_actor_tf, {inner.obs_train: obs}).reshape(-1)
-    # td3: actions only
 
 
 def record(c, model, case_dir, seed):
@@ -622,52 +437,6 @@ def record(c, model, case_dir, seed):
     return rec
 
 
-def decision_margins(rec, action_space):
-    """How far SB2's deterministic choices are from a tie: a test tolerance hint."""
-    out = {}
-    for k, v in rec.items():
-        if k.startswith("probs") and not k.endswith("_error"):
-            p = np.asarray(v, np.float64).reshape(-1, v.shape[-1])
-            if isinstance(action_space, spaces.MultiBinary):
-                out[k + "_min_abs_p_minus_half"] = float(np.abs(p - 0.5).min())
-            else:
-                s = np.sort(p, axis=1)
-                out[k + "_min_top2_gap"] = float((s[:, -1] - s[:, -2]).min())
-        if k == "q_values":
-            s = np.sort(np.asarray(v, np.float64), axis=1)
-            out["q_values_min_top2_gap"] = float((s[:, -1] - s[:, -2]).min())
-    if isinstance(action_space, spaces.Box) and "mean" in rec and "state" not in rec:
-        # on-policy Gaussian: predict returns clip(mean, low, high)
-        if rec["mean"].shape == rec["actions"].shape:
-            out["n_actions_clipped"] = int((np.abs(rec["actions"] - rec["mean"]) > 0).sum())
-    return out
-
-
-def first_answer(c, model, rec):
-    """What the pkl-loaded model must reproduce: deterministic actions (+ state)."""
-    if "mask" in rec:
-        a, s = model.predict(rec["obs"][0], state=rec["state"][0], mask=rec["mask"][0], deterministic=True)
-        return np.concatenate([np.asarray(a, np.float64).ravel(), np.asarray(s, np.float64).ravel()])
-    return np.asarray(model.predict(rec["obs"], deterministic=True)[0], np.float64).ravel()
-
-
-def expected_first(rec):
-    if "mask" in rec:
-        return np.concatenate([rec["actions"][0].astype(np.float64).ravel(), rec["state_out"][0].ravel()])
-    return rec["actions"].astype(np.float64).ravel()
-
-
-def versions():
-    import mpi4py  # noqa
-    return {"stable_baselines": sb.__version__, "tensorflow": tf.__version__, "gym": gym.__version__,
-            "numpy": np.__version__, "cloudpickle": cloudpickle.__version__,
-            "python": platform.python_version()}
-
-
-def policy_name(cls):
-    return "%s.%s" % (cls.__module__, cls.__name__)
-
-
 def run_case(c, out_dir):
     case_dir = os.path.join(out_dir, c["name"])
     if os.path.isdir(case_dir):
@@ -692,8 +461,8 @@ def run_case(c, out_dir):
         "policy": inner.policy.__name__,
         "policy_class": policy_name(inner.policy),
         "policy_kwargs": {k: kw_repr(v) for k, v in (inner.policy_kwargs or {}).items()},
-        "algo_kwargs": {k: kw_repr(v) for k, v in dict(ALGO_KW.get(c.get("inner", c["algo"]), {}),
-                                                       **c["kw"]).items()},
+        "algo_kwargs": {k: kw_repr(getattr(inner, k) if k == "param_noise" else v)
+                        for k, v in dict(ALGO_KW.get(c.get("inner", c["algo"]), {}), **c["kw"]).items()},
         "observation_space": space_info(model.observation_space),
         "action_space": space_info(model.action_space),
         "n_envs": int(getattr(inner, "n_envs", 1)),
@@ -723,7 +492,7 @@ def run_case(c, out_dir):
 
     if "pkl" in c["formats"]:
         model = load(c, os.path.join(case_dir, "model.pkl"), seed)
-        got, want = first_answer(c, model, rec), expected_first(rec)
+        got, want = first_answer(model, rec), expected_first(rec)
         diff = float(np.max(np.abs(got - want))) if got.size else 0.0
         meta["pkl_check"] = {"answers_like_zip": bool(got.shape == want.shape and diff <= 1e-6),
                              "max_abs_diff": diff}
@@ -733,34 +502,8 @@ def run_case(c, out_dir):
             raise RuntimeError("model.pkl answers differ from model.zip (max diff %g)" % diff)
 
     np.savez_compressed(os.path.join(case_dir, "golden.npz"), **rec)
-    with open(os.path.join(case_dir, "meta.json"), "w") as f:
-        json.dump(meta, f, indent=1, sort_keys=False)
+    write_meta(case_dir, meta)
     return meta
-
-
-def type_name(space_meta):
-    return space_meta["type"]
-
-
-def write_index(out_dir):
-    entries = []
-    for name in sorted(os.listdir(out_dir)):
-        path = os.path.join(out_dir, name, "meta.json")
-        if not os.path.isfile(path):
-            continue
-        with open(path) as f:
-            m = json.load(f)
-        obs = m.get("inner_observation_space", m["observation_space"])
-        entries.append({"case": m["case"], "algo": m["algo"], "inner_algo": m.get("inner_algo"),
-                        "policy": m["policy"], "obs": type_name(m["observation_space"]),
-                        "obs_shape": obs.get("shape"), "obs_dtype": obs.get("dtype"),
-                        "action": type_name(m["action_space"]), "recurrent": m["recurrent"],
-                        "formats": m["formats"], "what_it_covers": m["what_it_covers"]})
-    index = {"generator": "tools/legacy/make_fixtures.py", "versions": versions(), "n_cases": len(entries),
-             "cases": entries}
-    with open(os.path.join(out_dir, "index.json"), "w") as f:
-        json.dump(index, f, indent=1)
-    return entries
 
 
 def main():
@@ -775,11 +518,8 @@ def main():
             print(c["name"], c["algo"], c["policy"], c["obs"], c["act"], ",".join(c["formats"]))
         return
     os.makedirs(args.out_dir, exist_ok=True)
-    if args.only is None:  # a full run drops fixtures of cases that no longer exist
-        known = {c["name"] for c in CASES}
-        for name in os.listdir(args.out_dir):
-            if name not in known and os.path.isfile(os.path.join(args.out_dir, name, "meta.json")):
-                shutil.rmtree(os.path.join(args.out_dir, name))
+    if args.only is None:  # a full run drops this release's fixtures of cases that no longer exist
+        drop_stale(args.out_dir, {c["name"] for c in CASES}, sb.__version__)
     ok, failed, t_all = 0, [], time.time()
     for c in cases:
         t0 = time.time()

@@ -71,7 +71,7 @@ def load_source(folder: Path):
     with import_source(folder / SOURCE) as module:
         policy = module.Policy()
         policy.load_state_dict(torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True))
-    return policy.eval()
+    return policy.eval().requires_grad_(False)
 
 
 def load_torchscript(folder: Path):
@@ -98,7 +98,7 @@ def write(model, folder: Path) -> None:
     with import_source(folder / SOURCE) as module:
         policy = module.Policy()
         policy.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in gen.state_dict.items()}, strict=True)
-        policy.eval()
+        policy.eval().requires_grad_(False)  # an inference module: outputs are plain tensors (.numpy())
         # a plain dict of plain tensors: loadable with weights_only=True
         torch.save({k: v.detach().clone().contiguous() for k, v in policy.state_dict().items()}, folder / WEIGHTS)
         scripted, how = _script(policy, spec, module)

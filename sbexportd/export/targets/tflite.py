@@ -26,10 +26,10 @@ def note(spec) -> str:
             f"Signature {SIGNATURE!r}: inputs obs (state, mask), outputs as manifest.json lists.\n"
             "The batch dimension is dynamic: the signature runner resizes it; with the plain\n"
             "Interpreter API call resize_tensor_input(...) then allocate_tensors() first.\n"
-            "Verified with TFLite's builtin kernels (experimental_op_resolver_type=\n"
-            "BUILTIN_WITHOUT_DEFAULT_DELEGATES). The XNNPACK delegate, on by default on CPU, sums in\n"
-            "another order: float32 round-off of the hidden layers' magnitude (measured: 1.4e-5 on a\n"
-            "q_value of a zoo DQN whose hidden activations reach ~60).\n\n" + vn)
+            "Run it with LiteRT (pip install ai-edge-litert; from ai_edge_litert.interpreter\n"
+            "import Interpreter), the interpreter that replaces tf.lite.Interpreter (removed in\n"
+            "TensorFlow 2.20). It was verified that way, with LiteRT's default CPU kernels\n"
+            "(XNNPACK), as a user runs it.\n\n" + vn)
 
 
 def write(model, folder: Path) -> None:
@@ -44,25 +44,20 @@ def write(model, folder: Path) -> None:
 
 
 def load(folder: Path, spec):
-    tf = import_tf()
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice (LiteRT)
-        # TFLite's own builtin kernels, without the default XNNPACK delegate: XNNPACK
-        # sums in another order, which on a zoo DQN (q_values near 0.46 from layers of
-        # magnitude ~60) moved a q_value by 1.4e-5, past the 1e-5 rule; NOTE.txt says so.
-        interpreter = tf.lite.Interpreter(
-            model_path=str(folder / FILE),
-            experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    runner = interpreter.get_signature_runner(SIGNATURE)
+    """LiteRT's Interpreter with its defaults (the XNNPACK delegate on CPU), as a user
+    runs the file: XNNPACK sums in its own order, which the float32 bound of the
+    verification allows for (sbexportd.parity)."""
+    from ai_edge_litert import __version__ as litert_version
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(folder / FILE)).get_signature_runner(SIGNATURE)
 
     def run(feeds):
         # The batch is dynamic: the signature runner resizes each input to its feed
         # (resize_tensor_input) and allocates the tensors before invoking.
         return conform(spec, runner(**feed_arrays(spec, feeds)))
     note_vn = "; VecNormalize in float32" if spec.vecnormalize else ""
-    return run, (f"tensorflow lite {tf.__version__} (tf.lite.Interpreter signature runner, builtin kernels "
-                 f"without the XNNPACK delegate{note_vn})")
+    return run, f"LiteRT {litert_version} (ai_edge_litert Interpreter signature runner, default kernels{note_vn})"
 
 
 def manifest_notes(spec) -> list[str]:

@@ -100,6 +100,10 @@ def build(ctx: Context) -> PolicySpec:
 
     value, _ = prog.dense(vf_latent, f"{prefix}vf/w:0", f"{prefix}vf/b:0", vf_dim, f"{prefix}vf")
     outputs, distribution, post = probability_head(prog, ctx, pi_latent, dim, prefix)
+    if distribution.kind == "diag_gaussian" and "policy_kwargs" not in ctx.archive.data:
+        ctx.notes.append("saved by SB2 <= 2.3 (no policy_kwargs), whose predict returned the Gaussian mean "
+                         "without clipping it to the action space; SB2 >= 2.4, 2.10.2 loading this file "
+                         "included, clips, and so does `actions` here (`mean` is the unclipped value)")
     outputs["values"] = prog.emit("squeeze_last", (value,))
     if state_out is not None:
         outputs["state"] = state_out

@@ -76,6 +76,11 @@ def ddpg_obs_normalization(prog: Program, ctx: Context, x: str, steps: list[str]
              for v in ("runningsum", "runningsumsq", "count")]
     if None not in names:
         total, sumsq, count = (np.asarray(p[k], np.float64) for k in names)
+        shape = tuple(ctx.observation_space.shape)
+        for name, value, want in zip(names, (total, sumsq, count), (shape, shape, ())):
+            if value.shape != want:
+                raise InconsistentParameters(f"DDPG observation statistic {name!r} has shape {list(value.shape)}, "
+                                             f"expected {list(want)}", ctx.source)
         prog.consumed.update(names)
     elif ctx.archive.data.get("_params_unnamed"):
         # SB2 <= 2.4 saved no statistics: loading leaves RunningMeanStd at its
@@ -166,13 +171,18 @@ def build_ddpg(ctx: Context) -> PolicySpec:
         raise InconsistentParameters(f"the actor has {k} outputs, the action space {n}", ctx.source)
     squashed = prog.activation(out, "tanh")
     outputs = {"actions": unscale_head(prog, ctx, squashed)}
-    if "model/qf/qf_output/kernel:0" in ctx.params:
+    if critic_output(ctx.params, "model/qf/"):
         if ctx.archive.data.get("normalize_returns"):
             ctx.notes.append("normalize_returns=True: the critic's values are not exported")
         else:
             outputs["values"] = _ddpg_critic(prog, ctx, obs, shape, squashed, n, act)
     return _spec(ctx, prog, outputs, Distribution("deterministic"),
                  steps, "unscale(tanh(actor)) from [-1, 1] to [low, high]")
+
+
+def critic_output(params: dict, scope: str) -> str | None:
+    """The critic's output layer scope: qf_output since SB2 2.5.1, qf before."""
+    return next((f"{scope}{name}/" for name in ("qf_output", "qf") if f"{scope}{name}/kernel:0" in params), None)
 
 
 def _ddpg_critic(prog: Program, ctx: Context, obs: str, shape: tuple[int, ...], action: str, n: int,
@@ -182,7 +192,7 @@ def _ddpg_critic(prog: Program, ctx: Context, obs: str, shape: tuple[int, ...], 
     qf_output; clipped to return_range."""
     scope = "model/qf/"
     x, dim = trunk(prog, obs, shape, scope, "", act, joins=(action, n))
-    q, _ = _dense(prog, x, dim, scope + "qf_output/")
+    q, _ = _dense(prog, x, dim, critic_output(ctx.params, scope))
     lo, hi = (float(v) for v in (ctx.archive.data.get("return_range") or (-np.inf, np.inf)))
     if np.isfinite(lo) or np.isfinite(hi):
         q = prog.emit("clip_value", (q,), attrs={"lo": lo, "hi": hi})

@@ -1,0 +1,17 @@
+"""`python -m sbexportd` is the command line."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import FIXTURES, ROOT
+
+
+def test_python_m_sbexportd_runs_the_cli():
+    proc = subprocess.run([sys.executable, "-m", "sbexportd", "inspect", str(FIXTURES / "ppo2_mlp_vec_box" / "model.zip"),
+                           "--json"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert '"algorithm": "ppo2"' in proc.stdout
+    bad = subprocess.run([sys.executable, "-m", "sbexportd", "inspect", str(ROOT / "README.md")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.startswith("sbexportd: error:")
