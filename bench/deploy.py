@@ -44,6 +44,7 @@ def serve_bench(agent: Path, seconds: float, clients: int) -> list[dict]:
     import sbexportd
     from sbexportd.deploy.ray import build_app, runtime_env, wait_healthy
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage reports from a test machine
     temp = tempfile.mkdtemp(prefix="sbx-ray-", dir="/tmp")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -65,6 +65,7 @@ def cluster():
     """A fresh local Ray instance (never one already running on this machine) with
     Serve's HTTP proxy on a free port; shut down, processes and files, at the end."""
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # a FutureWarning of Ray 2.52 otherwise
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage reports from a test machine
     temp = tempfile.mkdtemp(prefix="sbx-ray-", dir="/tmp")  # short: Ray's socket paths must fit
     context = ray.init(address="local", num_cpus=6, include_dashboard=False, _temp_dir=temp,
                        runtime_env=runtime_env(), logging_level="ERROR", log_to_driver=False)
