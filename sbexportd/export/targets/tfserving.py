@@ -308,10 +308,12 @@ def _replay_example(spec, servable: Servable, model_folder: Path) -> None:
         answered = _from_rest(json.loads(servable.rest(json.dumps(request))), form, like)
         for k, want in like.items():
             if not np.array_equal(documented[k], want):
-                raise ParityFailed(f"tfserving: {EXAMPLE} documents {k} unlike the reference", model_folder)
+                raise ParityFailed(f"tfserving: the export does not reproduce the policy: {EXAMPLE} documents {k} "
+                                   "unlike the reference", model_folder)
         failed = [c.describe() for c in verdict.check(conform(spec, answered)).values() if not c.passed]
         if failed:
-            raise ParityFailed(f"tfserving: the {form} request of {EXAMPLE} is not answered as documented: "
+            raise ParityFailed(f"tfserving: the export does not reproduce the policy: the {form} request of "
+                               f"{EXAMPLE} is not answered as documented: "
                                + "; ".join(failed), model_folder)
 
 

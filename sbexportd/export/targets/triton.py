@@ -273,10 +273,12 @@ def _replay_example(spec, config, model_folder: Path, infer) -> None:
     for name, want in verdict.reference.items():
         got = documented.get(name)
         if got is None or not np.array_equal(got, np.asarray(want).astype(got.dtype)):
-            raise ParityFailed(f"triton: {EXAMPLE} documents {name} unlike the reference", model_folder)
+            raise ParityFailed(f"triton: the export does not reproduce the policy: {EXAMPLE} documents {name} "
+                               "unlike the reference", model_folder)
     failed = [c.describe() for c in verdict.check(answered).values() if not c.passed]
     if failed:
-        raise ParityFailed(f"triton: the model does not answer {EXAMPLE}'s request as documented: "
+        raise ParityFailed(f"triton: the export does not reproduce the policy: the model does not answer "
+                           f"{EXAMPLE}'s request as documented: "
                            + "; ".join(failed), model_folder)
 
 
