@@ -12,6 +12,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+import conformance
 from sbexportd.export.conventions import stack_state
 from sbexportd.understand.builder import Program, flatten, input_dtype, preprocess
 from sbexportd.understand.spec import (ACTIVATIONS, OPS, Box, DictSpace, Discrete, Distribution,
@@ -360,7 +361,7 @@ def cases() -> list[Case]:
     return [mlp_discrete(), all_activations(), discrete_obs_dueling(), multidiscrete(), multibinary(),
             cnn((36, 36, 1), False, 11), cnn((40, 44, 3), True, 12), lstm(False), lstm(True),
             sac_vecnormalize(), ddpg_running_norm(), her_dict(), round_half_even(), frame_stack_image(),
-            frame_stack_vecnormalize()]
+            frame_stack_vecnormalize()] + conformance.cases()
 
 
 def state(case: Case, rng: np.random.Generator, batch: int, draw=None) -> np.ndarray:
@@ -371,6 +372,25 @@ def state(case: Case, rng: np.random.Generator, batch: int, draw=None) -> np.nda
         return stack_state([case.obs(rng, batch) for _ in range(spec.frame_stack - 1)])
     draw = draw or (lambda size: rng.standard_normal(size))
     return draw((batch, spec.state_size)).astype(F32)
+
+
+def reference_runs(case: Case, runs) -> list[tuple[dict, dict]]:
+    """The NumPy reference on a case, for the runtimes' suites (clients/java, clients/node):
+    for each (batch, seed), the inputs (obs, and a state a caller could hold with resets
+    on about a quarter of the rows) and the outputs under the export names."""
+    from sbexportd.export.conventions import export_name
+    from sbexportd.realize.numpy_backend import NumpyPolicy
+    policy = NumpyPolicy(case.spec)
+    out = []
+    for n, seed in runs:
+        rng = np.random.default_rng(seed)
+        inputs = {"obs": case.obs(rng, n)}
+        if case.spec.stateful:
+            inputs["state"] = state(case, rng, n, lambda size: rng.uniform(-1, 1, size=size))
+            inputs["mask"] = (rng.uniform(size=n) < 0.25).astype(F32)
+        got = policy.run(inputs["obs"], inputs.get("state"), inputs.get("mask"))
+        out.append((inputs, {export_name(k): np.asarray(v) for k, v in got.items()}))
+    return out
 
 
 def covered_ops(specs: list[PolicySpec]) -> set[str]:

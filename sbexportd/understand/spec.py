@@ -138,49 +138,8 @@ class Node:
     params: dict[str, str] = field(default_factory=dict)
 
 
-# op name -> (inputs, outputs, attrs, params): the contract every backend implements.
-OPS: dict[str, str] = {
-    "cast_float": "x -> float32(x), going through attrs via (the placeholder dtype SB2 fed) first",
-    "one_hot": "x (int) -> one_hot(x, n) float32; attrs n",
-    "multi_one_hot": "x (batch, k) int -> concat_i one_hot(x[:, i], nvec[i]); attrs nvec",
-    "scale_box": "x -> (x - low) / range, float32; params low, range (= high - low computed in the "
-                 "space's dtype, as SB2 did)",
-    "vecnormalize": "x -> float32(clip((x - mean) / sqrt(var + eps), -clip, clip)) computed in "
-                    "float64 like SB2's VecNormalize; params mean, var (float64); attrs eps, clip",
-    "running_norm": "x -> clip((x - mean) / std, lo, hi) (DDPG's in-graph observation "
-                    "normalization); params mean, std (float32); attrs lo, hi",
-    "concat_dict": "dict obs -> concat of its keys in attrs keys order (HER), float32",
-    "flatten": "x -> reshape(x, (batch, -1))",
-    "dense": "x -> x @ w + b; params w (in, out), b (out,)",
-    "conv2d": "x NHWC -> conv(x, w HWIO, stride, VALID) + b; params w, b; attrs stride",
-    "activation": "x -> fn(x); attrs fn in ACTIVATIONS",
-    "layer_norm": "x -> (x - mean) * rsqrt(var + eps) * gamma + beta over all non-batch axes "
-                  "(tf.contrib.layers.layer_norm); params gamma, beta; attrs eps",
-    "lstm": "x, state, mask -> h, state' (SB2 tf_layers.lstm, one step, mask resets state "
-            "first); params wx, wh, b [+ gx, bx, gh, bh, gc, bc when attrs layer_norm]; "
-            "attrs n_hidden, layer_norm",
-    "concat": "xs... -> concat(xs, axis=-1)",
-    "dueling": "a, v -> v + (a - mean(a, axis=1, keepdims))",
-    "squeeze_last": "x (batch, 1) -> x[:, 0]",
-    "softmax": "x -> softmax(x, axis=-1)",
-    "argmax": "x -> argmax(x, axis=-1) int64",
-    "split": "x -> xs split along the last axis; attrs sizes",
-    "stack_last": "xs... -> stack(xs, axis=-1)",
-    "round": "x -> round half to even (tf.round; Bernoulli mode)",
-    "exp_broadcast": "like (batch, n), logstd (1, n) -> exp(like * 0 + logstd); params logstd",
-    "exp": "x -> exp(x)",
-    "clip_value": "x -> clip(x, lo, hi) with scalar attrs lo, hi",
-    "clip_box": "x -> clip(x, low, high); params low, high",
-    "frame_stack": "x, state, mask -> stacked, state' (SB2's VecFrameStack, one step): prev = "
-                   "reshape(state, frame[:-1] + [frame[-1] * (n - 1)]) * (1 - mask); stacked = "
-                   "concat(prev, float32(x)) on the last axis (oldest frame first); state' = "
-                   "flatten(stacked[..., frame[-1]:]); attrs n (frames), frame (one frame's shape)",
-    "unscale_box": "x in [-1, 1] -> low + 0.5 * (x + 1) * (high - low); params low, high",
-}
-
-# Op parameters computed in float64, as SB2 did (VecNormalize runs in NumPy float64);
-# every other floating parameter is float32, as TensorFlow 1 held it.
-FLOAT64_PARAMS: dict[str, tuple[str, ...]] = {"vecnormalize": ("mean", "var")}
+# The contract every backend implements: understand/ops.py (machine-readable).
+from .ops import FLOAT64_PARAMS, OPS  # noqa: E402  (re-exported: spec.OPS, spec.FLOAT64_PARAMS)
 
 
 def require_ops(spec: "PolicySpec", implemented, backend: str) -> None:
@@ -278,6 +237,11 @@ class PolicySpec:
         for i, node in enumerate(self.nodes):
             if node.op not in OPS:
                 raise ValueError(f"node {i}: unknown op {node.op!r}")
+            wrong = OPS[node.op].check(node)
+            if wrong is None and node.op == "activation" and node.attrs["fn"] not in ACTIVATIONS:
+                wrong = f"activation {node.attrs['fn']!r:.40} is not one of {', '.join(ACTIVATIONS)}"
+            if wrong:
+                raise ValueError(f"node {i} ({node.op}): {wrong}")
             for name in node.inputs:
                 if name not in known:
                     raise ValueError(f"node {i} ({node.op}) reads {name!r} before it is written")

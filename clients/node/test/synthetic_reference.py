@@ -25,9 +25,7 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import synthetic  # noqa: E402  (tests/synthetic.py)
-from sbexportd.export.conventions import export_name  # noqa: E402
 from sbexportd.export.targets import portable  # noqa: E402
-from sbexportd.realize.numpy_backend import NumpyPolicy  # noqa: E402
 from sbexportd.understand.spec import ACTIVATIONS, OPS  # noqa: E402
 
 RUNS = ((9, 2001), (1, 2002))  # (batch, seed)
@@ -51,19 +49,10 @@ def main(out: Path) -> int:
         folder = out / case.name
         folder.mkdir(parents=True, exist_ok=True)
         portable.write(_Model(spec), folder)
-        policy = NumpyPolicy(spec)
-        runs = []
-        for n, seed in RUNS:
-            rng = np.random.default_rng(seed)
-            obs = case.obs(rng, n)
-            inputs = {"obs": {k: arr(v) for k, v in obs.items()} if isinstance(obs, dict) else arr(obs)}
-            state = mask = None
-            if spec.stateful:
-                state = synthetic.state(case, rng, n, lambda size: rng.uniform(-1, 1, size=size))
-                mask = (rng.uniform(size=n) < 0.25).astype(np.float32)
-                inputs.update(state=arr(state), mask=arr(mask))
-            got = policy.run(obs, state, mask)
-            runs.append({"inputs": inputs, "outputs": {export_name(k): arr(v) for k, v in got.items()}})
+        runs = [{"inputs": {k: ({kk: arr(vv) for kk, vv in v.items()} if isinstance(v, dict) else arr(v))
+                            for k, v in inputs.items()},
+                 "outputs": {k: arr(v) for k, v in outputs.items()}}
+                for inputs, outputs in synthetic.reference_runs(case, RUNS)]
         ops = sorted({node.op for node in spec.nodes})
         acts = sorted({node.attrs["fn"] for node in spec.nodes if node.op == "activation"})
         (folder / "reference.msgpack").write_bytes(msgpack.packb(

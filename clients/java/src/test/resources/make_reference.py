@@ -33,7 +33,6 @@ import numpy as np
 import sbexportd
 from sbexportd.export.conventions import export_name, sample_inputs
 from sbexportd.export.targets import portable
-from sbexportd.realize.numpy_backend import NumpyPolicy
 
 ROOT = Path(__file__).resolve().parents[5]          # clients/java/src/test/resources -> repo
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -104,21 +103,13 @@ def make_synthetic(case, out: Path) -> dict:
     shutil.rmtree(target, ignore_errors=True)
     (target / "portable").mkdir(parents=True)
     portable.write(_Model(spec), target / "portable")
-    policy = NumpyPolicy(spec)
     runs = []
-    for n, seed in RUNS:
-        rng = np.random.default_rng(seed)
-        obs = case.obs(rng, n)
-        feeds = {"obs": obs}
-        if spec.stateful:
-            feeds["state"] = synthetic.state(case, rng, n, lambda size: rng.uniform(-1, 1, size=size))
-            feeds["mask"] = (rng.uniform(size=n) < 0.25).astype(np.float32)
-        out_ = policy.run(obs, feeds.get("state"), feeds.get("mask"))
-        if isinstance(obs, dict):   # concat_dict: the caller concatenates in the keys' order
-            feeds["obs"] = np.concatenate([np.asarray(obs[k], np.float32) for k, _ in spec.goal_observation.spaces],
-                                          axis=-1)
+    for feeds, outputs in synthetic.reference_runs(case, RUNS):
+        if isinstance(feeds["obs"], dict):   # concat_dict: the caller concatenates in the keys' order
+            feeds["obs"] = np.concatenate([np.asarray(feeds["obs"][k], np.float32)
+                                           for k, _ in spec.goal_observation.spaces], axis=-1)
         runs.append({"inputs": {k: arr(np.asarray(v)) for k, v in feeds.items()},
-                     "outputs": {export_name(k): arr(np.asarray(v)) for k, v in out_.items()}})
+                     "outputs": {k: arr(v) for k, v in outputs.items()}})
     (target / "reference.msgpack").write_bytes(
         msgpack.packb({"case": target.name, "runs": runs}, use_bin_type=True))
     return {"case": target.name, "algo": spec.algo, "policy": "synthetic",
