@@ -149,17 +149,73 @@ def _crashy(job, options):
     """A worker's work that kills its process for the agent named 'crash'."""
     if job["name"] == "crash":
         os._exit(3)
-    return [{"agent": job["id"], "target": t, "ok": True, "pid": os.getpid()} for t in options["to"]]
+    return [{"agent": job["id"], "target": t, "ok": True, "attempts": job["attempts"]} for t in options["to"]]
 
 
 def test_a_dying_worker_stops_only_its_agent():
-    """A worker process that dies takes its agent down (tried twice, then a failed row);
-    every other agent is still done."""
-    jobs = [Job(f"a{i}", f"/x/a{i}.zip", "crash" if i == 2 else f"a{i}") for i in range(6)]
+    """The agent whose worker dies comes first: every agent queued behind it breaks with
+    the pool, and still only that agent is lost (tried alone once more, then a failed
+    row); the others are done once, or once more alone if they had begun beside it."""
+    jobs = [Job(f"a{i}", f"/x/a{i}.zip", "crash" if i == 0 else f"a{i}") for i in range(6)]
     got: list[list[dict]] = []
-    _run_pool(jobs, {"to": ["portable", "params"]}, 2, got.append, work=_crashy)
+    _run_pool(jobs, {"to": ["portable", "params"], "out": "/nonexistent"}, 2, got.append, work=_crashy)
     rows = {(r["agent"], r["target"]): r for agent_rows in got for r in agent_rows}
     assert len(got) == 6 and len(rows) == 12
-    assert [r["ok"] for k, r in rows.items() if k[0] == "a2"] == [False, False]
-    assert "died" in rows[("a2", "portable")]["error"]["message"]
-    assert all(r["ok"] for k, r in rows.items() if k[0] != "a2")
+    assert [r["ok"] for k, r in rows.items() if k[0] == "a0"] == [False, False]
+    assert "died (2 times" in rows[("a0", "portable")]["error"]["message"]
+    assert all(r["ok"] for k, r in rows.items() if k[0] != "a0")
+    assert all(r["attempts"] <= 1 for k, r in rows.items() if k[0] != "a0")
+
+
+def _kills_a_neighbour(job, options):
+    """In a worker: 'culprit' waits until 'victim' (in the other worker) has installed
+    its portable export and is writing its params, then kills its own process; the
+    victim's first attempt never finishes params (the pool's end kills it)."""
+    import time
+
+    from sbexportd.export import many
+    victim = Path(options["out"]) / "victim"
+    if job["id"] == "culprit":
+        deadline = time.monotonic() + 300
+        while job["attempts"] == 0 and not any(victim.glob(".params.partial-*")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os._exit(3)
+    if job["id"] == "victim" and job["attempts"] == 0:
+        from sbexportd.export.targets import TARGETS
+        module = TARGETS["params"].load_module()
+        write = module.write
+
+        def stalled(*args, **kwargs):
+            write(*args, **kwargs)
+            time.sleep(600)
+        module.write = stalled
+    return many.export_agent(job, options)
+
+
+def test_a_worker_killed_mid_export_costs_only_its_agent(tmp_path, monkeypatch):
+    """Real exports on a pool of 2: one agent kills its worker while another is half
+    exported beside it (one target installed, one staged). The pool breaks; the agents
+    not begun are exported in a fresh pool, the half-exported one again alone
+    (replacing what its first attempt installed), the culprit is tried alone once more
+    and is the only agent lost. No staging folder is left behind."""
+    from sbexportd.export import many
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a", "b", "culprit", "victim"):
+        shutil.copy(EXAMPLE, folder / f"{name}.pkl")
+    out = tmp_path / "out"
+    monkeypatch.setattr(many, "export_agent", _kills_a_neighbour)
+    summary = many.export_many([folder], ["portable", "params"], out, workers=2)
+    rows = {(r["agent"], r["target"]): r for r in summary.rows}
+    assert len(rows) == 8 and [r["agent"] for r in summary.failed] == ["culprit", "culprit"]
+    assert "died (2 times" in rows[("culprit", "params")]["error"]["message"]
+    for agent in ("a", "b", "victim"):
+        for target in ("portable", "params"):
+            row = rows[(agent, target)]
+            assert row["ok"] and row["parity"]["verified"] and row["max_abs_error"] is not None, row
+            manifest = json.loads((out / agent / target / "manifest.json").read_text())
+            assert manifest["parity"]["verified"]
+            assert row.get("attempt") == (2 if agent == "victim" else None), row
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b", many.SUMMARY, "victim"]
+    assert sorted(p.name for p in (out / "victim").iterdir()) == ["params", "portable"]  # no stage left
+    assert json.loads((out / many.SUMMARY).read_text())["failed"] == 2

@@ -17,7 +17,7 @@ import json
 import shutil
 import tempfile
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,7 +41,11 @@ class Job:
     id: str       # its path relative to the inputs' common folder, without suffix: DIR/<id>/
     path: str
     name: str     # its model name in the serving repositories
-    attempts: int = 0
+    attempts: int = 0  # times its worker process died under it
+    # targets whose output (DIR/<id>/<target>/) was there before the run: replaced only
+    # with force. Any other output there is this run's own, installed by an attempt
+    # whose worker then died, and a retry replaces it.
+    existed: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -162,12 +166,16 @@ def export_agent(job: dict[str, Any], options: dict[str, Any]) -> list[dict[str,
     for target in opts.to:  # one export each: a target that fails leaves the others
         began = time.perf_counter()
         try:
-            (result,) = export(model, [target], folder, force=opts.force, verify=opts.verify)
+            (result,) = export(model, [target], folder, force=opts.force or target not in job.get("existed", ()),
+                               verify=opts.verify)
         except Exception as exc:  # noqa: BLE001
             rows.append(_row(job, target, None, exc, time.perf_counter() - began))
             continue
         rows.append(_row(job, target, result, getattr(result, "error", None), result.seconds))
     rows[0]["load_seconds"] = round(load_seconds, 3)
+    if job.get("attempts"):  # its worker died under an earlier attempt
+        for row in rows:
+            row["attempt"] = job["attempts"] + 1
     return rows
 
 
@@ -198,6 +206,8 @@ def export_many(inputs: list[str | Path], to: str | list[str], out: str | Path, 
     jobs = find_agents(inputs)
     options = asdict(Options(names, str(out), force, verify, vecnormalize, frame_stack, algo, activation))
     out.mkdir(parents=True, exist_ok=True)
+    for job in jobs:
+        job.existed = [t for t in names if (out / job.id / t).exists()]
     summary = Summary(targets=names, agents=len(jobs))
     start = time.perf_counter()
     done = 0
@@ -205,6 +215,7 @@ def export_many(inputs: list[str | Path], to: str | list[str], out: str | Path, 
     def finished(rows: list[dict[str, Any]]) -> None:
         nonlocal done
         done += 1
+        _drop_stages(out / rows[0]["agent"])
         rows = _gather(rows, out, force)
         summary.rows.extend(rows)
         if on_agent:
@@ -269,6 +280,13 @@ def _replace(source: Path, final: Path, force: bool) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _drop_stages(folder: Path) -> None:
+    """Remove the staging folders export() left in an agent's folder: a worker that died
+    while exporting leaves its stage (called once the agent is done: no one writes there)."""
+    for stage in folder.glob(".*.partial-*"):
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def _prune(folder: Path, out: Path) -> None:
     """Remove folders left empty between out/ and folder (once every worker is done:
     a worker may be making a sibling's folders meanwhile)."""
@@ -280,34 +298,80 @@ def _prune(folder: Path, out: Path) -> None:
         folder = folder.parent
 
 
+_STARTED = None  # in a pool's worker: one flag per job of its pool, set as the job begins
+
+
+def _worker_init(started) -> None:
+    global _STARTED
+    _STARTED = started
+
+
+def _tracked(work, slot: int, job: dict[str, Any], options: dict[str, Any]) -> list[dict[str, Any]]:
+    """In a pool's worker: mark the job begun, then do it. The mark is a write to shared
+    memory, so it outlives a worker that dies a moment later (a Queue's put would sit
+    in its feeder thread's buffer and die with it)."""
+    _STARTED[slot] = 1
+    return work(job, options)
+
+
 def _run_pool(jobs: list[Job], options: dict[str, Any], workers: int, finished, work=None) -> None:
     """A pool of `workers` processes (spawned: each imports TensorFlow once and keeps it
-    warm for the agents it is given). A worker that dies breaks the pool: the agents
-    in flight are tried again, one at a time, in a fresh pool."""
+    warm for the agents it is given).
+
+    A worker that dies breaks the whole pool, and concurrent.futures cannot say which
+    job killed it: every unfinished job fails alike. So the agents that had not begun
+    go on in a fresh pool, and each that had begun (the one that killed its worker and
+    any that were running beside it) is tried again alone, in a pool of its own: only
+    an agent whose worker dies every time it is tried (ATTEMPTS) is lost. A rerun
+    replaces what its earlier attempt installed (`Job.existed`)."""
     import multiprocessing
+    context = multiprocessing.get_context("spawn")
     work = work or export_agent
-    pending = list(jobs)
-    width = max(1, workers)
+
+    def run(batch: list[Job], width: int) -> tuple[list[Job], list[Job]]:
+        """Do `batch`; when the pool breaks, its unfinished jobs: (not begun, begun)."""
+        started = context.Array("b", len(batch), lock=False)
+        broken: list[tuple[int, Job]] = []
+        with ProcessPoolExecutor(max_workers=min(width, len(batch)), mp_context=context,
+                                 initializer=_worker_init, initargs=(started,)) as pool:
+            futures = {pool.submit(_tracked, work, slot, asdict(job), options): (slot, job)
+                       for slot, job in enumerate(batch)}
+            for future in as_completed(futures):
+                slot, job = futures[future]
+                try:
+                    rows = future.result()
+                except BrokenProcessPool:
+                    broken.append((slot, job))
+                    continue
+                except Exception as exc:  # noqa: BLE001 - e.g. its answer could not be sent back
+                    rows = [_row(asdict(job), t, None, exc, 0.0) for t in options["to"]]
+                finished(rows)
+        return [j for s, j in broken if not started[s]], [j for s, j in broken if started[s]]
+
+    def give_up(job: Job, why: str) -> None:
+        finished([_row(asdict(job), t, None, ExportError(why), 0.0) for t in options["to"]])
+
+    pending, begun = list(jobs), []
     while pending:
-        retry: list[Job] = []
-        with ProcessPoolExecutor(max_workers=min(width, len(pending)),
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(work, asdict(j), options): j for j in pending}
-            while futures:
-                ready, _ = wait(futures, return_when=FIRST_COMPLETED)
-                for future in ready:
-                    job = futures.pop(future)
-                    try:
-                        finished(future.result())
-                    except BrokenProcessPool:
-                        job.attempts += 1
-                        if job.attempts >= ATTEMPTS:
-                            finished([_row(asdict(job), t, None, ExportError(
-                                "the worker process exporting this agent died (tried twice)"), 0.0)
-                                for t in options["to"]])
-                        else:
-                            retry.append(job)
-        pending, width = retry, 1
+        not_begun, hit = run(pending, max(1, workers))
+        if not_begun and len(not_begun) == len(pending):  # the pool broke before any job began
+            for job in not_begun:
+                job.attempts += 1
+                if job.attempts >= ATTEMPTS:
+                    give_up(job, f"the worker processes died before exporting this agent ({job.attempts} pools)")
+            not_begun = [j for j in not_begun if j.attempts < ATTEMPTS]
+        begun += hit
+        pending = not_begun
+    for job in begun:  # each alone: a death now is this agent's own
+        while True:
+            job.attempts += 1
+            if job.attempts >= ATTEMPTS:
+                give_up(job, f"the worker process exporting this agent died ({job.attempts} times, "
+                        "the last time exporting it alone)")
+                break
+            not_begun, hit = run([job], 1)
+            if not (not_begun or hit):
+                break
 
 
 def _run_ray(jobs: list[Job], options: dict[str, Any], address: str, finished) -> None:
