@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 install:  ## everything the tests need, on a fresh machine
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -r requirements-nodeps.lock
 	$(BIN)/pip install -q --no-deps -e .
 	cd clients/node && npm ci --ignore-scripts
 	sh clients/java/install-deps.sh

@@ -50,18 +50,21 @@ def cmd_params(args) -> int:
 def cmd_predict(args) -> int:
     import numpy as np
     from .model import load
+    from .observations import read_observations
     model = load(args.file, args.vecnormalize, algo=args.algo, activation=args.activation,
                  frame_stack=args.frame_stack)
-    obs = np.load(args.obs, allow_pickle=False)
+    obs = read_observations(args.obs, model.spec.observation_space.shape)
     kw = {}
     if args.state:
-        kw["state"] = np.load(args.state, allow_pickle=False)
+        kw["state"] = read_observations(args.state)
     if args.mask:
-        kw["mask"] = np.load(args.mask, allow_pickle=False)
+        kw["mask"] = read_observations(args.mask)
     out = model.predict(obs, deterministic=not args.stochastic, seed=args.seed, backend=args.backend, **kw)
     if args.out:
         np.savez(args.out, **out)
         print(f"wrote {', '.join(sorted(out))} to {args.out}")
+    elif args.json:
+        print(json.dumps({k: np.asarray(v).tolist() for k, v in sorted(out.items())}))
     else:
         np.set_printoptions(precision=6, suppress=True, threshold=50)
         for name in sorted(out):
@@ -101,7 +104,7 @@ def cmd_export_many(args) -> int:
                               on_agent=on_agent)
     print(table(summary))
     print(f"summary: {Path(args.out) / SUMMARY}" + "".join(f"; {t}: {p}" for t, p in summary.repositories.items()))
-    return 1 if summary.failed else 0
+    return EXIT_FAILED if summary.failed else EXIT_OK
 
 
 @contextlib.contextmanager
@@ -127,6 +130,16 @@ def quiet_native_stderr(enabled: bool = True):
         os.dup2(saved, 2)
         os.close(saved)
         real.close()
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate
+    with quiet_native_stderr(enabled=not args.verbose):
+        result = evaluate(args.file, args.env, args.episodes, seed=args.seed, backend=args.backend,
+                          vecnormalize=args.vecnormalize or "auto", frame_stack=args.frame_stack or "auto",
+                          algo=args.algo, benchmark=args.benchmark)
+    print(json.dumps(result.as_dict(), indent=2) if args.json else result.render())
+    return 0
 
 
 def cmd_serve(args) -> int:
@@ -183,11 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sbexportd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def model_args(p, policy=True, many=False):
+    def model_args(p, policy=True, env=True, many=False):
         if many:
-            p.add_argument("file", nargs="+", help="SB2 save files (.zip or legacy .pkl), or folders of them")
+            p.add_argument("file", nargs="*", help="SB2 save files (.zip or legacy .pkl), or folders of them; or the "
+                                                   "zoo's convention: --algo ALGO --env ENV -f ZOO_DIR")
         else:
-            p.add_argument("file", help="an SB2 save file (.zip or legacy .pkl)")
+            p.add_argument("file", nargs="?", help="an SB2 save file (.zip or legacy .pkl); or the zoo's convention: "
+                                                   "--algo ALGO --env ENV -f ZOO_DIR")
+        p.add_argument("-f", "--folder", metavar="ZOO_DIR",
+                       help="an rl-baselines-zoo folder: the agent is ZOO_DIR/ALGO/ENV.zip|.pkl (or under agents/)")
+        if env:
+            p.add_argument("--env", help="with -f: the agent's environment id (its file name in the zoo)")
+        if not policy:
+            p.add_argument("--algo", help="with -f: the zoo folder's algorithm")
         if policy:
             p.add_argument("--vecnormalize", metavar="PATH|auto",
                            help="VecNormalize statistics (vecnormalize.pkl, obs_rms.pkl or their folder; "
@@ -211,9 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_params)
 
     p = sub.add_parser("export", help="export to pytorch, onnx, savedmodel, graphdef, tfjs, tflite, portable, params, "
-                                      "tfserving, triton", description="One agent: OUT/<target>/. Several (files, "
+                                      "tfserving, triton, sb3, rl-zoo3", description="One agent: OUT/<target>/. Several (files, "
                        "folders searched recursively): OUT/<agent>/<target>/, the serving targets gathered in one "
-                       "repository each (OUT/tfserving/, OUT/triton/), and OUT/summary.json; the exit status is 1 "
+                       "repository each (OUT/tfserving/, OUT/triton/), and OUT/summary.json; the exit status is 5 "
                        "when an agent or a target failed (the others are exported all the same).")
     model_args(p, many=True)
     p.add_argument("--to", required=True, metavar="TARGET[,TARGET...]|all")
@@ -230,14 +251,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="run the policy on observations")
     model_args(p)
-    p.add_argument("--obs", required=True, help="observations (.npy), one or a batch")
-    p.add_argument("--state", help="recurrent state (.npy)")
-    p.add_argument("--mask", help="episode-start mask (.npy)")
+    p.add_argument("--obs", required=True, help="observations, one or a batch: .npy, .npz, .json or .csv (one per "
+                                                "row); a goal dict (observation, achieved_goal, desired_goal) in "
+                                                ".npz or .json for HER")
+    p.add_argument("--state", help="recurrent / frame-stack state (.npy, .npz, .json, .csv)")
+    p.add_argument("--mask", help="episode-start mask (.npy, .npz, .json, .csv)")
+    p.add_argument("--json", action="store_true", help="print every output as JSON")
     p.add_argument("--stochastic", action="store_true", help="sample instead of the deterministic action")
     p.add_argument("--seed", type=int)
-    p.add_argument("--backend", default="numpy", choices=("numpy", "tensorflow", "torch"))
+    p.add_argument("--backend", choices=("numpy", "tensorflow", "torch", "onnxruntime"),
+                   help="default: the fastest backend verified on this model (onnxruntime, else numpy)")
     p.add_argument("--out", help="write every output to this .npz")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="play episodes of the agent's environment in gymnasium: mean +- std and "
+                       "the zoo's published figure")
+    p.add_argument("file", nargs="?", help="an SB2 save file, or an export folder (sb3, rl-zoo3, onnx, pytorch, "
+                                           "tflite, savedmodel); or --algo ALGO --env ENV -f ZOO_DIR")
+    p.add_argument("-f", "--folder", metavar="ZOO_DIR", help="an rl-baselines-zoo folder: ZOO_DIR/ALGO/ENV.zip|.pkl")
+    p.add_argument("--env", help="environment id (default: the agent file's name, as the zoo names them); "
+                                 "old gym ids run as their gymnasium successors")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default="numpy", choices=("numpy", "tensorflow", "torch"),
+                   help="for an SB2 file: the backend that runs it")
+    p.add_argument("--vecnormalize", metavar="PATH|auto", help="for an SB2 file (default auto)")
+    p.add_argument("--frame-stack", metavar="N|auto", help="for an SB2 file (default auto)")
+    p.add_argument("--algo", help="override the detected algorithm")
+    p.add_argument("--benchmark", help="rl-baselines-zoo benchmark.md (default: one beside the agent's zoo)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--verbose", action="store_true", help="let TensorFlow's own log lines through")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("serve", help="run the daemon: JSON-RPC over the LSP base protocol (see protocol.md)")
     where = p.add_mutually_exclusive_group(required=True)
@@ -252,30 +296,89 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exports run at once (default 1: TensorFlow's converters are not known to be thread-safe)")
     p.add_argument("--export-cache", type=int, default=32, metavar="N",
                    help="finished exports kept so a repeat is a copy (0: keep none)")
+    p.add_argument("--max-predict-values", type=int, default=1 << 24, metavar="N",
+                   help="observation values one predict may carry (default 16777216; bounds its memory)")
+    p.add_argument("--max-in-flight", type=int, default=32, metavar="N",
+                   help="requests one connection may have unanswered; beyond, its socket is not read (default 32)")
+    p.add_argument("--max-connections", type=int, default=256, metavar="N",
+                   help="TCP/WebSocket connections at once; more are refused with an answer (default 256)")
+    p.add_argument("--header-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="a frame's header must arrive within it, a body must not stall longer, and a new "
+                        "connection must initialize within it (default 10; 0: none)")
+    p.add_argument("--idle-timeout", type=float, default=3600.0, metavar="SECONDS",
+                   help="connections with nothing in flight and silent this long are closed, as are clients "
+                        "that do not read their answers this long (default 3600; 0: never)")
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=cmd_serve)
     return parser
 
 
+# Exit statuses: scripts can tell a bad input file from a bad observation from a bug.
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_BAD_FILE, EXIT_BAD_OBSERVATION, EXIT_FAILED = 0, 1, 2, 3, 4, 5
+
+
+def exit_status(exc: BaseException) -> int:
+    from .errors import BadObservation, ModelFileError, ObservationFileError
+    if isinstance(exc, (ModelFileError, ObservationFileError, FileNotFoundError, IsADirectoryError,
+                        PermissionError)):
+        return EXIT_BAD_FILE
+    if isinstance(exc, BadObservation):
+        return EXIT_BAD_OBSERVATION
+    if isinstance(exc, SbExportError):
+        return EXIT_FAILED
+    return EXIT_INTERNAL
+
+
+def resolve_zoo_path(args) -> None:
+    """The zoo's convention, `--algo ALGO --env ENV -f ZOO_DIR`: args.file from the folder."""
+    from .errors import ModelFileNotFound
+    folder = getattr(args, "folder", None)
+    many = isinstance(getattr(args, "file", None), list)  # export: several files or folders
+    if folder is None:
+        if not getattr(args, "file", None) and args.command != "serve":
+            raise ValueError("a model file is needed (or the zoo's convention: --algo ALGO --env ENV -f ZOO_DIR)")
+        return
+    if args.file:
+        raise ValueError("give either a model file or -f ZOO_DIR with --algo and --env, not both")
+    if not getattr(args, "algo", None) or not getattr(args, "env", None):
+        raise ValueError("-f ZOO_DIR needs --algo and --env (the zoo keeps agents as ZOO_DIR/ALGO/ENV.zip)")
+    root = Path(folder)
+    for base in (root / args.algo, root / "agents" / args.algo):
+        for ext in (".zip", ".pkl"):
+            if (base / f"{args.env}{ext}").is_file():
+                args.file = [str(base / f"{args.env}{ext}")] if many else str(base / f"{args.env}{ext}")
+                return
+    raise ModelFileNotFound(f"no {args.algo} agent for {args.env} in this zoo folder (looked for "
+                            f"{args.algo}/{args.env}.zip and .pkl, also under agents/)", root)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 on success, 1 on an internal error (a bug), 2 on a usage error, 3 when an
+    input file (the model, its statistics, the observations) cannot be read, 4 when an
+    observation does not fit the policy, 5 when the operation failed (an export that does
+    not verify or cannot be represented, an unknown environment, ...)."""
     # TensorFlow's C++ logging, read once at its import: a CLI shows only our lines.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     args = build_parser().parse_args(argv)
     try:
+        resolve_zoo_path(args)
         return args.func(args)
     except SbExportError as exc:
         print(f"sbexportd: error: {exc}", file=sys.stderr)
-        return 2
+        return exit_status(exc)
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         print(f"sbexportd: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_FILE
     except ValueError as exc:
         print(f"sbexportd: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except BrokenPipeError:  # `sbexportd ... | head`
         sys.stderr.close()
         return 0
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, its own status
+        print(f"sbexportd: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

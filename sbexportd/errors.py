@@ -87,6 +87,11 @@ class BadObservation(SbExportError):
     code = "bad_observation"
 
 
+class ObservationFileError(SbExportError):
+    """A file of observations that cannot be read (format, syntax, not numbers)."""
+    code = "bad_observation_file"
+
+
 class BackendUnavailable(SbExportError):
     code = "backend_unavailable"
 
@@ -107,6 +112,17 @@ class ParityFailed(ExportError):
 
 class TargetUnavailable(ExportError):
     code = "target_unavailable"
+
+
+class NotRepresentable(ExportError):
+    """The target cannot represent this policy exactly (e.g. a dueling DQN in
+    Stable-Baselines3). `why` says what it lacks, `closest` what would come nearest;
+    nothing approximate is written in its place."""
+    code = "not_representable"
+
+    def __init__(self, message: str, path=None, *, why: str = "", closest: str = ""):
+        self.why, self.closest = why, closest
+        super().__init__(message, path)
 
 
 class Cancelled(SbExportError):

@@ -13,7 +13,13 @@ from .read.archive import Archive, VecNormalizeStats
 from .understand import understand
 from .understand.spec import DictSpace, PolicySpec
 
-BACKENDS = ("numpy", "tensorflow", "torch")
+BACKENDS = ("numpy", "tensorflow", "torch", "onnxruntime")
+# Backends that do not bound their own memory get batches in chunks of at most this
+# many rows and about CHUNK_VALUES observation values: a batch of a million
+# observations then needs the reference's intermediate tensors for a chunk, not for
+# the whole batch (the outputs are row-independent, and so is the sampling stream).
+CHUNK_ROWS = 4096
+CHUNK_VALUES = 1 << 18
 
 
 def load(path: str | Path, vecnormalize: str | Path | VecNormalizeStats | None = None, *,
@@ -67,18 +73,40 @@ class Model:
         self.vecnormalize = vecnormalize
         self._backends: dict[str, Any] = {}
         self._lock = threading.Lock()  # one build per backend, whichever thread asks first
+        self._fast = None  # realize.fast.FastPath, once chosen
+        self._fast_lock = threading.Lock()
 
     @property
     def path(self) -> Path:
         return self.archive.path
 
     # -- backends (built once, kept warm) ----------------------------------------
-    def backend(self, name: str = "numpy"):
+    def backend(self, name: str = "numpy", *, verified: bool = True):
+        """The named backend, built once. `onnxruntime` is served only once it has
+        reproduced the reference on this model (see `fast_path`), unless verified=False."""
+        if name == "onnxruntime" and verified and not self.fast_path.verified:
+            raise BackendUnavailable(f"the onnxruntime backend is not used for this model: "
+                                     f"{self.fast_path.reason}", self.path)
         impl = self._backends.get(name)
         if impl is not None:
             return impl
         with self._lock:
             return self._build_backend(name)
+
+    @property
+    def fast_path(self):
+        """realize.fast.FastPath: the default backend (the fastest one that reproduces
+        the NumPy reference on seeded observations, else the reference) and why."""
+        if self._fast is None:
+            with self._fast_lock:
+                if self._fast is None:
+                    from .realize.fast import choose
+                    self._fast = choose(self)
+        return self._fast
+
+    @property
+    def default_backend(self) -> str:
+        return self.fast_path.backend
 
     def _build_backend(self, name: str):
         if name not in self._backends:
@@ -88,6 +116,8 @@ class Model:
                 from .realize.tf_backend import TFPolicy as impl
             elif name == "torch":
                 from .realize.torch_backend import TorchPolicy as impl
+            elif name == "onnxruntime":
+                from .realize.onnxruntime_backend import OrtPolicy as impl
             else:
                 raise BackendUnavailable(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
             self._backends[name] = impl(self.spec)
@@ -95,11 +125,14 @@ class Model:
 
     # -- inference --------------------------------------------------------------------
     def predict(self, obs: Any, state: np.ndarray | None = None, mask: np.ndarray | None = None,
-                deterministic: bool = True, backend: str = "numpy", seed: int | None = None,
+                deterministic: bool = True, backend: str | None = None, seed: int | None = None,
                 outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         """SB2's predict(obs, state, mask, deterministic) and more: returns a dict with
         `actions` and, where they apply, `probs` (probs_<i>), `mean`, `std`, `values`,
-        `q_values`, `state`. A single unbatched observation gives unbatched outputs."""
+        `q_values`, `state`. A single unbatched observation gives unbatched outputs.
+
+        backend: None for the default (`default_backend`: the fastest verified one),
+        or a name of BACKENDS."""
         batch, single = self._batch(obs)
         n = batch.shape[0]
         if self.spec.stateful:
@@ -108,15 +141,36 @@ class Model:
             if state.shape != (n, self.spec.state_size) or mask.shape != (n,):
                 raise BadObservation(f"recurrent policy: state must be ({n}, {self.spec.state_size}) and "
                                      f"mask ({n},); got {list(state.shape)} and {list(mask.shape)}", self.path)
-        impl = self.backend(backend)
-        result = impl.run(batch, state, mask, outputs)
-        if not deterministic:
-            rng = np.random.default_rng(seed)
-            result["actions"] = impl.sample(batch, state, mask, rng)
-        result = {k: np.asarray(v) for k, v in result.items()}
+        impl = self.backend(backend or self.default_backend)
+        rng = None if deterministic else np.random.default_rng(seed)
+        rows = n if getattr(impl, "chunk_rows", None) else self._chunk_rows()
+        if n <= rows and rng is None:  # the common case, without the chunking
+            result = impl.run(batch, state, mask, outputs)
+            if single:
+                return {k: np.asarray(v)[0] for k, v in result.items()}
+            return {k: np.asarray(v) for k, v in result.items()}
+        result: dict[str, np.ndarray] = {}
+        for lo in range(0, max(n, 1), rows):  # outputs allocated once, after the first chunk
+            sl = slice(lo, lo + rows)
+            b, s, m = batch[sl], None if state is None else state[sl], None if mask is None else mask[sl]
+            part = impl.run(b, s, m, outputs)
+            if rng is not None:  # one stream across chunks: the same draws as one call
+                part["actions"] = impl.sample(b, s, m, rng)
+            if n <= rows:
+                result = {k: np.asarray(v) for k, v in part.items()}
+                break
+            for k, v in part.items():
+                v = np.asarray(v)
+                if k not in result:
+                    result[k] = np.empty((n, *v.shape[1:]), v.dtype)
+                result[k][sl] = v
         if single:
             result = {k: v[0] for k, v in result.items()}
         return result
+
+    def _chunk_rows(self) -> int:
+        row = max(1, int(np.prod(self.spec.observation_space.shape)))
+        return max(1, min(CHUNK_ROWS, CHUNK_VALUES // row))
 
     def _batch(self, obs: Any) -> tuple[np.ndarray, bool]:
         spec = self.spec

@@ -212,13 +212,20 @@ class Daemon:
     """A real `python -m sbexportd.cli serve ...` process. stderr is drained in a thread
     (a full pipe would block the daemon) and kept for assertions."""
 
-    def __init__(self, *args: str, transport: str = "tcp", env: dict | None = None):
+    def __init__(self, *args: str, transport: str = "tcp", env: dict | None = None, max_files: int | None = None):
+        """max_files: the daemon's file-descriptor limit (soft and hard), as on a
+        machine whose `ulimit -n` is that low."""
         self.transport = transport
         where = {"tcp": ["--tcp", "127.0.0.1:0"], "ws": ["--ws", "127.0.0.1:0"], "stdio": ["--stdio"]}[transport]
+
+        def limit():
+            import resource
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max_files, max_files))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sbexportd.cli", "serve", *where, *args], cwd=ROOT,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE if transport == "stdio" else subprocess.DEVNULL,
-            stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+            stderr=subprocess.PIPE, env={**os.environ, **(env or {})},
+            preexec_fn=limit if max_files else None)
         self.stderr_lines: list[str] = []
         self._ready = threading.Event()
         self.host = self.port = None
@@ -270,6 +277,16 @@ class Daemon:
                 except OSError:
                     pass
         return self.proc.returncode
+
+
+def memory(pid: int) -> dict[str, int]:
+    """A process's resident memory now (VmRSS) and at its peak (VmHWM), in bytes."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            key, value = line.split(":")
+            out[key] = int(value.split()[0]) * 1024
+    return {"rss": out["VmRSS"], "peak": out["VmHWM"]}
 
 
 def wait_until(predicate, timeout: float = 30, interval: float = 0.02) -> bool:

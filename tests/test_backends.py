@@ -1,4 +1,4 @@
-"""The TensorFlow 2 and PyTorch backends against the NumPy reference, on synthetic
+"""The TensorFlow 2, PyTorch and ONNX Runtime backends against the NumPy reference, on synthetic
 specs that together use every op (tests/synthetic.py), plus what the exporters
 rely on: a TF graph traced once, a traceable torch module, shared sampling."""
 from __future__ import annotations
@@ -19,12 +19,12 @@ from sbexportd.understand.spec import OPS, Discrete, MultiBinary, MultiDiscrete
 import synthetic
 
 CASES = {case.name: case for case in synthetic.cases()}
-BACKENDS = ("tensorflow", "torch")
+BACKENDS = ("tensorflow", "torch", "onnxruntime")
 TOL = 1e-5
 
 
 def _require(backend: str):
-    module = "tensorflow" if backend == "tensorflow" else "torch"
+    module = backend
     return pytest.importorskip(module, reason=f"{module} is not installed: the {backend} backend is NOT tested "
                                               f"(install the 'full' extra)")
 
@@ -39,6 +39,9 @@ def policy(case: str, backend: str):
     if backend == "tensorflow":
         from sbexportd.realize.tf_backend import TFPolicy
         return TFPolicy(spec)
+    if backend == "onnxruntime":
+        from sbexportd.realize.onnxruntime_backend import OrtPolicy
+        return OrtPolicy(spec)
     from sbexportd.realize.torch_backend import TorchPolicy
     return TorchPolicy(spec)
 
@@ -85,7 +88,8 @@ def test_cases_cover_every_op():
 
 def test_backends_do_not_import_frameworks_eagerly():
     code = ("import sys, sbexportd, sbexportd.realize.tf_backend, sbexportd.realize.torch_backend\n"
-            "bad = [m for m in ('tensorflow', 'torch') if m in sys.modules]\n"
+            "import sbexportd.realize.onnxruntime_backend, sbexportd.realize.fast\n"
+            "bad = [m for m in ('tensorflow', 'torch', 'onnx', 'onnxruntime') if m in sys.modules]\n"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
 
@@ -95,6 +99,8 @@ def test_backends_have_every_op(backend):
     _require(backend)
     if backend == "tensorflow":
         from sbexportd.realize.tf_backend import CONVERTERS
+    elif backend == "onnxruntime":
+        from sbexportd.realize.onnxruntime_backend import CONVERTERS
     else:
         from sbexportd.realize.torch_backend import CONVERTERS
     assert set(CONVERTERS) == set(OPS)
@@ -228,12 +234,13 @@ def test_tf_graph_traced_once(case):
     pol = policy(case, "tensorflow")
     serve = pol.module.serve
     assert serve.experimental_get_tracing_count() == 1
+    made = None
     for batch in (1, 7, 3, 7, 1):
         pol.run(*inputs(case, batch, seed=batch))
         pol.sample(*inputs(case, batch, seed=batch), rng=np.random.default_rng(0))
+        made = made or dict(pol.graph._callables)
     assert serve.experimental_get_tracing_count() == 1, "run() retraced the tf.function"
-    if pol._forward is not None:
-        assert pol._forward.experimental_get_tracing_count() == 1, "sample() retraced"
+    assert pol.graph._callables == made, "a Session callable per set of outputs, made once"
     assert isinstance(pol.concrete, tf.types.experimental.ConcreteFunction)
     assert set(pol.concrete.structured_outputs) == set(spec.outputs)
     assert isinstance(pol.module, tf.Module)

@@ -77,7 +77,7 @@ def test_errors_are_one_line_and_nonzero(tmp_path, content, word):
     bad = tmp_path / "bad.zip"
     bad.write_bytes(content)
     proc = run("inspect", bad, check=False)
-    assert proc.returncode == 2
+    assert proc.returncode == 3  # a bad input file
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert lines[0].startswith("sbexportd: error: ") and str(bad) in lines[0]
@@ -86,4 +86,4 @@ def test_errors_are_one_line_and_nonzero(tmp_path, content, word):
 
 def test_missing_file_is_one_line():
     proc = run("params", "/nonexistent/agent.zip", check=False)
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "agent.zip" in proc.stderr
+    assert proc.returncode == 3 and proc.stderr.count("\n") == 1 and "agent.zip" in proc.stderr

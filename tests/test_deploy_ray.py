@@ -80,7 +80,7 @@ def cluster():
 @pytest.fixture(scope="module")
 def app(cluster):
     serve.run(build_app({"agents": [str(p) for p in AGENTS.values()], "replicas": 1, "max_batch_size": 16,
-                         "batch_wait_timeout_s": 0.01}), name=APP, route_prefix="/")
+                         "batch_wait_timeout_s": 0.01, "max_predict_values": 4096}), name=APP, route_prefix="/")
     wait_healthy(APP)
     return cluster
 
@@ -175,6 +175,11 @@ def test_errors_are_typed(app):
         answer["error"]["message"]
     status, answer = _post(f"{app.url}/elsewhere", {})
     assert status == 404
+    status, answer = _post(url, {"obs": [[0.0] * 4] * 1025})  # 4100 values: over max_predict_values
+    assert status == 413 and answer["error"]["data"]["kind"] == "batch_too_large", answer
+    assert "4100" in answer["error"]["message"] and "max_predict_values" in answer["error"]["message"]
+    status, answer = _post(url, {"obs": [[0.0] * 4] * 1024})
+    assert status == 200 and len(answer["outputs"]["actions"]) == 1024
     with pytest.raises(PredictError) as caught:
         serve.get_app_handle(APP).predict.remote("ppo2_CartPole-v1", {"obs": "text"}).result(timeout_s=60)
     assert caught.value.kind == "bad_observation" and caught.value.status == 400
@@ -275,7 +280,7 @@ def test_export_many_as_ray_tasks(cluster, tmp_path):
                            str(AGENTS["ppo2_mlplstm_vec_box"]), str(broken), "--to", "portable,params",
                            "--out", str(out), "--ray", cluster.address], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=600)
-    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.returncode == 5, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["executor"] == f"ray {cluster.address}"
     rows = {(r["agent"], r["target"]): r for r in summary["rows"]}

@@ -267,8 +267,10 @@ def test_progress_reports_every_stage(mlp, tmp_path):
 def test_to_all_resolves_every_target():
     everything = ["pytorch", "onnx", "savedmodel", "graphdef", "tfjs", "tflite", "portable", "params", "tfserving",
                   "triton"]
-    assert sorted(resolve_targets("all")) == sorted(everything) == sorted(TARGETS)
-    assert resolve_targets(["all"]) == list(TARGETS)
+    in_all = [n for n, t in TARGETS.items() if t.in_all]
+    assert sorted(resolve_targets("all")) == sorted(everything) == sorted(in_all)
+    assert resolve_targets(["all"]) == in_all
+    assert sorted(set(TARGETS) - set(in_all)) == ["rl-zoo3", "sb3"]  # asked for by name
     assert resolve_targets("portable, params") == ["portable", "params"]
     assert resolve_targets(["params"]) == ["params"]
     with pytest.raises(TargetUnavailable, match="unknown target bogus.*choose from"):
@@ -293,7 +295,7 @@ def test_cli_export_summary_table(tmp_path, capsys):
     assert (out / "portable" / "manifest.json").is_file() and (out / "params" / "params.npz").is_file()
 
     # again: refused without --force, one line on stderr, exit 2
-    assert cli.main(["export", str(MLP), "--to", "portable", "--out", str(out)]) == 2
+    assert cli.main(["export", str(MLP), "--to", "portable", "--out", str(out)]) == 5  # the export failed
     err = capsys.readouterr().err
     assert err.startswith("sbexportd: error: ") and "--force" in err and len(err.strip().splitlines()) == 1
     assert cli.main(["export", str(MLP), "--to", "portable", "--out", str(out), "--force"]) == 0
@@ -304,7 +306,7 @@ def test_cli_no_verify_and_unknown_target(tmp_path, capsys):
     assert cli.main(["export", str(MLP), "--to", "portable", "--out", str(out), "--no-verify"]) == 0
     assert "not verified" in capsys.readouterr().out
     assert json.loads((out / "portable" / "manifest.json").read_text())["parity"] == {"verified": False}
-    assert cli.main(["export", str(MLP), "--to", "bogus", "--out", str(out)]) == 2
+    assert cli.main(["export", str(MLP), "--to", "bogus", "--out", str(out)]) == 5  # the export failed
     err = capsys.readouterr().err
     assert "unknown target bogus" in err and "all" in err
 
@@ -413,7 +415,7 @@ def test_cli_to_all_asks_for_every_target(tmp_path, capsys, monkeypatch):
         return []
     monkeypatch.setattr(export_pkg, "export", fake_export)
     assert cli.main(["export", str(MLP), "--to", "all", "--out", str(tmp_path / "out")]) == 0
-    assert seen == [list(TARGETS)]
+    assert seen == [[n for n, t in TARGETS.items() if t.in_all]]
     assert capsys.readouterr().out.startswith("target")
 
 

@@ -14,4 +14,4 @@ def test_python_m_sbexportd_runs_the_cli():
     assert '"algorithm": "ppo2"' in proc.stdout
     bad = subprocess.run([sys.executable, "-m", "sbexportd", "inspect", str(ROOT / "README.md")],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert bad.returncode == 2 and bad.stderr.startswith("sbexportd: error:")
+    assert bad.returncode == 3 and bad.stderr.startswith("sbexportd: error:")  # an input file it cannot read

@@ -18,7 +18,7 @@ from conftest import fixture_cases, load_meta
 from parity import check
 
 CASES = fixture_cases()
-BACKENDS = ("numpy", "tensorflow", "torch")
+BACKENDS = ("numpy", "tensorflow", "torch", "onnxruntime")
 FILES = [(name, d, fmt) for name, d in CASES for fmt in ("zip", "pkl") if (d / f"model.{fmt}").is_file()]
 
 # Files of older SB2 releases that sbexportd does not reproduce yet (issue 8), as STRICT

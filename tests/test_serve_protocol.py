@@ -50,7 +50,7 @@ def test_initialize_advertises_targets_algorithms_encodings_and_commands(daemon)
     assert set(sbx) == {"version", "protocolVersion", "targets", "algorithms", "backends", "encodings"}
     assert {"onnx", "savedmodel", "portable", "params"} <= set(sbx["targets"])
     assert "ppo2" in sbx["algorithms"] and "dqn" in sbx["algorithms"]
-    assert sbx["backends"] == ["numpy", "tensorflow", "torch"]
+    assert sbx["backends"] == ["numpy", "tensorflow", "torch", "onnxruntime"]
     assert sbx["encodings"] == ["list", "base64", "msgpack"]
     from sbexportd.serve.methods import METHODS
     assert sorted(caps["executeCommandProvider"]["commands"]) == sorted(m.replace("/", ".") for m in METHODS)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import sbexportd
-from sbexportd.errors import ParityFailed
+from sbexportd.errors import NotRepresentable, ParityFailed
 from sbexportd.export.conventions import export_name, sample_inputs
 from sbexportd.export.core import VERIFY_N, VERIFY_SEED, verify_export
 from sbexportd.export.targets import TARGETS
@@ -138,7 +138,13 @@ def test_the_mutation_is_a_real_defect(broken, mutation):
 def test_every_target_rejects_every_broken_export(broken, mutation, target, tmp_path):
     model, bad = broken[mutation]
     mod = TARGETS[target].load_module()
-    mod.write(bad, tmp_path)
+    try:
+        mod.write(bad, tmp_path)
+    except NotRepresentable:
+        # sb3 / rl-zoo3 cannot hold this (broken) policy at all, and say so before any file
+        # exists; tests/test_sb3.py breaks their files after writing to check their verification.
+        assert not TARGETS[target].in_all
+        return
     with pytest.raises(ParityFailed, match="does not reproduce the policy"):
         verify_export(model, TARGETS[target], tmp_path)
 

@@ -22,10 +22,29 @@ ZOO = Path(os.environ.get("SBEXPORTD_ZOO", ROOT.parent / "shared" / "zoo"))
 ZOO_MORE = Path(os.environ.get("SBEXPORTD_ZOO_MORE", ZOO.parent / "zoo-more"))
 ROOTS = (ZOO, ZOO_MORE)
 EXPECTED = {ZOO.name: 15, ZOO_MORE.name: 39}
-BACKENDS = ("numpy", "tensorflow", "torch")
+BACKENDS = ("numpy", "tensorflow", "torch", "onnxruntime")
 
 # (agent id, backend or target) -> why it fails today. Empty when every agent passes.
-KNOWN_FAILURES: dict[tuple[str, str], str] = {}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {
+    ("zoo-more/td3/HumanoidBulletEnv-v0.pkl", "onnxruntime"):
+        "ONNX Runtime (MLAS) sums the 400x300 actor in another order than TF1: its actions are 1.5e-5 from "
+        "SB2's, over the plain 1e-5 rule but within the float32 bound every export is judged with "
+        "(parity.judge), which the fast path is held to as the issue asks (realize/fast.py)",
+}
+
+# Agents the training-framework targets (sb3, rl-zoo3) must refuse, with a word of the
+# reason their NotRepresentable error must give: what SB3 cannot represent exactly.
+SB3_TARGETS = ("sb3", "rl-zoo3")
+SB3_REFUSED: dict[str, str] = {
+    "zoo/acer/CartPole-v1.pkl": "ACER has no Stable-Baselines3 implementation",
+    "zoo/ddpg/Pendulum-v0.pkl": "DDPG's critic takes the action after its first hidden layer",
+    "zoo/dqn/CartPole-v1.pkl": "layer-normalized",
+    "zoo-more/acer/LunarLander-v2.pkl": "ACER has no Stable-Baselines3 implementation",
+    "zoo-more/ddpg/HalfCheetahBulletEnv-v0.pkl": "layer-normalized",
+    "zoo-more/ddpg/LunarLanderContinuous-v2.pkl": "DDPG's critic takes the action after its first hidden layer",
+    "zoo-more/ddpg/Walker2DBulletEnv-v0.pkl": "layer-normalized",
+    "zoo-more/dqn/Acrobot-v1.pkl": "layer-normalized",
+}
 
 
 @dataclass(frozen=True)
@@ -89,6 +108,7 @@ class Outcome:
     detail: str = ""
     seconds: float = 0.0
     errors: dict[str, float] = field(default_factory=dict)
+    code: str = ""   # the typed error's code when the export raised one
 
 
 def backend_parity(model, agent: Agent, backend: str) -> Outcome:
@@ -126,8 +146,8 @@ def export_all(model, out: Path) -> dict[str, Outcome]:
         try:
             (res,) = export(model, target, out, force=True)
         except Exception as exc:
-            results[target] = Outcome(False, float("inf"), f"{type(exc).__name__}: {exc}"[:300],
-                                      time.perf_counter() - start)
+            results[target] = Outcome(False, float("inf"), f"{type(exc).__name__}: {exc}"[:600],
+                                      time.perf_counter() - start, code=getattr(exc, "code", ""))
             continue
         errors = dict(res.parity.get("max_abs_error", {}))
         results[target] = Outcome(bool(res.parity.get("passed")), max(errors.values(), default=0.0), "",

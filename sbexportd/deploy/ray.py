@@ -24,7 +24,7 @@ HTTP (the ingress, at the application's route prefix):
                                        -> {"agent", "backend": "numpy", "outputs": {...}}
 Errors answer {"error": {"code", "message", "data": {"kind", "file", "hint"}}} (the
 daemon's codes) with HTTP 400 (bad request), 404 (no such agent or route), 405, 413
-or 500.
+(a body over 64 MiB, or more than max_predict_values observation values) or 500.
 
 Python: serve.get_app_handle(app).predict.remote(NAME, params) gives the same answer
 with NumPy arrays; serve.get_deployment_handle(NAME, app) is the agent's own deployment
@@ -46,6 +46,7 @@ from ray import serve
 MAX_BATCH_SIZE = 32
 BATCH_WAIT_TIMEOUT_S = 0.002
 MAX_BODY_BYTES = 64 << 20        # larger HTTP bodies are refused (413)
+MAX_PREDICT_VALUES = 1 << 24     # observation values one predict may carry (the daemon's default)
 APP_NAME = "sbexportd"
 
 
@@ -76,11 +77,13 @@ class Policy:
         self.info = agent["info"]
         self.model = Model(agent["archive"], agent["spec"], agent.get("vecnormalize"))
         self.model.backend("numpy")  # built before the first request
+        self.max_values = MAX_PREDICT_VALUES
         self.requests = 0
         self.batches = 0
 
     async def reconfigure(self, config: dict[str, Any]) -> None:
-        """user_config: {"max_batch_size", "batch_wait_timeout_s"}."""
+        """user_config: {"max_batch_size", "batch_wait_timeout_s", "max_predict_values"}."""
+        self.max_values = int(config.get("max_predict_values", MAX_PREDICT_VALUES))
         self._batched.set_max_batch_size(int(config.get("max_batch_size", MAX_BATCH_SIZE)))
         self._batched.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", BATCH_WAIT_TIMEOUT_S)))
 
@@ -101,7 +104,7 @@ class Policy:
             raise PredictError.of(exc) from None
 
     async def _predict(self, params: dict[str, Any]) -> dict[str, Any]:
-        from ..serve.methods import Params, _array_params, _outputs
+        from ..serve.methods import Params, array_params, count_values, output_names
         p = Params(params, "predict")
         unknown = set(params) - PREDICT_PARAMS
         if unknown:
@@ -109,9 +112,10 @@ class Policy:
             raise invalid_params(f"predict: unknown params {sorted(unknown)}; expected {sorted(PREDICT_PARAMS)}")
         deterministic, seed, wanted = p.bool("deterministic", True), p.int("seed"), p.str_list("outputs")
         p.encoding()
-        obs, state, mask = _array_params(p)
+        count_values(params.get("obs"), self.max_values, "max_predict_values of build_app")
+        obs, state, mask = array_params(p)
         spec = self.model.spec
-        outputs = _outputs(spec, wanted) if wanted is not None else None
+        outputs = output_names(spec, wanted) if wanted is not None else None
         self.requests += 1
         if not deterministic:
             self.batches += 1
@@ -242,7 +246,7 @@ class PredictError(Exception):
             return cls(404, {"code": E.ERROR, "message": str(exc),
                              "data": {"kind": "unknown_agent", "file": None, "hint": "GET /agents lists the agents"}})
         err = E.map_exception(exc)
-        status = 500 if err.code in (E.INTERNAL_ERROR, E.ERROR) else 400
+        status = {E.INTERNAL_ERROR: 500, E.ERROR: 500, E.MESSAGE_TOO_LARGE: 413}.get(err.code, 400)
         return cls(status, {"code": err.code, "message": err.message, "data": dict(err.data or {})})
 
 
@@ -251,10 +255,10 @@ class UnknownAgent(LookupError):
         super().__init__(f"no agent {name!r}; this application serves {', '.join(known)}")
 
 
-def _dumps(result: dict[str, Any], encoding: str) -> str:
-    from ..serve.arrays import Out, json_default
-    outputs = {k: Out(v, encoding) for k, v in result["outputs"].items()}
-    return json.dumps(dict(result, outputs=outputs), default=json_default)
+def _dumps(result: dict[str, Any], encoding: str) -> bytes | bytearray:
+    """The daemon's JSON encoder: large list outputs written a chunk of rows at a time."""
+    from ..serve.arrays import Out, encode_json
+    return encode_json(dict(result, outputs={k: Out(v, encoding) for k, v in result["outputs"].items()}))
 
 
 def _error(status: int, kind: str, message: str, code: int | None = None, file: str | None = None,
@@ -302,6 +306,7 @@ def build_app(args: dict[str, Any]):
         replicas               replicas per agent (default 1)
         max_batch_size         requests per forward pass (default 32)
         batch_wait_timeout_s   how long a replica waits to fill a batch (default 0.002)
+        max_predict_values     observation values one predict may carry (default 16777216)
         vecnormalize           "auto" (default, as the zoo's enjoy.py), a path, or null
         frame_stack            "auto" (default), a number, or null
         num_cpus               CPUs reserved per replica (default 0.5)
@@ -315,7 +320,8 @@ def build_app(args: dict[str, Any]):
         agents = agents.split(",")
     replicas = int(args.get("replicas", 1))
     user_config = {"max_batch_size": int(args.get("max_batch_size", MAX_BATCH_SIZE)),
-                   "batch_wait_timeout_s": float(args.get("batch_wait_timeout_s", BATCH_WAIT_TIMEOUT_S))}
+                   "batch_wait_timeout_s": float(args.get("batch_wait_timeout_s", BATCH_WAIT_TIMEOUT_S)),
+                   "max_predict_values": int(args.get("max_predict_values", MAX_PREDICT_VALUES))}
     cpus = float(args.get("num_cpus", 0.5))
     shipped = read_agents(agents, args.get("vecnormalize", "auto"), args.get("frame_stack", "auto"))
     handles = {a["name"]: Policy.options(name=a["name"], num_replicas=replicas, user_config=user_config,

@@ -50,6 +50,24 @@ def main(args) -> int:
             print(f"sbexportd: warning: listening on {host} without --token: anyone who can reach it can read "
                   "and write files as this user", file=sys.stderr)
     from .server import serve
+    _raise_fd_limit()
     return serve(transport, host, port, max_models=args.max_models, token=token,
                  max_message_bytes=args.max_message_bytes, workers=args.workers,
-                 export_workers=args.export_workers, export_cache=args.export_cache)
+                 export_workers=args.export_workers, export_cache=args.export_cache,
+                 max_predict_values=args.max_predict_values, max_in_flight=args.max_in_flight,
+                 max_connections=args.max_connections, header_timeout=args.header_timeout,
+                 idle_timeout=args.idle_timeout)
+
+
+def _raise_fd_limit() -> None:
+    """Let the process open as many files as its hard limit allows (as servers do):
+    --max-connections, not the soft file-descriptor limit, bounds the clients, and
+    opens and exports keep descriptors to spare."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if hard != resource.RLIM_INFINITY else 1 << 16
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, 1 << 20), hard))
+    except (ImportError, ValueError, OSError):
+        pass

@@ -7,13 +7,14 @@ export never holds up a predict (and a predict never waits behind an export)."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import os
 import threading
 import time
-from collections import Counter, OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import Counter, OrderedDict, deque
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -27,7 +28,84 @@ from . import errors
 from .arrays import ENCODINGS
 
 PROTOCOL_VERSION = "1.0"
-INLINE_PREDICT_ELEMENTS = 4096  # NumPy predicts up to this many obs values run on the loop: no thread hop
+# Predicts up to this many observation values run on the event loop (no thread hop):
+# tens of microseconds with the fast path; larger ones go to the work pool, where
+# several run at once on every core.
+INLINE_PREDICT_VALUES = 1024  # (the NumPy reference, milliseconds a call in TF1's arithmetic, never runs inline)
+
+# The connection a request came from: the work pools serve connections in turns.
+current_connection: contextvars.ContextVar[int | None] = contextvars.ContextVar("sbexportd_connection",
+                                                                                default=None)
+
+
+class FairExecutor(Executor):
+    """A thread pool that serves its submitters in turns: each connection has its own
+    queue and the threads take one task from each connection with work in round-robin
+    order, so a connection with a hundred queued predicts delays another's by one
+    predict, not a hundred. The key is `current_connection` at submit time. Its tasks
+    read (predicts, loads, decoding): its threads are daemon threads."""
+
+    def __init__(self, max_workers: int, thread_name_prefix: str):
+        self.max_workers = max(1, max_workers)
+        self._prefix = thread_name_prefix
+        self._queues: OrderedDict[Any, deque] = OrderedDict()
+        self._cv = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._shutdown = False
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        f: Future = Future()
+        key = current_connection.get()
+        with self._cv:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._queues.setdefault(key, deque()).append((f, fn, args, kwargs))
+            if self._idle == 0 and len(self._threads) < self.max_workers:
+                t = threading.Thread(target=self._work, name=f"{self._prefix}_{len(self._threads)}", daemon=True)
+                self._threads.append(t)
+                t.start()
+            else:
+                self._cv.notify()
+        return f
+
+    def _work(self) -> None:
+        while True:
+            with self._cv:
+                while not self._queues and not self._shutdown:
+                    self._idle += 1
+                    self._cv.wait()
+                    self._idle -= 1
+                if not self._queues:
+                    return
+                key, queue = next(iter(self._queues.items()))
+                f, fn, args, kwargs = queue.popleft()
+                if queue:
+                    self._queues.move_to_end(key)  # the next task comes from the next connection
+                else:
+                    del self._queues[key]
+            if not f.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as e:  # noqa: BLE001 - handed to whoever waits
+                f.set_exception(e)
+            else:
+                f.set_result(result)
+            del f, fn, args, kwargs
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._cv:
+            self._shutdown = True
+            if cancel_futures:
+                for queue in self._queues.values():
+                    for f, *_ in queue:
+                        f.cancel()
+                self._queues.clear()
+            self._cv.notify_all()
+        if wait:
+            for t in self._threads:
+                t.join()
 
 
 class CancelToken:
@@ -160,15 +238,27 @@ class Entry:
                 "goal_keys": [k for k, _ in spec.goal_observation.spaces] if spec.goal_observation else None,
                 "outputs": sorted(spec.outputs), "vecnormalize": bool(spec.vecnormalize)}
 
+    def fast_path(self) -> dict[str, Any]:
+        return self.model.fast_path.as_dict()
+
 
 class Daemon:
     def __init__(self, *, max_models: int = 16, token: str | None = None, max_message_bytes: int = 256 << 20,
-                 workers: int | None = None, export_workers: int = 1, export_cache: int = 32):
+                 workers: int | None = None, export_workers: int = 1, export_cache: int = 32,
+                 max_predict_values: int = 1 << 24, max_in_flight: int = 32, max_connections: int = 256,
+                 header_timeout: float = 10.0, idle_timeout: float = 3600.0):
         if max_models < 1:
             raise ValueError("--max-models must be at least 1")
+        if max_in_flight < 1 or max_connections < 1 or max_predict_values < 1:
+            raise ValueError("--max-in-flight, --max-connections and --max-predict-values must be at least 1")
         self.max_models = max_models
         self.token = token
         self.max_message_bytes = max_message_bytes
+        self.max_predict_values = max_predict_values
+        self.max_in_flight = max_in_flight
+        self.max_connections = max_connections
+        self.header_timeout = header_timeout
+        self.idle_timeout = idle_timeout
         self.started = time.time()
         self._t0 = time.monotonic()
         self._lock = threading.RLock()
@@ -181,10 +271,9 @@ class Daemon:
         self.connections: set = set()
         self.connections_total = 0
         self.in_flight = 0
-        self.work = ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) + 2),
-                                       thread_name_prefix="sbexportd-work")
-        self.export_pool = ThreadPoolExecutor(max_workers=max(1, export_workers),
-                                              thread_name_prefix="sbexportd-export")
+        self.work = FairExecutor(workers or min(8, (os.cpu_count() or 1) + 2), "sbexportd-work")
+        # exports write files: a standard pool, whose threads a stop waits for
+        self.export_pool = ThreadPoolExecutor(max_workers=max(1, export_workers), thread_name_prefix="sbexportd-export")
         from .exports import ExportCache
         self.exports = ExportCache(export_cache)
 
@@ -202,6 +291,7 @@ class Daemon:
             models = [{"modelId": mid, "path": e.options.path, "algorithm": e.model.spec.algo,
                        "policy": e.model.spec.policy, "open": mid in self.registry,
                        "connections": len(self.holders.get(mid, ())), "backends": sorted(e.backends),
+                       "defaultBackend": e.model.default_backend, "fastPath": e.fast_path(),
                        "uses": e.uses, "idleSeconds": round(now - e.last_used, 3),
                        "loadSeconds": round(e.load_seconds, 3), "parameterBytes": e.param_bytes}
                       for mid, e in reversed(self.cache.items())]
@@ -214,7 +304,11 @@ class Daemon:
                     "exportCache": self.exports.status(),
                     "requests": {"served": c["served"], "failed": c["failed"], "inFlight": self.in_flight,
                                  "byMethod": dict(self.by_method)},
-                    "connections": {"open": len(self.connections), "total": self.connections_total}}
+                    "connections": {"open": len(self.connections), "total": self.connections_total,
+                                    "refused": c["refused_connections"], "max": self.max_connections},
+                    "limits": {"maxMessageBytes": self.max_message_bytes,
+                               "maxPredictValues": self.max_predict_values, "maxInFlight": self.max_in_flight,
+                               "headerTimeout": self.header_timeout, "idleTimeout": self.idle_timeout}}
 
     # -- connections -----------------------------------------------------------------
     def connection_opened(self, conn) -> None:
@@ -258,7 +352,8 @@ class Daemon:
             self.holders.setdefault(mid, set()).add(conn_id)
         progress.end("loaded" if not hit else "already loaded")
         return {"modelId": mid, "cached": hit, "seconds": round(time.perf_counter() - start, 4),
-                "summary": entry.summary()}
+                "summary": entry.summary(), "defaultBackend": entry.model.default_backend,
+                "fastPath": entry.fast_path()}
 
     def close(self, conn_id: int, mid: str) -> dict[str, Any]:
         with self._lock:
@@ -346,6 +441,10 @@ class Daemon:
         entry = Entry(mid, opts, model, stamps, 0.0)
         progress.report("building the numpy backend", 40)
         entry.backend("numpy")
+        progress.report("building and verifying the fast path", 60)
+        fast = model.fast_path  # verified against the reference before it serves anything
+        if fast.verified:
+            entry.backends.add(fast.backend)
         entry.load_seconds = time.perf_counter() - start
         with self._lock:
             self.counters["misses"] += 1
@@ -357,7 +456,7 @@ class Daemon:
         return entry
 
     # -- work ------------------------------------------------------------------------------
-    async def run(self, pool: ThreadPoolExecutor, fn, *args, token: CancelToken | None = None):
+    async def run(self, pool: Executor, fn, *args, token: CancelToken | None = None):
         """fn(*args) on a pool thread. If the awaiting task is cancelled (shutdown), the
         thread is told through `token` and awaited, so it can clean up first."""
         fut = asyncio.get_running_loop().run_in_executor(pool, partial(fn, *args))
@@ -372,17 +471,17 @@ class Daemon:
                 pass
             raise
 
-    async def predict(self, e: Entry, obs, *, state=None, mask=None, deterministic: bool = True,
-                      seed: int | None = None, backend: str = "numpy",
-                      outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-        if backend not in e.backends:
-            await self.run(self.work, e.backend, backend)
-        call = partial(e.model.predict, obs, state, mask, deterministic, backend, seed, outputs)
-        size = obs.size if isinstance(obs, np.ndarray) else INLINE_PREDICT_ELEMENTS + 1
-        if backend == "numpy" and size <= INLINE_PREDICT_ELEMENTS:
-            return call()
-        return await self.run(self.work, call)
+    def predict_inline(self, e: Entry, backend: str | None, values: int) -> bool:
+        """Whether a predict runs on the event loop: small ones on the warm fast path."""
+        name = backend or e.model.default_backend
+        return name == "onnxruntime" and name in e.backends and values <= INLINE_PREDICT_VALUES
 
+    async def predict(self, e: Entry, obs, *, state=None, mask=None, deterministic: bool = True,
+                      seed: int | None = None, backend: str | None = None,
+                      outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        if backend is not None and backend not in e.backends:
+            await self.run(self.work, e.backend, backend)
+        return await self.run(self.work, e.model.predict, obs, state, mask, deterministic, backend, seed, outputs)
     async def export(self, mid: str, to, out: str, *, force: bool, verify: bool, progress=None,
                      token: CancelToken = NO_CANCEL) -> list[dict[str, Any]]:
         from ..export.core import resolve_targets

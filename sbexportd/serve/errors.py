@@ -32,6 +32,8 @@ PARITY_FAILED = -33011
 OUTPUT_EXISTS = -33012
 UNAUTHORIZED = -33020
 MESSAGE_TOO_LARGE = -33030
+TOO_MANY_CONNECTIONS = -33031
+TIMEOUT = -33032
 ERROR = -33000  # an sbexportd error of no more specific family
 
 HINTS = {
@@ -41,6 +43,12 @@ HINTS = {
     "unsupported_content_type": "use 'application/vscode-jsonrpc; charset=utf-8' (JSON) or 'application/msgpack'",
     "message_too_large": "split the batch into smaller requests, or start the daemon with a larger "
                          "--max-message-bytes",
+    "batch_too_large": "split the observations into smaller predicts, or start the daemon with a larger "
+                       "--max-predict-values",
+    "too_many_connections": "close idle connections or try again later; the daemon's --max-connections sets "
+                            "the limit",
+    "timeout": "send each frame's header at once and keep its body coming; connections idle longer than "
+               "--idle-timeout are closed: connect again",
     "invalid_request": "send a JSON-RPC 2.0 object: {\"jsonrpc\": \"2.0\", \"id\": <int|string>, \"method\": ..., "
                        "\"params\": {...}} (batches are not supported)",
     "method_not_found": "see protocol.md for the methods; sbexport/* methods take one params object",
@@ -66,6 +74,10 @@ HINTS = {
     "backend_unavailable": "choose backend numpy, tensorflow or torch",
     "target_unavailable": "choose targets from sbexport/targets, or 'all'",
     "export_failed": "the message says which target failed and why; other targets may still work",
+    "not_representable": "the target cannot hold this policy exactly; the message says why and what is closest "
+                         "(other targets still export it)",
+    "unknown_environment": "pass env: a gymnasium id (old gym ids map to their successors); install the package "
+                           "that registers it",
     "parity_failed": "the export does not reproduce the policy; pass verify=false to keep it anyway",
     "output_exists": "pass force=true to replace the existing export, or choose another out folder",
     "os_error": "check that the daemon can read the input and write the out folder",

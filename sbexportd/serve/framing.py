@@ -3,21 +3,32 @@
 pygls' own loop (pygls.io_.run_async) ignores Content-Type, has no size limit,
 never answers a parse error, and its writer counts Content-Length in characters;
 this one reads headers byte-exactly, bounds every frame, answers what it cannot
-parse (id null) and resynchronizes on the next Content-Length header."""
+parse (id null) and resynchronizes on the next Content-Length header.
+
+`FrameParser` is incremental and pull-based: bytes are fed as they arrive, frames
+are taken one at a time by the connection, which stops taking them (and stops
+reading its socket) while it is paused: too many requests in flight, a client that
+does not read its answers, or another connection's turn. A body larger than
+`DIRECT_BODY` is received straight into one buffer of its final size (no growing
+buffer, no copy when it is complete); a body over the limit is dropped as it
+arrives, never held."""
 from __future__ import annotations
 
-import asyncio
+import base64
+import functools
 import json
 import logging
 import os
+import re
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
 from . import errors
-from .arrays import json_default, msgpack_default
+from .arrays import encode_json, msgpack_default
 from .errors import ServeError
 
 log = logging.getLogger("sbexportd.serve")
@@ -31,7 +42,10 @@ _MSGPACK_MEDIA = {"application/msgpack", "application/x-msgpack", "application/v
 
 MAX_HEADER_LINE = 8192
 MAX_HEADER_LINES = 32
-SKIP_CHUNK = 1 << 20
+DIRECT_BODY = 1 << 16  # bodies from this size get a buffer of their own
+_COMPACT = 1 << 16
+
+_HEADER, _BODY, _LARGE, _SKIP, _DISCARD_LINE = range(5)
 
 
 class FrameError(Exception):
@@ -60,112 +74,314 @@ def content_encoding(value: str | None) -> str | None:
     return None
 
 
+# What nearly every client sends: Content-Length, perhaps a Content-Type, nothing else.
+_COMMON_HEADER = re.compile(rb"Content-Length: *([0-9]{1,18}) *\r\n(?:Content-Type: *([^\r\n:]{1,200})\r\n)?\r\n",
+                            re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=64)
+def _encoding_of(content_type: bytes | None) -> str | None:
+    return content_encoding(None if content_type is None else content_type.decode("latin-1").strip())
+
+
 @dataclass
 class Frame:
     encoding: str
-    body: bytes
+    body: bytes | bytearray
 
 
-async def read_frame(reader: asyncio.StreamReader, max_bytes: int, resync: bool = False) -> Frame | None:
-    """The next frame; None at a clean end of stream. Raises FrameError."""
-    headers: dict[str, str] = {}
-    problems: list[str] = []
-    lines = 0
-    while True:
-        try:
-            line = await reader.readuntil(b"\n")
-        except asyncio.IncompleteReadError as e:
-            if headers or e.partial.strip():
-                raise FrameError(_bad("the stream ended inside a header"), fatal=True) from None
+class FrameParser:
+    """Content-Length frames from fed bytes. `next()` gives the next Frame, a
+    FrameError (answer it; the parser has already resynchronized or skipped), or None
+    (more bytes needed). `eof()` says what an end of stream here means."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._buf = bytearray()
+        self._pos = 0
+        self._state = _HEADER
+        self._resync = False
+        self._headers: dict[str, str] = {}
+        self._problems: list[str] = []
+        self._lines = 0
+        self._need = 0
+        self._body: bytearray | None = None
+        self._got = 0
+        self._skip = 0
+        self.frame_started: float | None = None  # monotonic: the first byte of the frame being read
+        self.last_byte = time.monotonic()
+
+    # -- in ---------------------------------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        self.last_byte = time.monotonic()
+        if self._state == _LARGE and self._pos >= len(self._buf):
+            take = min(len(data), self._need - self._got)
+            self._body[self._got:self._got + take] = memoryview(data)[:take]
+            self._got += take
+            data = data[take:]
+        elif self._state == _SKIP and self._pos >= len(self._buf):
+            take = min(len(data), self._skip)
+            self._skip -= take
+            data = data[take:]
+            if not self._skip:
+                self._state = _HEADER
+        if data:
+            if self._pos and self._pos >= len(self._buf):
+                self._buf.clear()
+                self._pos = 0
+            self._buf += data
+            if self.frame_started is None and self._state == _HEADER and data.strip():
+                self.frame_started = self.last_byte
+
+    def touch(self) -> None:
+        """Restart the clocks of the frame being read (reading was paused meanwhile)."""
+        self.last_byte = time.monotonic()
+        if self.frame_started is not None:
+            self.frame_started = self.last_byte
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf) - self._pos
+
+    @property
+    def in_header(self) -> bool:
+        return self._state in (_HEADER, _DISCARD_LINE) and self.frame_started is not None
+
+    @property
+    def in_body(self) -> bool:
+        return self._state in (_BODY, _LARGE, _SKIP)
+
+    # -- out --------------------------------------------------------------------------------
+    def next(self) -> Frame | FrameError | None:
+        while True:
+            state = self._state
+            if state == _DISCARD_LINE:  # the rest of a line too long to hold
+                if self._take_line() is None:
+                    self._pos = len(self._buf)
+                    self._compact()
+                    return None
+                self._state = _HEADER
+            elif state == _HEADER:
+                if not self._resync and not self._lines and not self._problems:
+                    event = self._whole_header()
+                    if event is True:
+                        continue
+                    if event is not None:
+                        return event
+                line = self._take_line()
+                if line is None:
+                    return self._partial_line()
+                event = self._on_line(line)
+                if event is not None:
+                    return event
+            elif state == _BODY:
+                return self._small_body()
+            elif state == _LARGE:
+                return self._large_body()
+            elif not self._drop():  # _SKIP
+                return None
+
+    def _whole_header(self):
+        """The common case at once: `Content-Length: N` (and a Content-Type) already
+        buffered, usually with the body. Returns the Frame, True when the header was
+        taken and the body is still coming, or None to read line by line (anything
+        else, including every malformed header)."""
+        m = _COMMON_HEADER.match(self._buf, self._pos)
+        if m is None:
             return None
-        except asyncio.LimitOverrunError:  # no newline in the reader's whole buffer
-            await _discard_line(reader)
-            if resync:
-                continue
-            raise FrameError(_bad(f"a header line is longer than {MAX_HEADER_LINE} bytes"), resync=True) from None
-        if resync:  # garbage until a Content-Length header, possibly glued to the end of a body
+        n = int(m.group(1))
+        encoding = _encoding_of(m.group(2))
+        if n > self.max_bytes or encoding is None:
+            return None
+        start = m.end()
+        buf = self._buf
+        if len(buf) - start >= n:
+            body = bytes(buf[start:start + n])
+            self._pos = start + n
+            self._compact()
+            if not self.buffered:
+                self.frame_started = None
+            return Frame(encoding, body)
+        self._pos = start
+        self._headers = {"content-length": m.group(1).decode()}
+        if m.group(2) is not None:
+            self._headers["content-type"] = m.group(2).decode("latin-1").strip()
+        self._lines = len(self._headers)
+        return self._end_of_headers() or True
+
+    def _take_line(self) -> bytes | None:
+        buf, pos = self._buf, self._pos
+        at = buf.find(b"\n", pos)
+        if at < 0:
+            return None
+        line = bytes(buf[pos:at + 1])
+        self._pos = at + 1
+        return line
+
+    def _partial_line(self) -> FrameError | None:
+        """No newline in what is buffered: wait for more, unless it is too long already."""
+        if self.buffered > MAX_HEADER_LINE:
+            self._pos = len(self._buf)
+            self._compact()
+            self._state = _DISCARD_LINE
+            if not self._resync:
+                return self._resync_error(f"a header line is longer than {MAX_HEADER_LINE} bytes")
+            return None
+        self._compact()
+        if self.frame_started is None and self.buffered and self._buf[self._pos:].strip():
+            self.frame_started = time.monotonic()
+        return None
+
+    def _on_line(self, line: bytes) -> FrameError | None:
+        if self._resync:  # garbage until a Content-Length header, possibly glued to the end of a body
             at = line.lower().find(b"content-length:")
             if at < 0:
-                continue
-            line, resync = line[at:], False
+                return None
+            line, self._resync = line[at:], False
         if len(line) > MAX_HEADER_LINE:
-            raise FrameError(_bad(f"a header line is longer than {MAX_HEADER_LINE} bytes"), resync=True)
+            return self._resync_error(f"a header line is longer than {MAX_HEADER_LINE} bytes")
         if line in (b"\r\n", b"\n"):
-            if not headers and not problems:
-                continue  # blank lines between messages are harmless
-            break
-        lines += 1
-        if lines > MAX_HEADER_LINES:
-            raise FrameError(_bad(f"more than {MAX_HEADER_LINES} header lines"), resync=True)
+            if not self._headers and not self._problems:
+                if not self.buffered:
+                    self.frame_started = None
+                return None  # blank lines between messages are harmless
+            return self._end_of_headers()
+        if self.frame_started is None:
+            self.frame_started = time.monotonic()
+        self._lines += 1
+        if self._lines > MAX_HEADER_LINES:
+            return self._resync_error(f"more than {MAX_HEADER_LINES} header lines")
         name, sep, value = line.decode("latin-1").partition(":")
         if not sep or not name.strip() or name != name.strip():
-            problems.append(f"malformed header line {line[:60]!r}")
-            continue
-        headers[name.lower()] = value.strip()
+            self._problems.append(f"malformed header line {line[:60]!r}")
+            return None
+        self._headers[name.lower()] = value.strip()
+        return None
 
-    length = headers.get("content-length")
-    if length is None:
-        raise FrameError(_bad("a header block without Content-Length" +
-                              (f" ({problems[0]})" if problems else "")), resync=True)
-    if not (length.isascii() and length.isdigit()) or len(length) > 18:
-        raise FrameError(_bad(f"Content-Length {length[:40]!r} is not a number of bytes"), resync=True)
-    n = int(length)
-    if n > max_bytes:  # refused unread: the caller answers, then drops the body in chunks (skip_body)
-        raise FrameError(ServeError(errors.MESSAGE_TOO_LARGE,
-                                    f"message of {n} bytes exceeds the {max_bytes}-byte limit (--max-message-bytes)",
-                                    "message_too_large"), skip=n)
-    try:
-        body = await reader.readexactly(n)
-    except asyncio.IncompleteReadError as e:
-        raise FrameError(_bad(f"the stream ended {n - len(e.partial)} bytes short of Content-Length {n}"),
-                         fatal=True) from None
-    if problems:
-        raise FrameError(_bad("; ".join(problems)))
-    encoding = content_encoding(headers.get("content-type"))
-    if encoding is None:
-        raise FrameError(_bad(f"unsupported Content-Type {headers['content-type'][:80]!r}",
-                              "unsupported_content_type"))
-    return Frame(encoding, body)
+    def _resync_error(self, message: str) -> FrameError:
+        self._reset_headers()
+        self._resync = True
+        return FrameError(_bad(message), resync=True)
 
+    def _reset_headers(self) -> None:
+        self._headers, self._problems, self._lines = {}, [], 0
 
-async def _discard_line(reader: asyncio.StreamReader) -> None:
-    while True:
-        try:
-            await reader.readuntil(b"\n")
-            return
-        except asyncio.LimitOverrunError as e:
-            await reader.readexactly(e.consumed)
-        except asyncio.IncompleteReadError:
-            return
+    def _end_of_headers(self) -> FrameError | None:
+        length = self._headers.get("content-length")
+        if length is None:
+            detail = f" ({self._problems[0]})" if self._problems else ""
+            return self._resync_error("a header block without Content-Length" + detail)
+        if not (length.isascii() and length.isdigit()) or len(length) > 18:
+            return self._resync_error(f"Content-Length {length[:40]!r} is not a number of bytes")
+        n = int(length)
+        self.frame_started = None
+        if n > self.max_bytes:  # answered at once; the body is dropped as it arrives, never held
+            self._reset_headers()
+            self._state, self._skip = _SKIP, n
+            return FrameError(ServeError(errors.MESSAGE_TOO_LARGE,
+                                         f"message of {n} bytes exceeds the {self.max_bytes}-byte limit "
+                                         "(--max-message-bytes)", "message_too_large"), skip=n)
+        self._need = n
+        if n >= DIRECT_BODY and self.buffered < n:
+            self._body, self._got = bytearray(n), 0
+            have = self._buf[self._pos:]
+            self._body[:len(have)] = have
+            self._got = len(have)
+            self._pos = len(self._buf)
+            self._compact()
+            self._state = _LARGE
+        else:
+            self._state = _BODY
+        return None
 
+    def _small_body(self) -> Frame | FrameError | None:
+        n = self._need
+        if self.buffered < n:
+            return None
+        body = bytes(self._buf[self._pos:self._pos + n])
+        self._pos += n
+        self._compact()
+        return self._finish(body)
 
-async def skip_body(reader: asyncio.StreamReader, n: int) -> bool:
-    """Read and drop n bytes; False if the stream ended first."""
-    while n > 0:
-        chunk = await reader.read(min(n, SKIP_CHUNK))
-        if not chunk:
+    def _large_body(self) -> Frame | FrameError | None:
+        if self.buffered:  # bytes that came while the frame was being set up
+            take = min(self.buffered, self._need - self._got)
+            self._body[self._got:self._got + take] = self._buf[self._pos:self._pos + take]
+            self._got += take
+            self._pos += take
+            self._compact()
+        if self._got < self._need:
+            return None
+        body, self._body = self._body, None
+        return self._finish(body)
+
+    def _finish(self, body) -> Frame | FrameError:
+        headers, problems = self._headers, self._problems
+        self._reset_headers()
+        self._state = _HEADER
+        if problems:
+            return FrameError(_bad("; ".join(problems)))
+        encoding = content_encoding(headers.get("content-type"))
+        if encoding is None:
+            return FrameError(_bad(f"unsupported Content-Type {headers['content-type'][:80]!r}",
+                                   "unsupported_content_type"))
+        return Frame(encoding, body)
+
+    def _drop(self) -> bool:
+        take = min(self.buffered, self._skip)
+        self._pos += take
+        self._skip -= take
+        self._compact()
+        if self._skip:
             return False
-        n -= len(chunk)
-    return True
+        self._state = _HEADER
+        return True
+
+    def _compact(self) -> None:
+        if self._pos >= len(self._buf):
+            self._buf.clear()
+            self._pos = 0
+        elif self._pos > _COMPACT and self._pos * 2 > len(self._buf):
+            del self._buf[:self._pos]
+            self._pos = 0
+
+    def eof(self) -> FrameError | None:
+        """The stream ended: an error to answer if it ended inside a frame."""
+        if self._state in (_HEADER, _DISCARD_LINE):
+            rest = self._buf[self._pos:]
+            if self._headers or self._problems or rest.strip():
+                return FrameError(_bad("the stream ended inside a header"), fatal=True)
+            return None
+        if self._state in (_BODY, _LARGE):
+            have = self.buffered if self._state == _BODY else self._got + self.buffered
+            return FrameError(_bad(f"the stream ended {self._need - have} bytes short of Content-Length "
+                                   f"{self._need}"), fatal=True)
+        return None
 
 
 # -- bodies ----------------------------------------------------------------------------
-def decode_body(body: bytes, encoding: str) -> Any:
+def decode_body(body: bytes | bytearray, encoding: str) -> Any:
     """Raises ServeError(parse error)."""
     try:
         if encoding == MSGPACK:
             return msgpack.unpackb(body, raw=False)
-        return json.loads(body.decode("utf-8"))
+        return json.loads(body)
     except Exception as e:  # noqa: BLE001 - any decoder failure is a parse error
         what = "msgpack" if encoding == MSGPACK else "JSON"
         raise ServeError(errors.PARSE_ERROR, f"the body is not valid {what}: {type(e).__name__}: {str(e)[:200]}",
                          "parse_error") from None
 
 
+_packer = threading.local()
+
+
 def encode_body(message: dict, encoding: str) -> bytes:
     if encoding == MSGPACK:
-        return msgpack.packb(message, default=msgpack_default, use_bin_type=True)
-    return json.dumps(message, default=json_default, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        packer = getattr(_packer, "p", None)
+        if packer is None:
+            packer = _packer.p = msgpack.Packer(default=msgpack_default, use_bin_type=True)
+        return packer.pack(message)
+    return encode_json(message)
 
 
 def sniff_binary(data: bytes) -> str:
@@ -175,40 +391,39 @@ def sniff_binary(data: bytes) -> str:
     return JSON if head in (b"{", b"[", b" ", b"\n", b"\r", b"\t") else MSGPACK
 
 
+def frame_header(body_len: int, encoding: str) -> bytes:
+    if encoding == MSGPACK:
+        return b"Content-Length: %d\r\nContent-Type: application/msgpack\r\n\r\n" % body_len
+    return b"Content-Length: %d\r\n\r\n" % body_len
+
+
 # -- transports ---------------------------------------------------------------------------
 class StreamTransport:
-    """Frames outgoing bodies onto an asyncio.StreamWriter (or anything with write)."""
+    """Frames outgoing bodies onto an asyncio transport (TCP, a pipe) or an FdWriter."""
 
-    def __init__(self, writer, max_buffer: int):
-        self.writer = writer
-        self.max_buffer = max_buffer
+    def __init__(self, transport):
+        self.transport = transport
 
     def send(self, body: bytes, encoding: str) -> None:
         if self.closing():
             return
-        header = b"Content-Length: %d\r\n" % len(body)
-        if encoding == MSGPACK:
-            header += b"Content-Type: " + MSGPACK_TYPE.encode() + b"\r\n"
+        header = frame_header(len(body), encoding)
         if len(body) <= 1 << 16:  # one write, one segment: a split header costs the reader a wakeup
-            self.writer.write(header + b"\r\n" + body)
+            self.transport.write(header + body)
         else:
-            self.writer.write(header + b"\r\n")
-            self.writer.write(body)
-        buffered = self._buffered()
-        if buffered > self.max_buffer:  # a client that does not read its answers
-            log.warning("client is not reading (%d bytes buffered): closing its connection", buffered)
-            self.close()
+            self.transport.write(header)
+            self.transport.write(body)
 
-    def _buffered(self) -> int:
-        transport = getattr(self.writer, "transport", None)
-        return transport.get_write_buffer_size() if transport is not None else 0
+    def buffered(self) -> int:
+        get = getattr(self.transport, "get_write_buffer_size", None)
+        return get() if get is not None else 0
 
     def closing(self) -> bool:
-        return self.writer.is_closing()
+        return self.transport.is_closing()
 
     def close(self) -> None:
-        if not self.writer.is_closing():
-            self.writer.close()
+        if not self.transport.is_closing():
+            self.transport.close()
 
 
 class FdWriter:
@@ -232,16 +447,22 @@ class FdWriter:
 
 class WsTransport:
     """One WebSocket message per JSON-RPC message: text for JSON, binary for msgpack.
-    Sends go through a queue so they leave in order."""
+    Sends go through a queue so they leave in order; `buffered` counts what waits."""
 
     def __init__(self, ws):
+        import asyncio
         self.ws = ws
         self.queue: asyncio.Queue = asyncio.Queue()
         self._closing = False
+        self._waiting = 0
+        self.drained = asyncio.Event()
+        self.drained.set()
         self.task = asyncio.ensure_future(self._pump())
 
     def send(self, body: bytes, encoding: str) -> None:
         if not self._closing:
+            self._waiting += len(body)
+            self.drained.clear()
             self.queue.put_nowait(body.decode("utf-8") if encoding == JSON else body)
 
     async def _pump(self) -> None:
@@ -252,10 +473,17 @@ class WsTransport:
                 if item is None:
                     break
                 await self.ws.send(item)
+                self._waiting -= len(item)
+                if self.queue.empty():
+                    self.drained.set()
         except ConnectionClosed:
             pass
         finally:
+            self.drained.set()
             await self.ws.close()
+
+    def buffered(self) -> int:
+        return self._waiting
 
     def closing(self) -> bool:
         return self._closing
@@ -264,3 +492,7 @@ class WsTransport:
         if not self._closing:
             self._closing = True
             self.queue.put_nowait(None)
+
+
+def b64(data) -> str:
+    return base64.b64encode(data).decode("ascii")

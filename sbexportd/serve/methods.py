@@ -1,21 +1,27 @@
 """The sbexport/* methods: read params, call the daemon, shape the result.
 
-Each is registered twice on every connection's pygls server: as a request method
-(`sbexport/open`) and as a workspace/executeCommand command (`sbexport.open`,
-arguments [params]). Keys of the protocol's own objects are camelCase (LSP style);
-what sbexportd itself describes (inspect, parameter stats, manifests) keeps the
-snake_case the CLI prints."""
+Each is served as a request method (`sbexport/open`) and as a
+workspace/executeCommand command (`sbexport.open`, arguments [params]); the
+connection (server.py) dispatches both here. A method is `f(conn, params, request)`
+and returns its result, or an awaitable of it when it must wait (a load, a worker
+thread): a small predict on a warm model is answered without leaving the call.
+Every exception becomes a JSON-RPC error (errors.map_exception).
+
+Keys of the protocol's own objects are camelCase (LSP style); what sbexportd itself
+describes (inspect, parameter stats, manifests) keeps the snake_case the CLI prints."""
 from __future__ import annotations
 
-import asyncio
 import functools
+import math
 from typing import Any
 
 from . import errors
-from .arrays import JSON_ENCODINGS, ArrayError, Bulky, Out, decode, is_encoded
+from .arrays import JSON_ENCODINGS, ArrayError, Bulky, Out, decode, is_encoded, shape_of, wire
+from .framing import MSGPACK
 from .daemon import OpenOptions
 
 METHODS: dict[str, Any] = {}
+COMMANDS: list[str] = []  # the executeCommand names: sbexport.open, ...
 
 
 class Params:
@@ -67,35 +73,17 @@ class Params:
 
 
 def method(name: str):
-    """Register an `async def f(ls, params: Params, request)`: the wrapper tracks the
-    request (cancel token, in-flight count) and maps every error to JSON-RPC."""
+    """Register a method `f(conn, params: Params, request)` (sync or async)."""
     def deco(fn):
-        @functools.wraps(fn)
-        async def handler(ls, params=None):
-            conn = ls.conn
-            req = conn.begin(ls.protocol.msg_id, name)
-            try:
-                return await fn(ls, Params(params, name), req)
-            except asyncio.CancelledError:  # shutdown cancelled the task (its threads were told and awaited)
-                raise errors.cancelled(name) from None
-            except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON-RPC error
-                raise errors.map_exception(exc) from None
-            finally:
-                conn.end(req)
-        METHODS[name] = handler
-        return handler
+        METHODS[name] = fn
+        COMMANDS.append(name.replace("/", "."))
+        return fn
     return deco
-
-
-def register(server) -> None:
-    for name, handler in METHODS.items():
-        server.feature(name)(handler)
-        server.command(name.replace("/", "."))(handler)
 
 
 # -- the methods ----------------------------------------------------------------------------
 @method("sbexport/open")
-async def open_model(ls, p: Params, req):
+async def open_model(conn, p: Params, req):
     from ..model import BACKENDS
     from ..understand.context import ALGORITHMS
     algo = p.str("algo")
@@ -107,18 +95,18 @@ async def open_model(ls, p: Params, req):
         raise errors.ServeError(errors.BACKEND_UNAVAILABLE, f"unknown backend {', '.join(unknown)}",
                                 "backend_unavailable")
     opts = OpenOptions.make(p.str("path", required=True), p.str("vecnormalize"), algo, p.str("activation"))
-    return await ls.daemon.open(ls.conn.id, opts, warm=tuple(warm), progress=req.progress(p.raw), token=req.token)
+    return await conn.daemon.open(conn.id, opts, warm=tuple(warm), progress=req.progress(p.raw), token=req.token)
 
 
 @method("sbexport/inspect")
-async def inspect_model(ls, p: Params, req):
-    entry = await ls.daemon.use(p.model_id())
+async def inspect_model(conn, p: Params, req):
+    entry = await conn.daemon.use(p.model_id())
     return {"modelId": entry.model_id, **entry.model.inspect()}
 
 
 @method("sbexport/parameters")
-async def parameters(ls, p: Params, req):
-    entry = await ls.daemon.use(p.model_id())
+async def parameters(conn, p: Params, req):
+    entry = await conn.daemon.use(p.model_id())
     names = p.str_list("names")
     values, encoding = p.bool("values", False), p.encoding()
     rows = entry.param_stats()
@@ -134,76 +122,145 @@ async def parameters(ls, p: Params, req):
 
 
 @method("sbexport/predict")
-async def predict(ls, p: Params, req):
+def predict(conn, p: Params, req):
+    """A small predict on a warm model is computed here, on the event loop; anything
+    else (a load, a large batch, a backend to build) continues on the work pool."""
     from ..model import BACKENDS
-    daemon, mid = ls.daemon, p.model_id()
-    backend = p.str("backend", "numpy")
-    if backend not in BACKENDS:
-        raise errors.ServeError(errors.BACKEND_UNAVAILABLE, f"unknown backend {backend!r}", "backend_unavailable")
-    encoding = p.encoding()
-    deterministic = p.bool("deterministic", True)
-    seed = p.int("seed")
-    wanted = p.str_list("outputs")
-    if _large(p.raw.get("obs")):  # building a big array from nested lists takes a while: not on the loop
-        obs, state, mask = await daemon.run(daemon.work, _array_params, p)
-    else:
-        obs, state, mask = _array_params(p)
-    entry = await daemon.use(mid)
-    outputs = _outputs(entry.model.spec, wanted) if wanted is not None else None
-    result = await daemon.predict(entry, obs, state=state, mask=mask, deterministic=deterministic, seed=seed,
-                                         backend=backend, outputs=outputs)
-    if wanted is not None and not deterministic and "actions" not in outputs:
+    daemon, mid = conn.daemon, p.model_id()
+    backend = p.str("backend")
+    if backend is not None and backend not in BACKENDS:
+        raise errors.ServeError(errors.BACKEND_UNAVAILABLE, f"unknown backend {backend!r}; choose one of "
+                                f"{', '.join(BACKENDS)}", "backend_unavailable")
+    ask = _Ask(p.encoding(), p.bool("deterministic", True), p.int("seed"), p.str_list("outputs"),
+               req.encoding == MSGPACK if req is not None else False)
+    values = count_values(p.raw.get("obs"), daemon.max_predict_values)
+    entry = daemon.lookup(mid)
+    if entry is not None and values <= 1 << 16:
+        obs, state, mask = array_params(p)
+        if daemon.predict_inline(entry, backend, _size(obs)):
+            outputs = output_names(entry.model.spec, ask.wanted) if ask.wanted is not None else None
+            result = entry.model.predict(obs, state, mask, ask.deterministic, backend, ask.seed, outputs)
+            return _predict_result(entry, mid, backend, ask, result, outputs)
+        return _predict_later(daemon, entry, mid, p, (obs, state, mask), backend, ask)
+    return _predict_later(daemon, entry, mid, p, None, backend, ask)
+
+
+class _Ask:
+    __slots__ = ("encoding", "deterministic", "seed", "wanted", "msgpack")
+
+    def __init__(self, encoding, deterministic, seed, wanted, msgpack):
+        self.encoding, self.deterministic, self.seed, self.wanted, self.msgpack = (encoding, deterministic, seed,
+                                                                                   wanted, msgpack)
+
+
+async def _predict_later(daemon, entry, mid, p, arrays, backend, ask: _Ask):
+    if arrays is None:  # building a big array from nested lists takes a while: not on the loop
+        arrays = await daemon.run(daemon.work, array_params, p)
+    obs, state, mask = arrays
+    if entry is None:
+        entry = await daemon.use(mid)
+    outputs = output_names(entry.model.spec, ask.wanted) if ask.wanted is not None else None
+    result = await daemon.predict(entry, obs, state=state, mask=mask, deterministic=ask.deterministic,
+                                  seed=ask.seed, backend=backend, outputs=outputs)
+    return _predict_result(entry, mid, backend, ask, result, outputs)
+
+
+def _predict_result(entry, mid, backend, ask: _Ask, result, outputs):
+    if ask.wanted is not None and not ask.deterministic and "actions" not in outputs:
         result.pop("actions", None)
-    return Bulky.maybe({"modelId": mid, "backend": backend,
-                        "outputs": {k: Out(v, encoding) for k, v in result.items()}}, result.values())
+    answer = {"modelId": mid, "backend": backend or entry.model.default_backend}
+    if sum(v.size for v in result.values()) > Bulky.ELEMENTS:  # encoded on a worker thread
+        answer["outputs"] = {k: Out(v, ask.encoding) for k, v in result.items()}
+        return Bulky(answer)
+    answer["outputs"] = {k: wire(v, ask.encoding, ask.msgpack) for k, v in result.items()}
+    return answer
 
 
 @method("sbexport/export")
-async def export(ls, p: Params, req):
+async def export(conn, p: Params, req):
     to = p.raw.get("to")
     if isinstance(to, list) and all(isinstance(t, str) for t in to):
         pass
     elif not isinstance(to, str) or not to:
         raise errors.invalid_params(f"{p.method}: to must be a target name, 'a,b', a list of names or 'all'")
     out = p.str("out", required=True)
-    results = await ls.daemon.export(p.model_id(), to, out, force=p.bool("force", False),
+    results = await conn.daemon.export(p.model_id(), to, out, force=p.bool("force", False),
                                      verify=p.bool("verify", True), progress=req.progress(p.raw), token=req.token)
     return {"modelId": p.model_id(), "out": out, "results": results}
 
 
+@method("sbexport/evaluate")
+async def evaluate(conn, p: Params, req):
+    """Episodes of gymnasium's env for an SB2 file or an export folder (sbexportd.evaluate)."""
+    from ..evaluate import MAX_EPISODES, evaluate as run_episodes
+    from ..model import BACKENDS
+    path = p.str("path", required=True)
+    episodes = p.int("episodes", 10)
+    if not 1 <= episodes <= MAX_EPISODES:
+        raise errors.invalid_params(f"{p.method}: episodes must be from 1 to {MAX_EPISODES}")
+    backend = p.choice("backend", BACKENDS, "numpy")
+    call = functools.partial(run_episodes, path, p.str("env"), episodes, seed=p.int("seed", 0), backend=backend,
+                             vecnormalize=p.str("vecnormalize", "auto"), frame_stack=p.str("frameStack", "auto"),
+                             cancelled=req.token.cancelled)
+    result = await conn.daemon.run(conn.daemon.work, call, token=req.token)
+    return result.as_dict()
+
+
 @method("sbexport/close")
-async def close_model(ls, p: Params, req):
-    return ls.daemon.close(ls.conn.id, p.model_id())
+def close_model(conn, p: Params, req):
+    return conn.daemon.close(conn.id, p.model_id())
 
 
 @method("sbexport/status")
-async def status(ls, p: Params, req):
-    return ls.daemon.status()
+def status(conn, p: Params, req):
+    return conn.daemon.status()
 
 
 @method("sbexport/targets")
-async def targets(ls, p: Params, req):
+def targets(conn, p: Params, req):
     from ..export.targets import TARGETS
     return {"targets": [{"name": t.name, "summary": t.summary} for t in TARGETS.values()]}
 
 
-# -- helpers ------------------------------------------------------------------------------------
-def _large(value) -> bool:
-    """More than ~64k numbers in lists (or 1 MB of base64): estimated from the first
-    element of each level."""
-    if isinstance(value, dict):
-        if isinstance(value.get("data"), (list, str)):
-            return len(value["data"]) > 1 << 20
-        return any(_large(v) for v in value.values())
-    n = 1
-    while isinstance(value, list) and value:
-        n *= len(value)
-        value = value[0]
-    return n > 1 << 16
+# -- the predict contract's params (also read by sbexportd.deploy.ray) -----------------------------
+def count_values(value, limit: int, setting: str = "--max-predict-values") -> int:
+    """How many observation values a predict's `obs` holds, without decoding it: the
+    shape of a binary array, or the nested lists' lengths along their first elements
+    (a ragged list is caught when it is decoded). Over `limit` (the daemon's
+    --max-predict-values, named by `setting`): refused before anything is allocated for it."""
+    if is_encoded(value):
+        shape = shape_of(value)
+        data = value["data"]
+        if shape is not None:
+            n = math.prod(shape)
+        else:
+            n = len(data) if isinstance(data, (list, str, bytes)) else 0
+    elif type(value) is dict:  # HER: the goal dict
+        n = sum(count_values(v, limit, setting) for v in value.values())
+    else:
+        n = 1
+        while type(value) is list and value:
+            n *= len(value)
+            value = value[0]
+    if n > limit:
+        raise errors.ServeError(errors.MESSAGE_TOO_LARGE, f"sbexport/predict: obs holds {n} values; at most "
+                                f"{limit} are taken per predict ({setting})", "batch_too_large")
+    return n
 
 
-def _array_params(p: Params):
-    return _array_param(p, "obs", required=True, goal=True), _array_param(p, "state"), _array_param(p, "mask")
+def _size(obs) -> int:
+    if isinstance(obs, dict):
+        return sum(int(getattr(v, "size", 0)) for v in obs.values())
+    return int(obs.size)
+
+
+def array_params(p: Params):
+    """obs (required; a goal dict for HER), state and mask, decoded (bad_observation)."""
+    arrays = _array_param(p, "obs", required=True, goal=True), _array_param(p, "state"), _array_param(p, "mask")
+    for key in ("obs", "state", "mask"):  # decoded: nested lists (~32 bytes a number) are freed now
+        if type(p.raw.get(key)) is list:
+            p.raw[key] = None
+    return arrays
 
 
 def _array_param(p: Params, key: str, required: bool = False, goal: bool = False):
@@ -220,7 +277,7 @@ def _array_param(p: Params, key: str, required: bool = False, goal: bool = False
         raise errors.ServeError(errors.BAD_OBSERVATION, str(e), "bad_observation") from None
 
 
-def _outputs(spec, wanted: list[str]) -> tuple[str, ...]:
+def output_names(spec, wanted: list[str]) -> tuple[str, ...]:
     """Requested names -> the spec's output names; `probs` covers probs_<i>, and a
     recurrent policy always returns its state."""
     have = list(spec.outputs)

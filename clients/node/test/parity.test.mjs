@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 
 import { connect, loadExport } from "../src/index.js";
-import { FIXTURES, checkExport as check, compare, daemon, exportName, fixture, tempDir } from "./helpers.mjs";
+import { FIXTURES, REFERENCE, checkExport as check, compare, daemon, exportName, fixture, tempDir } from "./helpers.mjs";
 
 // fixture -> what it covers; every one through tfjs, onnx and portable
 const FAMILIES = {
@@ -125,7 +125,7 @@ describe("HER: the goal dict", () => {
     assert.deepEqual(ex.manifest.goal_observation.keys, ex.goalKeys);
     const bits = (seed) => Int32Array.from({ length: 3 * 4 }, (_, i) => ((i * 7 + seed) % 3 === 0 ? 1 : 0));
     const goal = Object.fromEntries(ex.goalKeys.map((k, i) => [k, { shape: [3, 4], data: bits(i) }]));
-    const ref = await model.predict(goal);
+    const ref = await model.predict(goal, { backend: REFERENCE });
     const got = await ex.predict(goal);
     const flat = sampleFlat(goal, ex.goalKeys);
     assert.deepEqual(got, await ex.predict(flat));

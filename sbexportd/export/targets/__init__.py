@@ -13,7 +13,7 @@ tensorflowjs converter and onnxruntime are heavy)."""
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,9 @@ class Target:
     name: str
     module: str
     summary: str
+    # part of `--to all` (training-framework targets, which refuse what they cannot represent
+    # exactly, are asked for by name)
+    in_all: bool = field(default=True, kw_only=True)
 
     def load_module(self):
         return importlib.import_module(f"{__name__}.{self.module}")
@@ -37,4 +40,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
     Target("params", "params", "raw weights by SB2 name: .npz, .json and .msgpack"),
     Target("tfserving", "tfserving", "TF Serving model repository: NAME/1/ SavedModel and models.config"),
     Target("triton", "triton", "Triton model repository: NAME/config.pbtxt and NAME/1/model.onnx (ONNX Runtime)"),
+    Target("sb3", "sb3", "a Stable-Baselines3 / sb3-contrib model.zip (+ vecnormalize.pkl) that loads, "
+           "predicts and trains in SB3", in_all=False),
+    Target("rl-zoo3", "rl_zoo3", "the sb3 model in rl-baselines3-zoo's layout (python -m rl_zoo3.enjoy runs it), "
+           "for the gymnasium successor of the agent's environment", in_all=False),
 )}
