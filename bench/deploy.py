@@ -1,12 +1,14 @@
 """The figures of docs/deploy.md, measured on this machine (a measurement, not a test):
 
     .venv/bin/python bench/deploy.py serve  [--seconds 20] [--clients 8] [--agent examples/ppo2_CartPole-v1.pkl]
+                                            [--replicas 1 2] [--backend fast numpy] [--rows 1]
     .venv/bin/python bench/deploy.py zoo    [--workers 1 2] [--to all] [--out /tmp/sbx-zoo-export]
 
-serve: a local Ray instance, one agent on Ray Serve with 1 then 2 replicas, `clients`
-threads POSTing one observation each to /agents/NAME/predict for `seconds`: answered
-requests per second and latency percentiles (every answer checked against the
-reference once per replica count).
+serve: a local Ray instance, one agent on Ray Serve with each replica count and
+backend (build_app's `backend`: "fast", the agent's verified fast path, or "numpy",
+the reference), `clients` threads POSTing `rows` observations each to
+/agents/NAME/predict for `seconds`: answered requests (and observations) per second and
+latency percentiles (an answer checked against the reference for each setting).
 
 zoo: `sbexportd export ../shared/zoo ../shared/zoo-more --vecnormalize auto
 --frame-stack auto --to TARGETS --workers N` as a process, timed (wall clock), for each N.
@@ -36,7 +38,8 @@ def machine() -> dict:
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "load_1min": os.getloadavg()[0]}
 
 
-def serve_bench(agent: Path, seconds: float, clients: int) -> list[dict]:
+def serve_bench(agent: Path, seconds: float, clients: int, replica_counts: list[int], backends: list[str],
+                rows: int) -> list[dict]:
     import numpy as np
     import ray
     from ray import serve
@@ -53,14 +56,17 @@ def serve_bench(agent: Path, seconds: float, clients: int) -> list[dict]:
              runtime_env=runtime_env(), logging_level="ERROR", log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     reference = sbexportd.load(agent)
-    obs = np.zeros((1,) + reference.spec.observation_space.shape, reference.spec.input_dtype) + 0.1
+    from sbexportd.export.conventions import sample_observations
+    obs = sample_observations(reference.spec, rows, 0)
     body = json.dumps({"obs": obs.tolist()}).encode()
     results = []
     try:
-        for replicas in (1, 2):
-            serve.run(build_app({"agents": [str(agent)], "replicas": replicas}), name="bench", route_prefix="/")
+        for replicas, backend in [(r, b) for r in replica_counts for b in backends]:
+            serve.run(build_app({"agents": [str(agent)], "replicas": replicas, "backend": backend}), name="bench",
+                      route_prefix="/")
             wait_healthy("bench")
             name = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/agents").read())["agents"][0]["name"]
+            served = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/agents/{name}").read())["serving"]
             url = f"http://127.0.0.1:{port}/agents/{name}/predict"
 
             def post():
@@ -71,7 +77,7 @@ def serve_bench(agent: Path, seconds: float, clients: int) -> list[dict]:
 
             for _ in range(20):  # warm, and right
                 answer = post()
-            assert np.array_equal(answer["outputs"]["actions"], reference.predict(obs)["actions"])
+            assert np.array_equal(answer["outputs"]["actions"], reference.predict(obs, backend="numpy")["actions"])
             latencies: list[float] = []
             errors = [0]
             stop = time.monotonic() + seconds
@@ -94,9 +100,12 @@ def serve_bench(agent: Path, seconds: float, clients: int) -> list[dict]:
                 t.join()
             wall = time.monotonic() - began
             lat = sorted(latencies)
-            results.append({"measure": "ray_serve", "agent": str(agent), "replicas": replicas, "clients": clients,
+            results.append({"measure": "ray_serve", "agent": str(agent), "replicas": replicas, "backend": backend,
+                            "answered_by": answer["backend"], "fast_path_verified": (served["fast_path"] or {}).get(
+                                "verified"), "rows": rows, "clients": clients,
                             "seconds": round(wall, 2), "requests": len(lat), "errors": errors[0],
                             "requests_per_s": round(len(lat) / wall, 1),
+                            "observations_per_s": round(rows * len(lat) / wall, 1),
                             "p50_ms": round(1000 * lat[len(lat) // 2], 2),
                             "p99_ms": round(1000 * lat[int(len(lat) * 0.99)], 2), **machine()})
             print(json.dumps(results[-1]), flush=True)
@@ -135,13 +144,16 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--agent", type=Path, default=ROOT / "examples" / "ppo2_CartPole-v1.pkl")
+    p.add_argument("--replicas", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--backend", nargs="+", default=["fast", "numpy"], choices=("fast", "numpy"))
+    p.add_argument("--rows", type=int, default=1, help="observations per request")
     p = sub.add_parser("zoo")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--to", default="all")
     p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "sbx-zoo-export")
     args = parser.parse_args()
     if args.what == "serve":
-        serve_bench(args.agent, args.seconds, args.clients)
+        serve_bench(args.agent, args.seconds, args.clients, args.replicas, args.backend, args.rows)
     else:
         zoo_bench(args.workers, args.to, args.out)
 

@@ -25,6 +25,7 @@ import pytest
 import sbexportd
 from sbexportd.export.conventions import sample_observations
 from sbexportd.parity import compare
+from sbexportd.serve.arrays import decode
 from sbexportd.understand.spec import Discrete, MultiBinary, MultiDiscrete
 
 from conftest import FIXTURES, ROOT
@@ -110,7 +111,7 @@ def _same(model, outputs: dict, reference: dict, what: str) -> None:
 
 def _request(model, n: int, seed: int) -> tuple[dict, dict]:
     """Predict params of n observations (state and mask too for a recurrent policy),
-    and the reference's answer to them."""
+    and the NumPy reference's answer to them."""
     obs = sample_observations(model.spec, n, seed)
     params, kw = {"obs": obs.tolist()}, {}
     if model.spec.stateful:
@@ -118,7 +119,7 @@ def _request(model, n: int, seed: int) -> tuple[dict, dict]:
         kw = {"state": rng.uniform(-1, 1, (n, model.spec.state_size)).astype(np.float32),
               "mask": (rng.uniform(size=n) < 0.3).astype(np.float32)}
         params.update({k: v.tolist() for k, v in kw.items()})
-    return params, model.predict(obs, **kw)
+    return params, model.predict(obs, backend="numpy", **kw)
 
 
 def test_agents_over_http_and_handles(app, references):
@@ -128,13 +129,22 @@ def test_agents_over_http_and_handles(app, references):
     with urllib.request.urlopen(f"{app.url}/agents/ppo2_mlplstm_vec_box", timeout=30) as response:
         info = json.loads(response.read())
     assert info["recurrent"]["n_lstm"] == references["ppo2_mlplstm_vec_box"].spec.recurrent
+    # the replica runs the agent's fast path once it has verified it, as in-process
+    fast = references["ppo2_mlplstm_vec_box"].fast_path
+    assert info["serving"]["backend"] == fast.backend and info["serving"]["fast_path"]["verified"] == fast.verified
+    assert info["serving"]["fast_path"]["observations"] > 0 or not fast.verified
 
+    assert "onnxruntime" in {m.default_backend for m in references.values()}  # the fast path is exercised
     handle = serve.get_app_handle(APP)
     for name, model in references.items():
         params, reference = _request(model, 5, seed=11)
         status, answer = _post(f"{app.url}/agents/{name}/predict", params)
-        assert status == 200 and answer["agent"] == name and answer["backend"] == "numpy", answer
+        assert status == 200 and answer["agent"] == name and answer["backend"] == model.default_backend, answer
         _same(model, answer["outputs"], reference, f"{name} over HTTP")
+        status, exact = _post(f"{app.url}/agents/{name}/predict", dict(params, backend="numpy", encoding="base64"))
+        assert status == 200 and exact["backend"] == "numpy"
+        for key, value in reference.items():  # the reference on request: its very numbers
+            assert np.array_equal(decode(exact["outputs"][key]), value), (name, key)
         got = handle.predict.remote(name, params).result(timeout_s=60)
         assert all(isinstance(v, np.ndarray) for v in got["outputs"].values())
         _same(model, got["outputs"], reference, f"{name} through the application's handle")
@@ -148,15 +158,14 @@ def test_agents_over_http_and_handles(app, references):
     assert status == 200
     action = answer["outputs"]["actions"]
     assert action["shape"] == list(model.spec.action_space.shape) and action["dtype"] == "float32"
-    from sbexportd.serve.arrays import decode
-    assert np.array_equal(decode(action), model.predict(obs)["actions"])
+    assert np.array_equal(decode(action), model.predict(obs, backend=answer["backend"])["actions"])
 
     # stochastic: seeded like the reference
     status, answer = _post(f"{app.url}/agents/sac_mlp_vec_box/predict",
                            {"obs": [obs.tolist()] * 3, "deterministic": False, "seed": 7, "outputs": ["actions"]})
     assert status == 200 and list(answer["outputs"]) == ["actions"]
-    assert np.allclose(answer["outputs"]["actions"],
-                       model.predict(np.stack([obs] * 3), deterministic=False, seed=7)["actions"], atol=1e-6)
+    assert np.allclose(answer["outputs"]["actions"], model.predict(np.stack([obs] * 3), deterministic=False, seed=7,
+                                                                   backend=answer["backend"])["actions"], atol=1e-6)
 
 
 def test_errors_are_typed(app):
@@ -168,6 +177,9 @@ def test_errors_are_typed(app):
     assert status == 400 and answer["error"]["data"]["kind"] == "invalid_params"
     status, answer = _post(url, {"obs": [[0.0] * 4], "outputs": ["q_values"]})
     assert status == 400 and answer["error"]["data"]["kind"] == "unknown_output"
+    status, answer = _post(url, {"obs": [[0.0] * 4], "backend": "tensorflow"})  # not loaded on replicas
+    assert status == 400 and answer["error"]["data"]["kind"] == "invalid_params" and "onnxruntime" in \
+        answer["error"]["message"]
     status, answer = _post(url, b"{not json")
     assert status == 400 and answer["error"]["data"]["kind"] == "parse_error"
     status, answer = _post(f"{app.url}/agents/nobody/predict", {"obs": [[0.0] * 4]})
@@ -217,10 +229,12 @@ def _replicas(app_name: str, deployment: str) -> list[str]:
 
 
 def test_replica_killed_and_replaced(cluster, references):
-    """Two replicas of one agent; one is killed: the other keeps answering, Serve
-    starts a new one, and every answer is still the reference's."""
+    """Two replicas of one agent (backend "numpy": the reference only); one is killed:
+    the other keeps answering, Serve starts a new one, and every answer is still the
+    reference's."""
     name, model = "ppo2_CartPole-v1", references["ppo2_CartPole-v1"]
-    serve.run(build_app({"agents": [str(AGENTS[name])], "replicas": 2}), name="two", route_prefix="/two")
+    serve.run(build_app({"agents": [str(AGENTS[name])], "replicas": 2, "backend": "numpy"}), name="two",
+              route_prefix="/two")
     wait_healthy("two")
     before = _replicas("two", name)
     assert len(before) == 2, before
@@ -238,6 +252,7 @@ def test_replica_killed_and_replaced(cluster, references):
             except OSError:
                 status, answer = -1, {}
             if status == 200:
+                assert answer["backend"] == "numpy"  # build_app's backend: the reference answers all
                 _same(model, answer["outputs"], reference, "during the replacement")
             outcomes.append((time.monotonic(), status))
             time.sleep(0.02)

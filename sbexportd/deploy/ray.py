@@ -11,17 +11,21 @@ args (`config_file` writes one).
 
 Each agent is read and understood once, where the application is built (the driver,
 or the cluster's head for `serve deploy`); its replicas receive the understood policy
-(sbexportd's spec: plain data, no file, no TensorFlow) and run the NumPy reference, so
-a replica on any node needs sbexportd installed and nothing else. Deterministic
-predicts of concurrent requests are batched (`@serve.batch`: rows of several
-requests in one forward pass); stochastic ones run alone, so a seed means what it
-means in-process.
+(sbexportd's spec: plain data, no file, no TensorFlow), so a replica on any node needs
+sbexportd installed and nothing else. A replica answers as `Model.predict` and the
+daemon do: with the agent's fast path (ONNX Runtime, built from the spec) once it has
+reproduced the NumPy reference there (realize.fast: seeded observations judged by
+the parity rule), else with the reference; build_app's `backend: numpy`, or a
+request's `"backend": "numpy"`, gets the reference's own numbers. Deterministic
+predicts of concurrent requests for the default backend are batched (`@serve.batch`:
+rows of several requests in one forward pass); stochastic ones run alone, so a seed
+means what it means in-process.
 
 HTTP (the ingress, at the application's route prefix):
     GET  /agents                       {"agents": [{"name", "file", "algorithm", ...}]}
     GET  /agents/NAME                  what `sbexportd inspect --json` says of it
-    POST /agents/NAME/predict          sbexport/predict's params without modelId and backend
-                                       -> {"agent", "backend": "numpy", "outputs": {...}}
+    POST /agents/NAME/predict          sbexport/predict's params without modelId (backend:
+                                       numpy or onnxruntime) -> {"agent", "backend", "outputs"}
 Errors answer {"error": {"code", "message", "data": {"kind", "file", "hint"}}} (the
 daemon's codes) with HTTP 400 (bad request), 404 (no such agent or route), 405, 413
 (a body over 64 MiB, or more than max_predict_values observation values) or 500.
@@ -48,6 +52,7 @@ BATCH_WAIT_TIMEOUT_S = 0.002
 MAX_BODY_BYTES = 64 << 20        # larger HTTP bodies are refused (413)
 MAX_PREDICT_VALUES = 1 << 24     # observation values one predict may carry (the daemon's default)
 APP_NAME = "sbexportd"
+DEFAULT_BACKEND = "fast"         # "fast": the agent's verified fast path; "numpy": the reference always
 
 
 @dataclass
@@ -69,14 +74,24 @@ def runtime_env() -> dict[str, Any]:
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=64)
 class Policy:
-    """One agent: the NumPy reference of its spec, predicts batched across requests."""
+    """One agent: its fast path (once verified here against the reference) or the NumPy
+    reference, predicts batched across requests."""
 
     def __init__(self, agent: dict[str, Any]):
         from ..model import Model
         self.name = agent["name"]
         self.info = agent["info"]
         self.model = Model(agent["archive"], agent["spec"], agent.get("vecnormalize"))
-        self.model.backend("numpy")  # built before the first request
+        self.fast_path = None
+        if agent.get("backend", DEFAULT_BACKEND) == "fast":
+            # built and judged on this replica (parity.judge on seeded observations, as
+            # every export is) before it answers anything; the reference if it fails
+            self.fast_path = self.model.fast_path.as_dict()
+            self.default = self.model.default_backend
+        else:
+            self.default = "numpy"
+        self.model.backend("numpy")
+        self.model.backend(self.default)  # built before the first request
         self.max_values = MAX_PREDICT_VALUES
         self.requests = 0
         self.batches = 0
@@ -88,7 +103,8 @@ class Policy:
         self._batched.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", BATCH_WAIT_TIMEOUT_S)))
 
     def describe(self) -> dict[str, Any]:
-        return self.info
+        """What `sbexportd inspect --json` says of the agent, and what this replica runs."""
+        return dict(self.info, serving={"backend": self.default, "fast_path": self.fast_path})
 
     def stats(self) -> dict[str, Any]:
         """Requests answered and forward passes run by this replica."""
@@ -96,8 +112,8 @@ class Policy:
                 "batches": self.batches}
 
     async def predict(self, params: dict[str, Any]) -> dict[str, Any]:
-        """sbexport/predict's params (without modelId, backend): {"agent", "backend",
-        "outputs": {name: ndarray}}. Raises PredictError (the daemon's error, typed)."""
+        """sbexport/predict's params (without modelId): {"agent", "backend", "outputs":
+        {name: ndarray}}. Raises PredictError (the daemon's error, typed)."""
         try:
             return await self._predict(params)
         except Exception as exc:  # noqa: BLE001 - sent back as the daemon's error
@@ -111,16 +127,17 @@ class Policy:
             from ..serve.errors import invalid_params
             raise invalid_params(f"predict: unknown params {sorted(unknown)}; expected {sorted(PREDICT_PARAMS)}")
         deterministic, seed, wanted = p.bool("deterministic", True), p.int("seed"), p.str_list("outputs")
+        backend = p.choice("backend", REPLICA_BACKENDS, self.default)
         p.encoding()
         count_values(params.get("obs"), self.max_values, "max_predict_values of build_app")
         obs, state, mask = array_params(p)
         spec = self.model.spec
         outputs = output_names(spec, wanted) if wanted is not None else None
         self.requests += 1
-        if not deterministic:
+        if not deterministic or backend != self.default:  # alone: a seed keeps its meaning
             self.batches += 1
-            result = self.model.predict(obs, state=state, mask=mask, deterministic=False, seed=seed,
-                                        outputs=outputs)
+            result = self.model.predict(obs, state=state, mask=mask, deterministic=deterministic, seed=seed,
+                                        backend=backend, outputs=outputs)
             if wanted is not None and "actions" not in outputs:
                 result.pop("actions", None)
         else:
@@ -138,7 +155,7 @@ class Policy:
                 result = {k: v for k, v in result.items() if k in outputs}
             if single:
                 result = {k: v[0] for k, v in result.items()}
-        return {"agent": self.name, "backend": "numpy", "outputs": result}
+        return {"agent": self.name, "backend": backend, "outputs": result}
 
     @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_TIMEOUT_S)
     async def _batched(self, requests: list[tuple]) -> list[dict[str, np.ndarray]]:
@@ -150,12 +167,16 @@ class Policy:
         if self.model.spec.stateful:
             state = np.concatenate([s for _, s, _ in requests])
             mask = np.concatenate([m for _, _, m in requests])
-        result = self.model.predict(obs, state=state, mask=mask)
+        result = self.model.predict(obs, state=state, mask=mask, backend=self.default)
         bounds = np.cumsum([0] + sizes)
         return [{k: v[a:b] for k, v in result.items()} for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-PREDICT_PARAMS = frozenset({"obs", "state", "mask", "deterministic", "seed", "outputs", "encoding"})
+PREDICT_PARAMS = frozenset({"obs", "state", "mask", "deterministic", "seed", "outputs", "encoding", "backend"})
+# What a replica runs: the reference, and ONNX Runtime once verified on its agent (a
+# request for it is refused, backend_unavailable, when it was not). TensorFlow and torch,
+# which the daemon also offers, are not loaded on replicas.
+REPLICA_BACKENDS = ("numpy", "onnxruntime")
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=256)
@@ -310,6 +331,9 @@ def build_app(args: dict[str, Any]):
         vecnormalize           "auto" (default, as the zoo's enjoy.py), a path, or null
         frame_stack            "auto" (default), a number, or null
         num_cpus               CPUs reserved per replica (default 0.5)
+        backend                "fast" (default: the agent's fast path, verified on each replica
+                               against the reference before it answers, else the reference)
+                               or "numpy" (the NumPy reference answers everything)
 
     Usable as `serve run sbexportd.deploy.ray:build_app agents=zoo/` and as a Serve
     config file's import_path (its `args`)."""
@@ -323,7 +347,11 @@ def build_app(args: dict[str, Any]):
                    "batch_wait_timeout_s": float(args.get("batch_wait_timeout_s", BATCH_WAIT_TIMEOUT_S)),
                    "max_predict_values": int(args.get("max_predict_values", MAX_PREDICT_VALUES))}
     cpus = float(args.get("num_cpus", 0.5))
-    shipped = read_agents(agents, args.get("vecnormalize", "auto"), args.get("frame_stack", "auto"))
+    backend = args.get("backend", DEFAULT_BACKEND)
+    if backend not in ("fast", "numpy"):
+        raise ValueError(f"build_app: args.backend must be 'fast' or 'numpy', got {backend!r}")
+    shipped = [dict(a, backend=backend) for a in read_agents(agents, args.get("vecnormalize", "auto"),
+                                                              args.get("frame_stack", "auto"))]
     handles = {a["name"]: Policy.options(name=a["name"], num_replicas=replicas, user_config=user_config,
                                          ray_actor_options={"num_cpus": cpus}).bind(a) for a in shipped}
     index = [{k: a["info"].get(k) for k in ("name", "file", "sha256", "algorithm", "observation_space",

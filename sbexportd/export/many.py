@@ -298,7 +298,7 @@ def _prune(folder: Path, out: Path) -> None:
         folder = folder.parent
 
 
-_STARTED = None  # in a pool's worker: one flag per job of its pool, set as the job begins
+_STARTED: Any = None  # in a pool's worker: one flag per job of its pool, set as the job begins
 
 
 def _worker_init(started) -> None:
