@@ -11,7 +11,9 @@ install:  ## everything the tests need, on a fresh machine
 	$(BIN)/pip install -q --no-deps -r requirements-nodeps.lock
 	$(BIN)/pip install -q --no-deps -e .
 	cd clients/node && npm ci --ignore-scripts
+	cd clients/vscode && npm ci --ignore-scripts --no-audit --no-fund
 	sh clients/java/install-deps.sh
+	sh clients/neovim/install-deps.sh
 
 test:
 	$(BIN)/python -m pytest -q

@@ -252,18 +252,22 @@ def test_too_many_connections_are_refused_cleanly_and_served_clients_keep_their_
         waiting = {s.fileno(): s for s in held[300:]}
         for fd in waiting:
             poller.register(fd, select.POLLIN)
-        deadline = time.monotonic() + 20
+        beyond = len(waiting)
+        assert beyond >= 700, f"only {len(held)} connections could be made"
+        # Every one of them is answered and closed; on a loaded machine the daemon may
+        # reach the last ones late, so the loop waits for all (it ends as soon as they are).
+        deadline = time.monotonic() + 120
         while waiting and time.monotonic() < deadline:
             for fd, _ in poller.poll(1000):
                 data = waiting[fd].recv(4000)
                 refused += b"-33031" in data and b"too_many_connections" in data
                 poller.unregister(fd)
                 del waiting[fd]
-        assert refused >= 700, refused
+        assert refused == beyond, f"{refused} of {beyond} refused with -33031, {len(waiting)} unanswered"
         for case in ("ppo2_mlp_vec_box", "dqn_mlp_vec_discrete", "sac_mlp_vec_box"):  # opens need descriptors
             assert served.request("sbexport/open", {"path": str(FIXTURES / case / "model.zip")})["modelId"]
         status = served.request("sbexport/status")
-        assert status["connections"]["open"] <= 256 and status["connections"]["refused"] >= 700
+        assert status["connections"]["open"] <= 256 and status["connections"]["refused"] >= beyond
         for s in held:
             s.close()
         held.clear()

@@ -35,7 +35,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
 
 from .. import __version__
-from . import errors
+from . import editor, errors
 from .arrays import Bulky
 from .daemon import CancelToken, Daemon, NullProgress, current_connection
 from .errors import ServeError
@@ -64,6 +64,16 @@ class SbProtocol(LanguageServerProtocol):
 
     def get_message_type(self, method):
         return _message_type(method)  # pygls' per-instance lru_cache would pin closed connections
+
+    def _execute_handler(self, msg_id, handler, callback, args=None, kwargs=None):
+        super()._execute_handler(msg_id, handler, callback, args, kwargs)
+        # pygls (2.1) files each notification to a generator or async handler (didOpen,
+        # didChange: every keystroke of an editor) under a fresh uuid and never removes
+        # it: drop each once done. Not when cancelled: shutdown cancels while it iterates.
+        fut = self._request_futures.get(msg_id)
+        if fut is not None:
+            fut.add_done_callback(lambda f, k=msg_id: None if f.cancelled() or self._request_futures.get(k) is not f
+                                  else self._request_futures.pop(k))
 
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(self, params: types.InitializeParams):
@@ -95,10 +105,11 @@ class SbProtocol(LanguageServerProtocol):
 class SbServer(LanguageServer):
     def __init__(self, daemon: Daemon, conn: "Connection"):
         self.daemon, self.conn = daemon, conn
-        super().__init__("sbexportd", __version__, text_document_sync_kind=types.TextDocumentSyncKind.None_,
+        super().__init__("sbexportd", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
                          protocol_cls=SbProtocol)
         self.protocol.conn = conn
         self.protocol.set_writer(_PyglsWriter(conn), include_headers=False)
+        editor.register(self)  # hover, links, lenses, diagnostics: pygls features (serve/editor)
 
     def report_server_error(self, error, source):
         log.debug("pygls reported %r (%s)", error, getattr(source, "__name__", source))
@@ -293,6 +304,8 @@ class Connection:
                     f"unknown command {name!r}; the commands are {', '.join(_commands())}", "method_not_found"),
                     encoding)
             method = name.replace(".", "/")
+            if p is not None and "workDoneToken" not in p and editor.wants_progress(self.server, name):
+                handler = editor.with_created_progress(handler)  # editors send no token: make one
         req = self._track(rid, method, encoding)
         if handler is None:
             if method == "shutdown":
@@ -346,12 +359,15 @@ class Connection:
             if "id" in msg and "method" in msg:
                 self.send_error(msg.get("id"), errors.invalid_params(f"{msg.get('method')}: {_structure_detail(e)}"))
             return
+        token = current_connection.set(self.id)  # the tasks pygls starts (editor features) too take turns
         try:
             self.protocol.handle_message(structured)
         except Exception as e:  # noqa: BLE001 - never let one message end the connection
             log.exception("dispatching %s failed", msg.get("method"))
             if "id" in msg and "method" in msg:
                 self.send_error(msg.get("id"), errors.map_exception(e))
+        finally:
+            current_connection.reset(token)
 
     def _shutdown(self, rid) -> None:
         """LSP shutdown: later requests are refused; unfinished ones are cancelled."""
