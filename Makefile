@@ -1,24 +1,50 @@
-# The three commands the README promises.
+# The README's commands: `make test` and `make demo` each install first what they need
+# (and what changed since it was installed), so on a fresh machine either alone works;
+# `make install` installs everything again.
 PY ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test demo fixtures fixtures-eras parity-table
+# Install stamps, each redone when the files it installs from are newer:
+#   $(VENV)/.installed                      the Python env: requirements*.lock, pyproject.toml
+#   clients/X/node_modules/.installed       npm ci of every clients/X/package-lock.json
+#   $(VENV)/.installed-debian               clients/X/install-deps.sh (JDK and jars, ...)
+PY_STAMP := $(VENV)/.installed
+NODE_STAMPS := $(patsubst %/package-lock.json,%/node_modules/.installed,$(wildcard clients/*/package-lock.json))
+DEBIAN_STAMP := $(VENV)/.installed-debian
+DEBIAN_SCRIPTS := $(wildcard clients/*/install-deps.sh)
+INSTALLED := $(PY_STAMP) $(NODE_STAMPS) $(DEBIAN_STAMP)
 
-install:  ## everything the tests need, on a fresh machine
+.PHONY: install lint test demo fixtures fixtures-eras parity-table
+
+install:  ## everything the tests and the demo need, installed again (stamps or not)
+	$(MAKE) --always-make $(INSTALLED)
+
+$(PY_STAMP): requirements.lock requirements-nodeps.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements.lock
 	$(BIN)/pip install -q --no-deps -r requirements-nodeps.lock
 	$(BIN)/pip install -q --no-deps -e .
-	cd clients/node && npm ci --ignore-scripts
-	cd clients/vscode && npm ci --ignore-scripts --no-audit --no-fund
-	sh clients/java/install-deps.sh
-	sh clients/neovim/install-deps.sh
+	touch $@
 
-test:
+# onnxruntime-node's install script downloads from a host that cannot be reached; its
+# CPU binaries are in the package already
+clients/%/node_modules/.installed: clients/%/package-lock.json clients/%/package.json
+	cd clients/$* && npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+$(DEBIAN_STAMP): $(DEBIAN_SCRIPTS)
+	set -e; for script in $(DEBIAN_SCRIPTS); do sh $$script; done
+	mkdir -p $(VENV) && touch $@
+
+lint: $(PY_STAMP)  ## ruff and mypy as configured in pyproject.toml: any finding fails
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: $(INSTALLED) lint  ## the gate, then the whole suite (what CI runs): Python, the C program, the clients, the editors
 	$(BIN)/python -m pytest -q
 
-demo:  ## the main job on the bundled example agent
+demo: $(PY_STAMP) clients/node/node_modules/.installed  ## the main job on the bundled example agent (tfjs and onnx are checked in Node)
 	$(BIN)/sbexportd inspect examples/ppo2_CartPole-v1.pkl
 	$(BIN)/python -c "import numpy as np; np.save('examples/obs.npy', np.array([[0.01, 0.2, -0.03, -0.3], [0.1, 1.0, 0.05, -1.2], [-0.2, -0.5, 0.1, 0.8], [0, 0, 0, 0]], np.float32))"
 	$(BIN)/sbexportd predict examples/ppo2_CartPole-v1.pkl --obs examples/obs.npy

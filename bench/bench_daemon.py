@@ -33,7 +33,7 @@ from importlib import metadata
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the daemon does: the in-process row compares alike
-import numpy as np  # noqa: E402
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -83,12 +83,13 @@ print(json.dumps({"times": times, "step": step, "batch1024_obs_per_s": 1024 * n 
 def machine() -> dict:
     info = {"nproc": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()}
     try:
-        info["cpu"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                           if line.startswith("model name"))
+        with open("/proc/cpuinfo") as f:
+            info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         info["cpu"] = platform.processor() or "?"
     try:
-        kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
+        with open("/proc/meminfo") as f:
+            kb = next(int(line.split()[1]) for line in f if line.startswith("MemTotal"))
         info["ram"] = f"{kb / 1024 / 1024:.1f} GiB"
     except (OSError, StopIteration):
         info["ram"] = "?"
@@ -395,7 +396,7 @@ def main() -> int:
 
 def table(rows) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
 

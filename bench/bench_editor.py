@@ -70,7 +70,7 @@ async def measure(path: Path, hovers: int) -> dict:
             got.set()
 
         await c.start_io(sys.executable, "-m", "sbexportd.cli", "serve", "--stdio", cwd=str(ROOT))
-        asyncio.ensure_future(c._server.stderr.read())
+        drain = asyncio.ensure_future(c._server.stderr.read())  # held: the loop keeps tasks weakly
         await c.initialize_async(T.InitializeParams(capabilities=T.ClientCapabilities(), root_uri=ws.as_uri()))
         c.initialized(T.InitializedParams())
         line = f'model = load("{path.name}")'
@@ -99,11 +99,12 @@ async def measure(path: Path, hovers: int) -> dict:
                 text_document=T.TextDocumentIdentifier(uri=uri)))
             lens_times.append(time.perf_counter() - t)
         assert len(lenses) == 3
-        maps = Path(f"/proc/{c._server.pid}/maps").read_text()
+        maps = Path(f"/proc/{c._server.pid}/maps").read_text()  # noqa: ASYNC240 - once, after the timings
         heavy = [name for name in ("tensorflow", "libtorch") if name in maps]
         await c.shutdown_async(None)
         c.exit(None)
         await c.stop()
+        await drain
         return {"open": open_s, "first": first, "times": times, "lens": lens_times, "heavy": heavy}
     finally:
         shutil.rmtree(ws, ignore_errors=True)

@@ -69,41 +69,15 @@ def serve_bench(agent: Path, seconds: float, clients: int, replica_counts: list[
             served = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/agents/{name}").read())["serving"]
             url = f"http://127.0.0.1:{port}/agents/{name}/predict"
 
-            def post():
-                request = urllib.request.Request(url, data=body, method="POST",
-                                                 headers={"Content-Type": "application/json"})
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    return json.loads(response.read())
-
             for _ in range(20):  # warm, and right
-                answer = post()
+                answer = _post(url, body)
             assert np.array_equal(answer["outputs"]["actions"], reference.predict(obs, backend="numpy")["actions"])
-            latencies: list[float] = []
-            errors = [0]
-            stop = time.monotonic() + seconds
-
-            def client():
-                while time.monotonic() < stop:
-                    t = time.perf_counter()
-                    try:
-                        post()
-                    except OSError:
-                        errors[0] += 1
-                        continue
-                    latencies.append(time.perf_counter() - t)
-
-            threads = [threading.Thread(target=client) for _ in range(clients)]
-            began = time.monotonic()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            wall = time.monotonic() - began
+            latencies, errors, wall = _drive(url, body, clients, seconds)
             lat = sorted(latencies)
             results.append({"measure": "ray_serve", "agent": str(agent), "replicas": replicas, "backend": backend,
                             "answered_by": answer["backend"], "fast_path_verified": (served["fast_path"] or {}).get(
                                 "verified"), "rows": rows, "clients": clients,
-                            "seconds": round(wall, 2), "requests": len(lat), "errors": errors[0],
+                            "seconds": round(wall, 2), "requests": len(lat), "errors": errors,
                             "requests_per_s": round(len(lat) / wall, 1),
                             "observations_per_s": round(rows * len(lat) / wall, 1),
                             "p50_ms": round(1000 * lat[len(lat) // 2], 2),
@@ -115,6 +89,37 @@ def serve_bench(agent: Path, seconds: float, clients: int, replica_counts: list[
         ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
     return results
+
+
+def _post(url: str, body: bytes) -> dict:
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _drive(url: str, body: bytes, clients: int, seconds: float) -> tuple[list[float], int, float]:
+    """`clients` threads POSTing `body` for `seconds`: (latencies, errors, wall time)."""
+    latencies: list[float] = []
+    errors = [0]
+    stop = time.monotonic() + seconds
+
+    def client() -> None:
+        while time.monotonic() < stop:
+            t = time.perf_counter()
+            try:
+                _post(url, body)
+            except OSError:
+                errors[0] += 1
+                continue
+            latencies.append(time.perf_counter() - t)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    began = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies, errors[0], time.monotonic() - began
 
 
 def zoo_bench(workers: list[int], to: str, out: Path) -> list[dict]:

@@ -21,10 +21,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import sbexportd  # noqa: E402
+from conftest import fixture_cases, zoo_cases  # noqa: E402
 from sbexportd.cli import quiet_native_stderr  # noqa: E402
 from sbexportd.export import export, resolve_targets  # noqa: E402
-
-from conftest import fixture_cases, zoo_cases  # noqa: E402
 
 
 def main() -> int:
@@ -53,7 +52,7 @@ def main() -> int:
                 start = time.perf_counter()
                 try:
                     res = export(model, target, out / f"{i}", force=True)[0]
-                except Exception as exc:  # a measurement: record and go on
+                except Exception as exc:  # noqa: BLE001 - a measurement: record and go on
                     failed.append((str(path), target, f"{type(exc).__name__}: {exc}"[:200]))
                     continue
                 secs[(algo, target)].append(time.perf_counter() - start)

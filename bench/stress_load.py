@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-import msgpack  # noqa: E402
-import numpy as np  # noqa: E402
+import msgpack
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -60,7 +60,8 @@ while time.time() < end:
     enc = "msgpack" if (ok + k) % 2 else "json"
     t = time.perf_counter()
     try:
-        out = c.request("sbexport/predict", {"modelId": mid, "obs": raw(obs) if enc == "msgpack" else obs.tolist()}, enc)
+        out = c.request("sbexport/predict",
+                        {"modelId": mid, "obs": raw(obs) if enc == "msgpack" else obs.tolist()}, enc)
         ok += 1
     except Exception:
         errors += 1
@@ -189,7 +190,7 @@ def _stalled(d: Daemon, n: int) -> dict:
     waiting = {s.fileno(): s for s in socks}
     for fd in waiting:
         poller.register(fd, select.POLLIN | select.POLLHUP)
-    told, got = 0, {fd: b"" for fd in waiting}
+    told, got = 0, dict.fromkeys(waiting, b"")
     while waiting and time.monotonic() - t < 30:
         for fd, _ in poller.poll(500):
             try:

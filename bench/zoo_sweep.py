@@ -25,7 +25,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import sbexportd  # noqa: E402
 from sbexportd.cli import quiet_native_stderr  # noqa: E402
 from sbexportd.export.targets import TARGETS  # noqa: E402
-
 from zoo import BACKENDS, KNOWN_FAILURES, Outcome, agents, backend_parity, export_all, missing_zoos  # noqa: E402
 
 
@@ -61,7 +60,7 @@ def main() -> int:
                     cells[backend] = backend_parity(model, agent, backend)
                 exported = sbexportd.load(agent.path, "auto", frame_stack="auto")
                 cells.update(export_all(exported, out / agent.id.replace("/", "_")))
-            except Exception as exc:  # a sweep records and goes on
+            except Exception as exc:  # noqa: BLE001 - a sweep records and goes on
                 cells = {k: Outcome(False, detail=f"load: {type(exc).__name__}: {exc}"[:300])
                          for k in (*BACKENDS, *TARGETS)}
             for name, o in cells.items():
@@ -82,19 +81,19 @@ def render(rows, failures, worst, total) -> str:
     cols = (*BACKENDS, *TARGETS)
     passed = sum(o.passed for _, cells, _ in rows for o in cells.values())
     lines = ["# Zoo sweep: every shared agent, every backend, every target", "",
-             "`.venv/bin/python bench/zoo_sweep.py` (tests/test_zoo.py asserts the same). Backends: "
-             "`predict` on SB2's 64 golden observations against SB2 2.10.2's own answers (the parity "
-             "rule of sbexportd/parity.py, no VecNormalize, as the goldens were recorded). Targets: "
-             "`export --to <target> --vecnormalize auto --frame-stack auto`, each export verified in its own runtime "
-             "against the reference on 64 seeded observations (the rule plus the float32 bound, "
-             "docs/export.md). Each cell: the result and the largest absolute difference over "
-             "every output (critic values and Q-values included, whose rule is relative). `portable` and "
-             "`params` are read back by sbexportd's own NumPy reader of those files, hence 0; the Java "
-             "and Node readers of the portable format are held to the reference by their own suites "
-             "(clients/java, clients/node).", "",
-             f"{passed} of {len(rows) * len(cols)} agent x (backend | target) checks passed; "
-             f"{len(rows)} agents in {total:.0f} s on {platform.machine()} with {os.cpu_count()} CPUs "
-             f"(Python {platform.python_version()}).", "",
+             ("`.venv/bin/python bench/zoo_sweep.py` (tests/test_zoo.py asserts the same). Backends: "
+              "`predict` on SB2's 64 golden observations against SB2 2.10.2's own answers (the parity "
+              "rule of sbexportd/parity.py, no VecNormalize, as the goldens were recorded). Targets: "
+              "`export --to <target> --vecnormalize auto --frame-stack auto`, each export verified in its own runtime "
+              "against the reference on 64 seeded observations (the rule plus the float32 bound, "
+              "docs/export.md). Each cell: the result and the largest absolute difference over "
+              "every output (critic values and Q-values included, whose rule is relative). `portable` and "
+              "`params` are read back by sbexportd's own NumPy reader of those files, hence 0; the Java "
+              "and Node readers of the portable format are held to the reference by their own suites "
+              "(clients/java, clients/node)."), "",
+             (f"{passed} of {len(rows) * len(cols)} agent x (backend | target) checks passed; "
+              f"{len(rows)} agents in {total:.0f} s on {platform.machine()} with {os.cpu_count()} CPUs "
+              f"(Python {platform.python_version()})."), "",
              "| agent | " + " | ".join(cols) + " | s |", "|---|" + "---|" * (len(cols) + 1)]
     for agent, cells, seconds in rows:
         lines.append(f"| {agent.id} | " + " | ".join(cell(cells[c]) for c in cols) + f" | {seconds:.0f} |")

@@ -42,13 +42,14 @@ def cmd_params(args) -> int:
     width = max((len(r["name"]) for r in rows), default=4)
     for r in rows:
         rng = f"[{r['min']:+.4g}, {r['max']:+.4g}]" if r["min"] is not None else ""
-        print(f"{r['name']:<{width}}  {str(r['shape']):<14} {r['dtype']:<8} {rng}")
+        print(f"{r['name']:<{width}}  {r['shape']!s:<14} {r['dtype']:<8} {rng}")
     print(f"{len(rows)} parameters, {sum(r['size'] for r in rows)} values")
     return 0
 
 
 def cmd_predict(args) -> int:
     import numpy as np
+
     from .model import load
     from .observations import read_observations
     model = load(args.file, args.vecnormalize, algo=args.algo, activation=args.activation,
@@ -176,14 +177,14 @@ def summary_table(results) -> str:
             parity = "not verified"
         rows.append((r.target, str(len(r.files) + 1), _size(r.size), parity, f"{r.seconds:.2f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     if results:
         lines.append(f"written under {results[0].path.parent}/ (each with manifest.json)")
     return "\n".join(lines)
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -192,6 +193,7 @@ def _size(n: int) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .realize.backends import BACKENDS, FAST_CANDIDATES, REFERENCE
     parser = argparse.ArgumentParser(prog="sbexportd", description="Stable Baselines 2 agents, without TensorFlow 1")
     parser.add_argument("--version", action="version", version=f"sbexportd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -232,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_params)
 
     p = sub.add_parser("export", help="export to pytorch, onnx, savedmodel, graphdef, tfjs, tflite, portable, params, "
-                                      "tfserving, triton, sb3, rl-zoo3", description="One agent: OUT/<target>/. Several (files, "
+                                      "tfserving, triton, sb3, rl-zoo3",
+                       description="One agent: OUT/<target>/. Several (files, "
                        "folders searched recursively): OUT/<agent>/<target>/, the serving targets gathered in one "
                        "repository each (OUT/tfserving/, OUT/triton/), and OUT/summary.json; the exit status is 5 "
                        "when an agent or a target failed (the others are exported all the same).")
@@ -259,8 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print every output as JSON")
     p.add_argument("--stochastic", action="store_true", help="sample instead of the deterministic action")
     p.add_argument("--seed", type=int)
-    p.add_argument("--backend", choices=("numpy", "tensorflow", "torch", "onnxruntime"),
-                   help="default: the fastest backend verified on this model (onnxruntime, else numpy)")
+    p.add_argument("--backend", choices=tuple(BACKENDS),
+                   help=f"default: the fastest backend verified on this model ({', '.join(FAST_CANDIDATES)}, "
+                        f"else {REFERENCE})")
     p.add_argument("--out", help="write every output to this .npz")
     p.set_defaults(func=cmd_predict)
 
@@ -273,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "old gym ids run as their gymnasium successors")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", default="numpy", choices=("numpy", "tensorflow", "torch"),
+    p.add_argument("--backend", default=REFERENCE, choices=tuple(BACKENDS),
                    help="for an SB2 file: the backend that runs it")
     p.add_argument("--vecnormalize", metavar="PATH|auto", help="for an SB2 file (default auto)")
     p.add_argument("--frame-stack", metavar="N|auto", help="for an SB2 file (default auto)")
@@ -318,10 +322,12 @@ EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_BAD_FILE, EXIT_BAD_OBSERVATION, EXIT_FA
 
 
 def exit_status(exc: BaseException) -> int:
-    from .errors import BadObservation, ModelFileError, ObservationFileError
+    from .errors import BadObservation, InvalidArgument, ModelFileError, ObservationFileError
     if isinstance(exc, (ModelFileError, ObservationFileError, FileNotFoundError, IsADirectoryError,
                         PermissionError)):
         return EXIT_BAD_FILE
+    if isinstance(exc, InvalidArgument):
+        return EXIT_USAGE
     if isinstance(exc, BadObservation):
         return EXIT_BAD_OBSERVATION
     if isinstance(exc, SbExportError):
@@ -331,17 +337,18 @@ def exit_status(exc: BaseException) -> int:
 
 def resolve_zoo_path(args) -> None:
     """The zoo's convention, `--algo ALGO --env ENV -f ZOO_DIR`: args.file from the folder."""
-    from .errors import ModelFileNotFound
+    from .errors import InvalidArgument, ModelFileNotFound
     folder = getattr(args, "folder", None)
     many = isinstance(getattr(args, "file", None), list)  # export: several files or folders
     if folder is None:
         if not getattr(args, "file", None) and args.command != "serve":
-            raise ValueError("a model file is needed (or the zoo's convention: --algo ALGO --env ENV -f ZOO_DIR)")
+            raise InvalidArgument("a model file is needed (or the zoo's convention: --algo ALGO --env ENV -f "
+                                  "ZOO_DIR)")
         return
     if args.file:
-        raise ValueError("give either a model file or -f ZOO_DIR with --algo and --env, not both")
+        raise InvalidArgument("give either a model file or -f ZOO_DIR with --algo and --env, not both")
     if not getattr(args, "algo", None) or not getattr(args, "env", None):
-        raise ValueError("-f ZOO_DIR needs --algo and --env (the zoo keeps agents as ZOO_DIR/ALGO/ENV.zip)")
+        raise InvalidArgument("-f ZOO_DIR needs --algo and --env (the zoo keeps agents as ZOO_DIR/ALGO/ENV.zip)")
     root = Path(folder)
     for base in (root / args.algo, root / "agents" / args.algo):
         for ext in (".zip", ".pkl"):

@@ -42,8 +42,8 @@ def describe(model) -> dict[str, Any]:
         "frame_stack": ({"n": spec.frame_stack, "state_shape": [None, spec.state_size]}
                         if spec.frame_stack else None),
         "preprocessing": spec.preprocessing,
-        "layers": [{"name": l.name, "kind": l.kind, "shape": l.shape, "activation": l.activation}
-                   for l in spec.summary],
+        "layers": [{"name": ly.name, "kind": ly.kind, "shape": ly.shape, "activation": ly.activation}
+                   for ly in spec.summary],
         "postprocessing": spec.postprocessing,
         "outputs": sorted(spec.outputs),
         "distribution": spec.distribution.kind,

@@ -33,17 +33,17 @@ class Successor:
 # id -> (gymnasium id, what changed). Ids not listed run under their own name.
 SUCCESSORS: dict[str, tuple[str, str]] = {
     "Pendulum-v0": ("Pendulum-v1", ""),  # gymnasium: "v1: Simplify the math equations, no difference in behavior"
-    "LunarLander-v2": ("LunarLander-v3", "LunarLander-v3 resets the wind/turbulence offset at every reset, fixes "
+    "LunarLander-v2": ("LunarLander-v3", ("LunarLander-v3 resets the wind/turbulence offset at every reset, fixes "
                        "non-determinism from a world not fully destroyed, and declares wider observation bounds "
-                       "(the observations themselves are computed as in v2)"),
-    "LunarLanderContinuous-v2": ("LunarLanderContinuous-v3", "as LunarLander-v3: wind/turbulence offset reset at "
-                                 "every reset, a determinism fix, wider declared observation bounds"),
-    "BipedalWalker-v2": ("BipedalWalker-v3", "BipedalWalker-v3 returns the CLOSEST lidar trace instead of the "
-                         "furthest: 10 of the 24 observations differ from what the agent was trained on"),
-    "BipedalWalkerHardcore-v2": ("BipedalWalkerHardcore-v3", "BipedalWalkerHardcore-v3 returns the CLOSEST lidar "
-                                 "trace instead of the furthest: 10 of the 24 observations differ from training"),
-    "FetchReach-v1": ("FetchReach-v4", "gymnasium-robotics' FetchReach-v4 runs on the mujoco bindings instead of "
-                      "mujoco-py"),
+                       "(the observations themselves are computed as in v2)")),
+    "LunarLanderContinuous-v2": ("LunarLanderContinuous-v3", ("as LunarLander-v3: wind/turbulence offset reset at "
+                                 "every reset, a determinism fix, wider declared observation bounds")),
+    "BipedalWalker-v2": ("BipedalWalker-v3", ("BipedalWalker-v3 returns the CLOSEST lidar trace instead of the "
+                         "furthest: 10 of the 24 observations differ from what the agent was trained on")),
+    "BipedalWalkerHardcore-v2": ("BipedalWalkerHardcore-v3", ("BipedalWalkerHardcore-v3 returns the CLOSEST lidar "
+                                 "trace instead of the furthest: 10 of the 24 observations differ from training")),
+    "FetchReach-v1": ("FetchReach-v4", ("gymnasium-robotics' FetchReach-v4 runs on the mujoco bindings instead of "
+                      "mujoco-py")),
 }
 
 PYBULLET_PREFIXES = ("Bullet",)
@@ -67,7 +67,7 @@ def make(env_id: str, **kwargs):
                                      f"pybullet_envs_gymnasium)") from exc
     if s.new.startswith("Fetch"):
         try:
-            import gymnasium_robotics  # noqa: F401
+            import gymnasium_robotics
             gym.register_envs(gymnasium_robotics)
         except ImportError as exc:
             raise UnknownEnvironment(f"{env_id} -> {s.new} needs gymnasium-robotics and mujoco, not installed "
@@ -98,7 +98,8 @@ class Published:
                 "n_timesteps": self.n_timesteps, "n_episodes": self.n_episodes, "source": self.source}
 
 
-_ROW = re.compile(r"^\|\s*(\w+)\s*\|\s*([\w.-]+)\s*\|\s*(-?[\d.]+)\s*\|\s*(-?[\d.]+)\s*\|\s*(\d+)\s*\|\s*(\d+)\s*\|\s*$")
+_ROW = re.compile(r"^\|\s*(\w+)\s*\|\s*([\w.-]+)\s*\|\s*(-?[\d.]+)\s*\|\s*(-?[\d.]+)\s*"
+                  r"\|\s*(\d+)\s*\|\s*(\d+)\s*\|\s*$")
 
 
 def read_benchmark(path: str | os.PathLike) -> dict[tuple[str, str], Published]:

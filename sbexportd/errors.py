@@ -82,9 +82,25 @@ class InconsistentParameters(UnsupportedModel):
     code = "inconsistent_parameters"
 
 
+class InvalidSpec(UnsupportedModel):
+    """A program that breaks the op contract (understand/ops.py): an unknown op or
+    activation, a node of the wrong arity, a tensor read before it is written."""
+    code = "invalid_spec"
+
+
 # --- using a model ------------------------------------------------------------
 class BadObservation(SbExportError):
     code = "bad_observation"
+
+
+class InvalidArgument(SbExportError):
+    """An argument outside what it accepts (the message names what it accepts): a
+    request's parameter, a command-line option, a keyword of the Python API."""
+    code = "invalid_argument"
+
+
+class UnknownActivation(InvalidArgument):
+    code = "unknown_activation"
 
 
 class ObservationFileError(SbExportError):
@@ -112,6 +128,12 @@ class ParityFailed(ExportError):
 
 class TargetUnavailable(ExportError):
     code = "target_unavailable"
+
+
+class ExportFolderError(ExportError):
+    """A folder given as an export that is not one `sbexportd export` wrote, or that
+    its target's runtime cannot load."""
+    code = "bad_export_folder"
 
 
 class NotRepresentable(ExportError):

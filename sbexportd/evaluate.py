@@ -14,18 +14,24 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .environments import Published, make, published, successor
-from .errors import BadObservation, ExportError, SbExportError
+from .errors import BadObservation, ExportError, ExportFolderError, SbExportError
+from .registry import Registry
 
 MAX_EPISODES = 10_000
-# export targets evaluate can run in their own runtime from the manifest alone
-RUNTIMES = ("sb3", "rl-zoo3", "onnx", "pytorch", "tflite", "savedmodel")
+Runner = Callable[[dict], dict]
+# export targets evaluate runs in their own runtime from the manifest alone:
+# (folder, manifest) -> (feeds -> {action, state}, runtime); sb3 and rl-zoo3 step in SB3 (Sb3Agent)
+RUNNERS: Registry[Callable[[Path, dict], tuple[Runner, str]]] = Registry("export runtime", ExportError)
+runner = RUNNERS.register
+SB3_TARGETS = ("sb3", "rl-zoo3")
 
 
 @dataclass
@@ -71,8 +77,8 @@ class Evaluation:
         lines = [f"{self.source}: {self.episodes} episodes of {self.env}"
                  + (f" (trained on {self.trained_env})" if self.trained_env != self.env else "")
                  + f", seed {self.seed}, {self.runtime}",
-                 f"mean reward {self.mean:.3f} +- {self.std:.3f} (episode lengths {min(self.lengths)}-"
-                 f"{max(self.lengths)}; {self.seconds:.1f} s)"]
+                 (f"mean reward {self.mean:.3f} +- {self.std:.3f} (episode lengths {min(self.lengths)}-"
+                  f"{max(self.lengths)}; {self.seconds:.1f} s)")]
         if self.published:
             p = self.published
             verdict = "within" if self.within_published() else "OUTSIDE"
@@ -92,7 +98,7 @@ class Agent:
     runtime = ""
     algo = ""
     trained_env = ""
-    notes: list[str] = []
+    notes: list[str]  # each agent's own (set in __init__)
 
     def reset(self) -> None:
         ...
@@ -105,9 +111,21 @@ class StatefulAgent(Agent):
     """A policy function feeds -> outputs with the export convention (obs, state, mask ->
     action, state), one environment at a time."""
 
-    def __init__(self, run: Callable[[dict], dict], state_size: int, goal_keys: list[str] | None, obs_dtype: str):
+    def __init__(self, run: Callable[[dict], dict], state_size: int, goal_keys: list[str] | None, obs_dtype: str,
+                 obs_shape: list | None = None):
         self.run, self.state_size, self.goal_keys, self.obs_dtype = run, state_size, goal_keys, obs_dtype
+        self.obs_shape = obs_shape  # per observation, as the export's manifest gives it (None: not checked)
+        self.notes = []
         self.reset()
+
+    def check(self, env, env_id: str) -> None:
+        """The environment's observations must fit the export's input: a runtime fed
+        others fails in its own words (or, TF Lite, silently)."""
+        shape = getattr(env.observation_space, "shape", None)
+        if self.goal_keys is None and self.obs_shape is not None and shape is not None \
+                and list(shape) != list(self.obs_shape):
+            raise BadObservation(f"{env_id}'s observations are {list(shape)}; this export takes {self.obs_shape} "
+                                 "(evaluate it on the environment it was trained on)")
 
     def reset(self) -> None:
         self.state = np.zeros((1, self.state_size), np.float32)
@@ -140,71 +158,124 @@ def sb2_agent(path: Path, backend: str, vecnormalize, frame_stack, algo: str | N
     agent.algo = spec.algo
     agent.trained_env = path.stem
     agent.notes = [f"VecNormalize statistics applied ({Path(str(model.vecnormalize.source)).name})"] \
-        if spec.vecnormalize else []
+        if spec.vecnormalize and model.vecnormalize is not None else []
     if spec.frame_stack:
         agent.notes.append(f"{spec.frame_stack} frames stacked")
     return agent
 
 
 def export_agent(folder: Path) -> Agent:
-    manifest = json.loads((folder / "manifest.json").read_text())
-    target = manifest.get("target")
-    if target in ("sb3", "rl-zoo3"):
-        agent: Agent = Sb3Agent(folder, manifest)
-    elif target in RUNTIMES:
-        run, runtime = _runtime(folder, manifest)
-        state = next((i for i in manifest["inputs"] if i["name"] == "state"), None)
-        goal = (manifest.get("goal_observation") or {}).get("keys")
-        agent = StatefulAgent(run, int(state["shape"][1]) if state else 0, goal, manifest["inputs"][0]["dtype"])
-        agent.runtime = runtime
-    else:
-        raise ExportError(f"evaluate runs {', '.join(RUNTIMES)} exports in their runtime; this is a {target!r} "
-                          "export (evaluate the SB2 file, or one of those exports)", folder)
-    source = manifest.get("source", {})
-    agent.algo = source.get("algorithm", "")
-    agent.trained_env = Path(source.get("file", "")).stem
+    manifest = read_manifest(folder)
+    target: str = manifest["target"]  # a string: read_manifest checked
+    try:
+        if target in SB3_TARGETS:
+            agent: Agent = Sb3Agent(folder, manifest)
+        elif target in RUNNERS:
+            run, runtime = RUNNERS[target](folder, manifest)
+            inputs = {i["name"]: i for i in manifest["inputs"]}
+            state, obs = inputs.get("state"), manifest["inputs"][0]
+            goal = (manifest.get("goal_observation") or {}).get("keys")
+            agent = StatefulAgent(run, int(state["shape"][1]) if state else 0, goal, obs["dtype"],
+                                  list(obs["shape"][1:]) if obs["name"] == "obs" else None)
+            agent.runtime = runtime
+        else:
+            raise ExportError(f"evaluate runs {', '.join((*SB3_TARGETS, *RUNNERS))} exports in their runtime; "
+                              f"this is a {str(target)[:40]!r} export (evaluate the SB2 file, or one of those "
+                              "exports)", folder)
+    except SbExportError:
+        raise
+    except ImportError as exc:
+        raise ExportFolderError(f"the runtime of this {target} export is not installed here: {exc}", folder) from exc
+    except Exception as exc:
+        raise ExportFolderError(f"this {target} export cannot be loaded in its runtime: {type(exc).__name__}: "
+                                f"{str(exc)[:200]}", folder) from exc
+    source = manifest.get("source") or {}
+    agent.algo = str(source.get("algorithm", ""))
+    agent.trained_env = Path(str(source.get("file", ""))).stem
     return agent
 
 
-def _runtime(folder: Path, manifest: dict) -> tuple[Callable[[dict], dict], str]:
-    target = manifest["target"]
+def read_manifest(folder: Path) -> dict:
+    """An export folder's manifest.json, with the fields evaluate reads, or ExportFolderError."""
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise ExportFolderError("not an export folder (no manifest.json); pass an SB2 file or an export "
+                                "target's folder", folder)
+    try:
+        manifest = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ExportFolderError(f"manifest.json is not JSON ({type(exc).__name__})", folder) from None
+    def entries(key: str) -> bool:
+        value = manifest.get(key)
+        return isinstance(value, list) and bool(value) and all(isinstance(i, dict) and "name" in i for i in value)
+    ok = isinstance(manifest, dict) and isinstance(manifest.get("target"), str) and entries("inputs") \
+        and entries("outputs")
+    if not ok:
+        raise ExportFolderError("manifest.json lacks what `sbexportd export` writes (target, inputs, outputs)", folder)
+    return manifest
+
+
+def _io(manifest: dict) -> tuple[list[str], str | None, Callable[[dict], dict]]:
+    """The manifest's input names, its state output (or None), and a function giving
+    a runtime's outputs as {action, state}."""
     names = [i["name"] for i in manifest["inputs"]]
     outs = [o["name"] for o in manifest["outputs"]]
     state_out = next((o for o in outs if o in ("state", "state_out")), None)
 
     def conform(got: dict) -> dict:
         return {"action": np.asarray(got["action"]), "state": None if state_out is None else np.asarray(got[state_out])}
-    if target == "onnx":
-        import onnxruntime as ort
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        session = ort.InferenceSession(str(folder / "policy.onnx"), options, providers=["CPUExecutionProvider"])
-        wanted = ["action"] + ([state_out] if state_out else [])
+    return names, state_out, conform
 
-        def run(feeds):
-            return conform(dict(zip(wanted, session.run(wanted, {k: feeds[k] for k in names}))))
-        return run, f"onnxruntime {ort.__version__}"
-    if target == "pytorch":
-        import torch
-        module = torch.jit.load(str(folder / "policy.torchscript.pt"), map_location="cpu").eval()
 
-        def run(feeds):
-            with torch.inference_mode():
-                got = module(*[torch.from_numpy(np.ascontiguousarray(feeds[k])) for k in names])
-            return conform({k: v.numpy() for k, v in got.items()})
-        return run, f"TorchScript (torch {torch.__version__})"
+@runner("onnx")
+def _onnx(folder: Path, manifest: dict) -> tuple[Runner, str]:
+    import onnxruntime as ort
+    names, state_out, conform = _io(manifest)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(folder / "policy.onnx"), options, providers=["CPUExecutionProvider"])
+    wanted = ["action"] + ([state_out] if state_out else [])
+
+    def run(feeds):
+        return conform(dict(zip(wanted, session.run(wanted, {k: feeds[k] for k in names}), strict=True)))
+    return run, f"onnxruntime {ort.__version__}"
+
+
+@runner("pytorch")
+def _pytorch(folder: Path, manifest: dict) -> tuple[Runner, str]:
+    import torch
+    names, _, conform = _io(manifest)
+    module = torch.jit.load(str(folder / "policy.torchscript.pt"), map_location="cpu").eval()
+
+    def run(feeds):
+        with torch.inference_mode():
+            got = module(*[torch.from_numpy(np.ascontiguousarray(feeds[k])) for k in names])
+        return conform({k: v.numpy() for k, v in got.items()})
+    return run, f"TorchScript (torch {torch.__version__})"
+
+
+@runner("tflite")
+def _tflite(folder: Path, manifest: dict) -> tuple[Runner, str]:
+    import warnings
+
     from .export.targets._tf_common import import_tf
     tf = import_tf()
-    if target == "tflite":
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice (LiteRT)
-            interpreter = tf.lite.Interpreter(model_path=str(folder / "policy.tflite"))
-        runner = interpreter.get_signature_runner("serving_default")
+    names, _, conform = _io(manifest)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice (LiteRT)
+        interpreter = tf.lite.Interpreter(model_path=str(folder / "policy.tflite"))
+    signature = interpreter.get_signature_runner("serving_default")
 
-        def run(feeds):
-            return conform(runner(**{k: feeds[k] for k in names}))
-        return run, f"tensorflow lite {tf.__version__}"
+    def run(feeds):
+        return conform(signature(**{k: feeds[k] for k in names}))
+    return run, f"tensorflow lite {tf.__version__}"
+
+
+@runner("savedmodel")
+def _savedmodel(folder: Path, manifest: dict) -> tuple[Runner, str]:
+    from .export.targets._tf_common import import_tf
+    tf = import_tf()
+    names, _, conform = _io(manifest)
     fn = tf.saved_model.load(str(folder)).signatures["serving_default"]
 
     def run(feeds):
@@ -220,20 +291,21 @@ class Sb3Agent(Agent):
         from .export.targets import sb3
         self.folder = sb3_folder(folder)
         self.meta = json.loads((self.folder / sb3.META).read_text())
-        self.model = None
+        self.model: Any = None  # SB3's, loaded by wrap() inside its env wrappers
         import stable_baselines3
         self.runtime = (f"{self.meta['module']}.{self.meta['algorithm']} (stable_baselines3 "
                         f"{stable_baselines3.__version__})")
         self.notes = []
 
     def wrap(self, env_fn):
-        from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecNormalize
+        from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack, VecNormalize
 
         from .export.targets import sb3
-        venv = DummyVecEnv([env_fn])
+        venv: VecEnv = DummyVecEnv([env_fn])
         if self.meta.get("vecnormalize"):
-            venv = VecNormalize.load(str(self.folder / self.meta["vecnormalize"]), venv)
-            venv.training, venv.norm_reward = False, False
+            norm = VecNormalize.load(str(self.folder / self.meta["vecnormalize"]), venv)
+            norm.training, norm.norm_reward = False, False
+            venv = norm
             self.notes = ["SB3 VecNormalize (training=False, norm_reward=False)"]
         if self.meta.get("frame_stack"):
             venv = VecFrameStack(venv, int(self.meta["frame_stack"]))
@@ -253,7 +325,7 @@ def sb3_folder(folder: Path) -> Path:
 
 
 # --- episodes --------------------------------------------------------------------------------------
-def evaluate(source: str | Path, env: str | None = None, episodes: int = 10, *, seed: int = 0,
+def evaluate(source: str | Path, env: str | None = None, episodes: object = 10, *, seed: int = 0,
              backend: str = "numpy", vecnormalize="auto", frame_stack="auto", algo: str | None = None,
              benchmark: str | Path | None = None, max_steps: int = 100_000,
              cancelled: Callable[[], bool] | None = None) -> Evaluation:
@@ -264,9 +336,6 @@ def evaluate(source: str | Path, env: str | None = None, episodes: int = 10, *, 
     if not isinstance(episodes, int) or isinstance(episodes, bool) or not 1 <= episodes <= MAX_EPISODES:
         raise BadObservation(f"episodes must be a number from 1 to {MAX_EPISODES}, got {episodes!r:.40}")
     if source.is_dir():
-        if not (source / "manifest.json").is_file():
-            raise ExportError("not an export folder (no manifest.json); pass an SB2 file or an export "
-                              "target's folder", source)
         agent = export_agent(source)
     else:
         agent = sb2_agent(source, backend, vecnormalize, frame_stack, algo)
@@ -275,7 +344,6 @@ def evaluate(source: str | Path, env: str | None = None, episodes: int = 10, *, 
         raise SbExportError("which environment? pass env (the agent's file name is not an environment id)", source)
     succ = successor(trained)
     start = time.perf_counter()
-    returns, lengths = [], []
     if isinstance(agent, Sb3Agent):
         returns, lengths = _run_vec(agent, trained, episodes, seed, max_steps, cancelled)
     else:
@@ -305,6 +373,8 @@ def _run(agent: Agent, env_id: str, episodes: int, seed: int, max_steps: int, ca
     env = make(env_id)
     returns, lengths = [], []
     try:
+        if isinstance(agent, StatefulAgent):
+            agent.check(env, env_id)
         env.action_space.seed(seed)
         for i in range(episodes):
             obs, _ = env.reset(seed=seed) if i == 0 else env.reset()
@@ -328,7 +398,8 @@ def _run(agent: Agent, env_id: str, episodes: int, seed: int, max_steps: int, ca
 
 def _run_vec(agent: Sb3Agent, env_id: str, episodes: int, seed: int, max_steps: int, cancelled) -> tuple[list, list]:
     venv = agent.wrap(lambda: make(env_id))
-    returns, lengths = [], []
+    returns: list[float] = []
+    lengths: list[int] = []
     try:
         venv.seed(seed)
         obs = venv.reset()

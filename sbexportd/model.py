@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import BackendUnavailable, BadObservation
+from .errors import BackendUnavailable, BadObservation, InvalidArgument
 from .read import read_model, read_vecnormalize, zoo_settings
 from .read.archive import Archive, VecNormalizeStats
+from .realize.backends import BACKENDS, FAST_CANDIDATES
 from .understand import understand
 from .understand.spec import DictSpace, PolicySpec
 
-BACKENDS = ("numpy", "tensorflow", "torch", "onnxruntime")
+if TYPE_CHECKING:
+    from .realize.fast import FastPath
+
 # Backends that do not bound their own memory get batches in chunks of at most this
 # many rows and about CHUNK_VALUES observation values: a batch of a million
 # observations then needs the reference's intermediate tensors for a chunk, not for
@@ -23,7 +26,7 @@ CHUNK_VALUES = 1 << 18
 
 
 def load(path: str | Path, vecnormalize: str | Path | VecNormalizeStats | None = None, *,
-         algo: str | None = None, activation: str | None = None, frame_stack: int | str | None = None) -> "Model":
+         algo: str | None = None, activation: str | None = None, frame_stack: int | str | None = None) -> Model:
     """Read an SB2 .zip or .pkl safely and understand its policy.
 
     vecnormalize: a vecnormalize.pkl / obs_rms.pkl path (or its folder), "auto" to
@@ -66,6 +69,11 @@ def _resolve_vecnormalize(model_path: Path, vn) -> VecNormalizeStats | None:
     return read_vecnormalize(vn)
 
 
+def _is_seed(value: object) -> bool:
+    """What NumPy's generators take as a seed here: a non-negative integer."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and bool(value >= 0)
+
+
 class Model:
     def __init__(self, archive: Archive, spec: PolicySpec, vecnormalize: VecNormalizeStats | None = None):
         self.archive = archive
@@ -73,7 +81,7 @@ class Model:
         self.vecnormalize = vecnormalize
         self._backends: dict[str, Any] = {}
         self._lock = threading.Lock()  # one build per backend, whichever thread asks first
-        self._fast = None  # realize.fast.FastPath, once chosen
+        self._fast: FastPath | None = None  # once chosen
         self._fast_lock = threading.Lock()
 
     @property
@@ -84,8 +92,8 @@ class Model:
     def backend(self, name: str = "numpy", *, verified: bool = True):
         """The named backend, built once. `onnxruntime` is served only once it has
         reproduced the reference on this model (see `fast_path`), unless verified=False."""
-        if name == "onnxruntime" and verified and not self.fast_path.verified:
-            raise BackendUnavailable(f"the onnxruntime backend is not used for this model: "
+        if name in FAST_CANDIDATES and verified and not self.fast_path.verified:
+            raise BackendUnavailable(f"the {name} backend is not used for this model: "
                                      f"{self.fast_path.reason}", self.path)
         impl = self._backends.get(name)
         if impl is not None:
@@ -110,17 +118,13 @@ class Model:
 
     def _build_backend(self, name: str):
         if name not in self._backends:
-            if name == "numpy":
-                from .realize.numpy_backend import NumpyPolicy as impl
-            elif name == "tensorflow":
-                from .realize.tf_backend import TFPolicy as impl
-            elif name == "torch":
-                from .realize.torch_backend import TorchPolicy as impl
-            elif name == "onnxruntime":
-                from .realize.onnxruntime_backend import OrtPolicy as impl
-            else:
-                raise BackendUnavailable(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-            self._backends[name] = impl(self.spec)
+            info = BACKENDS[name]
+            try:
+                impl = info.load()(self.spec)
+            except ImportError as exc:  # its runtime is not installed (the `full` extra)
+                raise BackendUnavailable(f"the {name} backend needs {exc.name or exc} (pip install "
+                                         "'sbexportd[full]')", self.path) from exc
+            self._backends[name] = impl
         return self._backends[name]
 
     # -- inference --------------------------------------------------------------------
@@ -136,19 +140,22 @@ class Model:
         batch, single = self._batch(obs)
         n = batch.shape[0]
         if self.spec.stateful:
-            state = np.zeros((n, self.spec.state_size), np.float32) if state is None else np.asarray(state, np.float32)
-            mask = np.zeros((n,), np.float32) if mask is None else np.asarray(mask, np.float32).reshape(-1)
+            state = np.zeros((n, self.spec.state_size), np.float32) if state is None else \
+                self._numbers(state, "state", np.float32)
+            mask = np.zeros((n,), np.float32) if mask is None else self._numbers(mask, "mask", np.float32).reshape(-1)
             if state.shape != (n, self.spec.state_size) or mask.shape != (n,):
                 raise BadObservation(f"recurrent policy: state must be ({n}, {self.spec.state_size}) and "
                                      f"mask ({n},); got {list(state.shape)} and {list(mask.shape)}", self.path)
+        if not deterministic and seed is not None and not _is_seed(seed):
+            raise InvalidArgument(f"seed must be a non-negative integer (or None), got {seed!r:.40}", self.path)
         impl = self.backend(backend or self.default_backend)
         rng = None if deterministic else np.random.default_rng(seed)
         rows = n if getattr(impl, "chunk_rows", None) else self._chunk_rows()
         if n <= rows and rng is None:  # the common case, without the chunking
-            result = impl.run(batch, state, mask, outputs)
+            whole = impl.run(batch, state, mask, outputs)
             if single:
-                return {k: np.asarray(v)[0] for k, v in result.items()}
-            return {k: np.asarray(v) for k, v in result.items()}
+                return {k: np.asarray(v)[0] for k, v in whole.items()}
+            return {k: np.asarray(v) for k, v in whole.items()}
         result: dict[str, np.ndarray] = {}
         for lo in range(0, max(n, 1), rows):  # outputs allocated once, after the first chunk
             sl = slice(lo, lo + rows)
@@ -175,10 +182,8 @@ class Model:
     def _batch(self, obs: Any) -> tuple[np.ndarray, bool]:
         spec = self.spec
         if spec.goal_observation is not None and isinstance(obs, dict):
-            obs = self._flatten_goal(obs)
-        x = np.asarray(obs)
-        if x.dtype == object:
-            raise BadObservation("observations must be numbers (got ragged or object data)", self.path)
+            obs = self._flatten_goal(spec.goal_observation, obs)
+        x = self._numbers(obs, "observations")
         shape = spec.observation_space.shape
         if x.shape == shape:
             return x[None], True
@@ -187,15 +192,33 @@ class Model:
         raise BadObservation(f"observation shape {list(x.shape)} fits neither the observation space "
                              f"{list(shape)} nor a batch of it {['N'] + list(shape)}", self.path)
 
-    def _flatten_goal(self, obs: dict) -> np.ndarray:
-        goal: DictSpace = self.spec.goal_observation
+    def _flatten_goal(self, goal: DictSpace, obs: dict) -> np.ndarray:
         missing = [k for k, _ in goal.spaces if k not in obs]
         if missing:
             raise BadObservation(f"goal observation lacks {missing}; expected keys "
                                  f"{[k for k, _ in goal.spaces]}", self.path)
-        parts = [np.asarray(obs[k], np.float32) for k, _ in goal.spaces]
+        parts = [self._numbers(obs[k], f"goal observation {k!r}", np.float32) for k, _ in goal.spaces]
         batched = parts[0].ndim == (len(goal.spaces[0][1].shape) or 1) + 1
-        return np.concatenate([p if batched else p.reshape(-1) for p in parts], axis=-1)
+        try:
+            return np.concatenate([p if batched else p.reshape(-1) for p in parts], axis=-1)
+        except ValueError:  # the keys' shapes do not line up
+            got = {k: list(p.shape) for (k, _), p in zip(goal.spaces, parts, strict=True)}
+            want = {k: list(space.shape) for k, space in goal.spaces}
+            raise BadObservation(f"goal observation shapes {got} do not line up: expected {want}, or a batch "
+                                 f"(N, ...) of each with one N", self.path) from None
+
+    def _numbers(self, value: Any, what: str, dtype=None) -> np.ndarray:
+        """`value` as a NumPy array of numbers (in `dtype` if given), or BadObservation."""
+        try:
+            x = np.asarray(value, dtype)
+            if x.dtype.kind in "US":  # text: numbers written as strings pass, as SB2's feed_dict took them
+                x = x.astype(self.spec.input_dtype)
+        except (ValueError, TypeError, OverflowError):
+            raise BadObservation(f"{what} must be a rectangular array of numbers (got ragged lists or text)",
+                                 self.path) from None
+        if x.dtype == object:
+            raise BadObservation(f"{what} must be numbers (got ragged or object data)", self.path)
+        return x
 
     # -- export -------------------------------------------------------------------------
     def export(self, to, out, *, force: bool = False, verify: bool = True, progress=None):

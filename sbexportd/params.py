@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InvalidArgument
+
 
 def stats(params: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     rows = []
@@ -30,6 +32,8 @@ def encode_array(a: np.ndarray, binary: bool) -> dict[str, Any]:
 def dump(params: dict[str, np.ndarray], out: Path) -> Path:
     """Write every parameter, by its SB2 name, to .npz, .json or .msgpack."""
     suffix = out.suffix.lower()
+    if suffix not in (".npz", ".json", ".msgpack"):
+        raise InvalidArgument("choose a .npz, .json or .msgpack output", out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
     if suffix == ".npz":
@@ -37,10 +41,8 @@ def dump(params: dict[str, np.ndarray], out: Path) -> Path:
             np.savez(f, **params)
     elif suffix == ".json":
         tmp.write_text(json.dumps({k: encode_array(v, False) for k, v in params.items()}))
-    elif suffix == ".msgpack":
+    else:  # .msgpack
         import msgpack
         tmp.write_bytes(msgpack.packb({k: encode_array(v, True) for k, v in params.items()}))
-    else:
-        raise ValueError(f"{out}: choose a .npz, .json or .msgpack output")
     tmp.replace(out)
     return out

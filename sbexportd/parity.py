@@ -23,6 +23,7 @@ export needs. docs/export.md gives the reasoning and the measurements.
 """
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,8 +39,11 @@ class Comparison:
     mismatches: int          # discrete outputs: entries that differ
     passed: bool
     bound: float = 0.0       # the largest float32-evaluation allowance used (judge only)
+    missing: bool = False    # the output was not given at all
 
     def describe(self) -> str:
+        if self.missing:
+            return f"{self.name}: missing"
         if self.mismatches:
             return f"{self.name}: {self.mismatches} entries differ"
         extra = f" (allowed there: rule + float32 bound {self.bound:.2g})" if self.bound else ""
@@ -69,6 +73,55 @@ def compare(name: str, mine, ref, discrete: bool, bound=None, ties=None) -> Comp
     return Comparison(name, err, scaled, 0, passed, worst)
 
 
+class Checks(dict[str, Comparison]):
+    """The rule over every output of an answer, by name: what an export check, the
+    fast path's verification and the tests report."""
+
+    @property
+    def failed(self) -> list[Comparison]:
+        return [c for c in self.values() if not c.passed]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed
+
+    @property
+    def max_abs_error(self) -> dict[str, float]:
+        return {k: c.max_abs_error for k, c in self.items()}
+
+    @property
+    def worst(self) -> float:
+        return max((c.max_abs_error for c in self.values()), default=0.0)
+
+    def describe(self) -> str:
+        """The failures, one clause each ('' when every output passed)."""
+        return "; ".join(c.describe() for c in self.failed)
+
+
+def discrete_names(spec) -> frozenset[str]:
+    """The outputs compared for equality: the action of a Discrete, MultiDiscrete or
+    MultiBinary action space (`actions` in the spec, `action` in an export)."""
+    from .understand.spec import Discrete, MultiBinary, MultiDiscrete
+    discrete = isinstance(spec.action_space, (Discrete, MultiDiscrete, MultiBinary))
+    return frozenset({"actions", "action"}) if discrete else frozenset()
+
+
+def compare_all(got: Mapping, reference: Mapping, discrete: Collection[str] = (), bound: Mapping | None = None,
+                ties: Mapping | None = None) -> Checks:
+    """The rule (`compare`) for every output of `reference` against `got`, the one
+    loop every check runs: an output `got` lacks fails as missing, outputs only `got`
+    has are not judged. discrete: the names compared for equality; bound, ties: per
+    name, as `compare` takes them."""
+    bound, ties = bound or {}, ties or {}
+    out = Checks()
+    for name, ref in reference.items():
+        if name not in got:
+            out[name] = Comparison(name, float("inf"), float("inf"), int(np.size(ref)), False, missing=True)
+        else:
+            out[name] = compare(name, got[name], ref, name in discrete, bound.get(name), ties.get(name))
+    return out
+
+
 @dataclass
 class Judgement:
     """The reference's answers for some inputs, and what each may be off by."""
@@ -77,16 +130,9 @@ class Judgement:
     ties: dict[str, np.ndarray] = field(default_factory=dict)   # discrete entries exact and TF1 disagree on
     discrete: frozenset[str] = frozenset()
 
-    def check(self, got: dict[str, np.ndarray]) -> dict[str, Comparison]:
+    def check(self, got: dict[str, np.ndarray]) -> Checks:
         """Every reference output against `got` (a missing one fails)."""
-        out = {}
-        for name, ref in self.reference.items():
-            if name not in got:
-                out[name] = Comparison(name, float("inf"), float("inf"), np.size(ref), False)
-                continue
-            out[name] = compare(name, got[name], ref, name in self.discrete,
-                                self.bound.get(name), self.ties.get(name))
-        return out
+        return compare_all(got, self.reference, self.discrete, self.bound, self.ties)
 
 
 def float32_error(tf1: np.ndarray, exact: np.ndarray) -> np.ndarray:
@@ -105,12 +151,11 @@ def judge(spec, feeds: dict, rename=lambda k: k) -> Judgement:
     """The reference (NumPy, TF1's arithmetic) on `feeds`, with the float32 bound of
     every continuous output. rename maps the spec's output names (e.g. to an export's)."""
     from .realize.numpy_backend import EXACT, TF1, NumpyPolicy
-    from .understand.spec import Discrete, MultiBinary, MultiDiscrete
 
     args = (feeds["obs"], feeds.get("state"), feeds.get("mask"))
     ref = NumpyPolicy(spec, TF1).run(*args)
     exact = NumpyPolicy(spec, EXACT).run(*args)
-    discrete_actions = isinstance(spec.action_space, (Discrete, MultiDiscrete, MultiBinary))
+    discrete_actions = "actions" in discrete_names(spec)
     j = Judgement({}, {})
     discrete = set()
     for key, value in ref.items():

@@ -32,8 +32,7 @@ def cases():
         made = {}
         for role, value in (params or {}).items():
             made[role] = net.prog.const(f"{name}/{role}", np.asarray(value))
-        out = net.prog.emit(op, inputs, outputs=outputs, attrs=attrs or {}, params=made)
-        outs = (out,) if isinstance(out, str) else out
+        outs = net.prog.emit_many(op, inputs, outputs=outputs, attrs=attrs or {}, params=made)
         # "actions" only where the op makes one (argmax: compared exactly); else plain
         # outputs, held to the relative rule
         named = {("actions" if act is not None else "y0"): outs[0], **{f"y{i}": t for i, t in enumerate(outs[1:], 1)}}
@@ -59,7 +58,8 @@ def cases():
                _rows([[1e3, -1e3, 0.1, 3.0], [0.0, 0.0, 1e-4, -3.0]]), attrs={"eps": 1e-8, "clip": 5.0},
                params={"mean": np.array([0.0, 1.0, 0.0, 1e-3]), "var": np.array([1.0, 4.0, 1e-8, 1e-3])}),
         single("running_norm_clips", "running_norm", box((3,), -np.inf, np.inf), _rows([[100.0, -100.0, 0.3]]),
-               attrs={"lo": -5.0, "hi": 5.0}, params={"mean": np.array([1, -1, 0], F32), "std": np.array([0.5, 2, 0.1], F32)}),
+               attrs={"lo": -5.0, "hi": 5.0},
+               params={"mean": np.array([1, -1, 0], F32), "std": np.array([0.5, 2, 0.1], F32)}),
         single("flatten_nhwc_order", "flatten", box((2, 3, 2), -1, 1),
                _rows(np.arange(24, dtype=F32).reshape(2, 2, 3, 2) / 10)),
         # k past TF1's slicing (400), large activations
@@ -68,11 +68,13 @@ def cases():
                        "b": np.array([0.1, -0.2, 0.0], F32)}),
         single("conv2d_stride3", "conv2d", box((7, 7, 2), -1, 1),
                _rows(np.sin(np.arange(196, dtype=F32)).reshape(2, 7, 7, 2)), attrs={"stride": 3},
-               params={"w": (np.cos(np.arange(36, dtype=F32)) / 3).reshape(3, 3, 2, 2), "b": np.array([0.5, -0.5], F32)}),
+               params={"w": (np.cos(np.arange(36, dtype=F32)) / 3).reshape(3, 3, 2, 2),
+                       "b": np.array([0.5, -0.5], F32)}),
         # a constant row: variance 0, epsilon decides
         single("layer_norm_constant_row", "layer_norm", box((4,), -np.inf, np.inf), _rows([[2.0, 2.0, 2.0, 2.0],
                                                                                           [1.0, -1.0, 3.0, 0.0]]),
-               attrs={"eps": 1e-12}, params={"gamma": np.array([1, 2, 0.5, -1], F32), "beta": np.array([0, 1, 0, -1], F32)}),
+               attrs={"eps": 1e-12},
+               params={"gamma": np.array([1, 2, 0.5, -1], F32), "beta": np.array([0, 1, 0, -1], F32)}),
         single("squeeze_last", "squeeze_last", box((1,), -np.inf, np.inf), _rows([[3.0], [-1.5]])),
         # huge logits must not overflow
         single("softmax_huge_logits", "softmax", box((3,), -np.inf, np.inf),
@@ -80,8 +82,8 @@ def cases():
         # ties: the first of equal maxima
         single("argmax_ties", "argmax", box((4,), -np.inf, np.inf), _rows([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0]]),
                act=Discrete(4)),
-        single("split_three", "split", box((6,), -np.inf, np.inf), _rows([[1, 2, 3, 4, 5, 6]]), attrs={"sizes": [1, 3, 2]},
-               outputs=3),
+        single("split_three", "split", box((6,), -np.inf, np.inf), _rows([[1, 2, 3, 4, 5, 6]]),
+               attrs={"sizes": [1, 3, 2]}, outputs=3),
         single("round_half_to_even", "round", box((8,), -4, 4),
                _rows([[-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 0.49999997, -3.5]])),
         single("exp_broadcast", "exp_broadcast", box((3,), -np.inf, np.inf), _rows([[5.0, -5.0, 0.0]]),
@@ -103,15 +105,15 @@ def cases():
     # several inputs, made from one observation: concat of three, dueling, stack_last
     out += [_multi_input(Case, Net, box, "concat_three", "concat", [2, 1, 3], _rows([[1, 2, 3, 4, 5, 6]])),
             _multi_input(Case, Net, box, "dueling", "dueling", [3, 1], _rows([[1.0, -2.0, 0.5, 10.0]])),
-            _multi_input(Case, Net, box, "stack_last", "stack_last", [1, 1, 1], _rows([[7.0, -1.0, 0.0]]), squeeze=True)]
+            _multi_input(Case, Net, box, "stack_last", "stack_last", [1, 1, 1], _rows([[7.0, -1.0, 0.0]]),
+                         squeeze=True)]
     out += [_stateful(Case, Net, box, "lstm_resets"), _stateful(Case, Net, box, "frame_stack_resets")]
     return out
 
 
 def _multi_input(Case, Net, box, name, op, sizes, obs, squeeze=False):
     net = Net(200 + len(name))
-    parts = net.prog.emit("split", ("obs",), outputs=len(sizes), attrs={"sizes": sizes})
-    parts = (parts,) if isinstance(parts, str) else parts
+    parts = net.prog.emit_many("split", ("obs",), outputs=len(sizes), attrs={"sizes": sizes})
     if squeeze:
         parts = tuple(net.prog.emit("squeeze_last", (p,)) for p in parts)
     y = net.prog.emit(op, parts)
@@ -132,8 +134,8 @@ def _stateful(Case, Net, box, name):
                                            Distribution("deterministic"), recurrent=n),
                     _rows([[3.0, -3.0, 0.5], [0.0, 0.0, 0.0]]))
     space = box((2, 2, 1), 0, 255, "uint8")
-    stacked, state = net.prog.emit("frame_stack", ("obs", "state", "mask"), outputs=("stacked", "stack_state"),
-                                   attrs={"n": 3, "frame": [2, 2, 1]})
+    stacked, state = net.prog.emit_many("frame_stack", ("obs", "state", "mask"),
+                                        outputs=("stacked", "stack_state"), attrs={"n": 3, "frame": [2, 2, 1]})
     flat = net.prog.emit("flatten", (stacked,))
     return Case(f"op_{name}", net.spec("ppo2", space, box((12,), 0, 255), {"y0": flat, "state": state},
                                        Distribution("deterministic"), frame_stack=3),

@@ -31,7 +31,9 @@ def load_meta(case_dir: Path) -> dict:
 
 def pytest_report_header(config):
     missing = missing_zoos()
-    zoo = f"zoo: {len(agents())} agents" + (f"; NOT FOUND: {', '.join(missing)}: their tests skipped" if missing else "")
+    zoo = f"zoo: {len(agents())} agents"
+    if missing:
+        zoo += f"; NOT FOUND: {', '.join(missing)}: their tests skipped"
     return [zoo, f"fixtures: {len(fixture_cases())} cases in {FIXTURES}"]
 
 
@@ -47,7 +49,8 @@ _PARITY: list[tuple[str, str, list]] = []
 
 
 def pytest_runtest_logreport(report):
-    if report.when == "call" and ("::test_fixture_parity[" in report.nodeid or "::test_predict_matches_sb2[" in report.nodeid):
+    parity = ("::test_fixture_parity[", "::test_predict_matches_sb2[")
+    if report.when == "call" and any(p in report.nodeid for p in parity):
         outcome = "xfailed" if hasattr(report, "wasxfail") else report.outcome  # a strict xfail "skips"
         _PARITY.append((report.nodeid, outcome, list(report.user_properties)))
 

@@ -115,7 +115,7 @@ class Client:
 
     # transports
     @classmethod
-    def tcp(cls, host: str, port: int, timeout: float = 60) -> "Client":
+    def tcp(cls, host: str, port: int, timeout: float = 60) -> Client:
         sock = socket.create_connection((host, port), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         c = cls(sock.sendall, sock.recv, sock.close)
@@ -123,14 +123,14 @@ class Client:
         return c
 
     @classmethod
-    def pipes(cls, proc: subprocess.Popen) -> "Client":
+    def pipes(cls, proc: subprocess.Popen) -> Client:
         def send(data):
             proc.stdin.write(data)
             proc.stdin.flush()
         return cls(send, lambda n: os.read(proc.stdout.fileno(), n), lambda: proc.stdin.close())
 
     @classmethod
-    def websocket(cls, url: str, timeout: float = 60) -> "Client":
+    def websocket(cls, url: str, timeout: float = 60) -> Client:
         from websockets.sync.client import connect
         ws = connect(url, open_timeout=timeout, max_size=None)
         c = cls(None, None, ws.close, ws=ws)

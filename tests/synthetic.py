@@ -8,15 +8,25 @@ saturation; a few biases are set on purpose to exercise clipping.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
 import conformance
 from sbexportd.export.conventions import stack_state
 from sbexportd.understand.builder import Program, flatten, input_dtype, preprocess
-from sbexportd.understand.spec import (ACTIVATIONS, OPS, Box, DictSpace, Discrete, Distribution,
-                                       MultiBinary, MultiDiscrete, PolicySpec)
+from sbexportd.understand.spec import (
+    ACTIVATIONS,
+    OPS,
+    Box,
+    DictSpace,
+    Discrete,
+    Distribution,
+    MultiBinary,
+    MultiDiscrete,
+    PolicySpec,
+)
 
 F32 = np.float32
 ObsFn = Callable[[np.random.Generator, int], object]
@@ -166,7 +176,7 @@ def discrete_obs_dueling() -> Case:
     """DQN with a Discrete observation (one_hot) and a dueling head."""
     net = Net(3)
     space, n = Discrete(7), 4
-    x, shape, _ = preprocess(net.prog, space, scale=False)
+    x, _shape, _ = preprocess(net.prog, space, scale=False)
     h, dim = net.mlp(x, 7, (16,), "deepq/model/action_value/", "relu")
     scores, _ = net.dense(h, dim, n, "deepq/model/action_value/out", scale=2.0)
     hv, dimv = net.mlp(x, 7, (16,), "deepq/model/state_value/", "relu")
@@ -185,7 +195,7 @@ def multidiscrete() -> Case:
     x, shape, _ = preprocess(net.prog, space, scale=False)
     h, dim = net.mlp(x, shape[0], (16, 16), "model/pi_", "elu")
     logits, _ = net.dense(h, dim, sum(act.nvec), "model/pi", scale=2.0)
-    parts = net.prog.emit("split", (logits,), outputs=len(act.nvec), attrs={"sizes": list(act.nvec)})
+    parts = net.prog.emit_many("split", (logits,), outputs=len(act.nvec), attrs={"sizes": list(act.nvec)})
     outputs = {f"probs_{i}": net.prog.emit("softmax", (p,)) for i, p in enumerate(parts)}
     outputs["actions"] = net.prog.emit("stack_last", tuple(net.prog.emit("argmax", (p,)) for p in parts))
     outputs["values"] = value_head(net, h, dim)
@@ -200,7 +210,7 @@ def multibinary() -> Case:
     """MultiBinary observation (cast_float via int32) and actions (sigmoid, round)."""
     net = Net(5)
     space, act = MultiBinary(6), MultiBinary(5)
-    x, shape, _ = preprocess(net.prog, space, scale=False)
+    x, _shape, _ = preprocess(net.prog, space, scale=False)
     h, dim = net.mlp(x, 6, (16,), "model/pi_", "selu")
     logits, _ = net.dense(h, dim, 5, "model/pi", scale=2.0)
     probs = net.prog.activation(logits, "sigmoid")
@@ -257,7 +267,7 @@ def sac_vecnormalize() -> Case:
     var = np.array([4.0, 0.25, 1.0, 900.0, 1e-3])
     x = net.prog.emit("vecnormalize", ("obs",), attrs={"eps": 1e-8, "clip": 5.0}, params={
         "mean": net.prog.const("vecnormalize/mean", mean), "var": net.prog.const("vecnormalize/var", var)})
-    x, shape, _ = preprocess(net.prog, space, scale=False, x=x)
+    x, _shape, _ = preprocess(net.prog, space, scale=False, x=x)
     h, dim = net.mlp(x, 5, (16, 16), "model/pi/", "relu", layer_norm=True)
     mu, _ = net.dense(h, dim, 2, "model/pi/dense", scale=2.0)
     # one log-std unit sits far below -20: clip_value bites
@@ -328,8 +338,8 @@ def frame_stack_image() -> Case:
     the channel axis, scaled like SB2's image input, carried as state."""
     net = Net(14)
     n, frame = 3, (36, 36, 1)
-    stacked, state = net.prog.emit("frame_stack", ("obs", "state", "mask"), outputs=("stacked", "stack_state"),
-                                   attrs={"n": n, "frame": list(frame)})
+    stacked, state = net.prog.emit_many("frame_stack", ("obs", "state", "mask"), outputs=("stacked", "stack_state"),
+                                        attrs={"n": n, "frame": list(frame)})
     x, shape, _ = preprocess(net.prog, box((36, 36, 3), 0, 255, "uint8"), scale=True, x=stacked)
     h, dim = net.nature_cnn(x, shape, "model/")
     outputs, dist = categorical_head(net, h, dim, 4)
@@ -346,8 +356,8 @@ def frame_stack_vecnormalize() -> Case:
     mean, var = np.linspace(-2, 3, 6), np.linspace(0.5, 4, 6)
     x = net.prog.emit("vecnormalize", ("obs",), attrs={"eps": 1e-8, "clip": 5.0}, params={
         "mean": net.prog.const("vecnormalize/mean", mean), "var": net.prog.const("vecnormalize/var", var)})
-    stacked, state = net.prog.emit("frame_stack", (x, "state", "mask"), outputs=("stacked", "stack_state"),
-                                   attrs={"n": 4, "frame": [6]})
+    stacked, state = net.prog.emit_many("frame_stack", (x, "state", "mask"), outputs=("stacked", "stack_state"),
+                                        attrs={"n": 4, "frame": [6]})
     x, _, _ = preprocess(net.prog, box((24,), -np.inf, np.inf), scale=False, x=stacked)
     h, dim = net.mlp(x, 24, (16,), "model/pi_fc", "tanh")
     outputs, dist = gaussian_head(net, h, dim, box((2,), -1, 1))
@@ -386,7 +396,7 @@ def reference_runs(case: Case, runs) -> list[tuple[dict, dict]]:
         rng = np.random.default_rng(seed)
         inputs = {"obs": case.obs(rng, n)}
         if case.spec.stateful:
-            inputs["state"] = state(case, rng, n, lambda size: rng.uniform(-1, 1, size=size))
+            inputs["state"] = state(case, rng, n, lambda size, rng=rng: rng.uniform(-1, 1, size=size))
             inputs["mask"] = (rng.uniform(size=n) < 0.25).astype(F32)
         got = policy.run(inputs["obs"], inputs.get("state"), inputs.get("mask"))
         out.append((inputs, {export_name(k): np.asarray(v) for k, v in got.items()}))

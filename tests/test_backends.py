@@ -7,20 +7,20 @@ import io
 import subprocess
 import sys
 import warnings
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from sbexportd.realize.numpy_backend import NumpyPolicy
-from sbexportd.understand.spec import OPS, Discrete, MultiBinary, MultiDiscrete
-
 import synthetic
+from sbexportd.parity import compare_all, discrete_names
+from sbexportd.realize.backends import BACKENDS as REGISTERED
+from sbexportd.realize.backends import REFERENCE
+from sbexportd.understand.spec import OPS
 
 CASES = {case.name: case for case in synthetic.cases()}
-BACKENDS = ("tensorflow", "torch", "onnxruntime")
-TOL = 1e-5
+BACKENDS = tuple(b for b in REGISTERED if b != REFERENCE)  # each held to the reference
 
 
 def _require(backend: str):
@@ -29,21 +29,12 @@ def _require(backend: str):
                                               f"(install the 'full' extra)")
 
 
-@lru_cache(maxsize=None)
+@cache
 def policy(case: str, backend: str):
     """Each backend is built once per case (and kept warm) for the whole module."""
-    spec = CASES[case].spec
-    if backend == "numpy":
-        return NumpyPolicy(spec)
-    _require(backend)
-    if backend == "tensorflow":
-        from sbexportd.realize.tf_backend import TFPolicy
-        return TFPolicy(spec)
-    if backend == "onnxruntime":
-        from sbexportd.realize.onnxruntime_backend import OrtPolicy
-        return OrtPolicy(spec)
-    from sbexportd.realize.torch_backend import TorchPolicy
-    return TorchPolicy(spec)
+    if backend != REFERENCE:
+        _require(backend)
+    return REGISTERED[backend].load()(CASES[case].spec)
 
 
 def inputs(case: str, batch: int, seed: int = 0):
@@ -58,28 +49,18 @@ def inputs(case: str, batch: int, seed: int = 0):
     return obs, state, mask
 
 
-def discrete_output(spec, name: str) -> bool:
-    return name == "actions" and isinstance(spec.action_space, (Discrete, MultiDiscrete, MultiBinary))
-
-
 def compare(spec, got: dict, ref: dict) -> dict[str, float]:
-    """Discrete actions exactly; everything else |err| <= 1e-5 * max(1, |ref|).
-    Returns the max scaled error per output."""
+    """The parity rule (sbexportd.parity: discrete actions exactly, everything else
+    within 1e-5, relative to max(1, |ref|) but for actions), with the same outputs,
+    shapes and dtypes as the reference. Returns the max abs error per output."""
     assert set(got) == set(ref), f"outputs {sorted(got)} != reference {sorted(ref)}"
-    errors = {}
     for name, r in ref.items():
-        g = np.asarray(got[name])
-        r = np.asarray(r)
+        g, r = np.asarray(got[name]), np.asarray(r)
         assert g.shape == r.shape, f"{name}: shape {g.shape} != reference {r.shape}"
         assert g.dtype == r.dtype, f"{name}: dtype {g.dtype} != reference {r.dtype}"
-        if discrete_output(spec, name):
-            assert np.array_equal(g, r), f"{name}: {g} != reference {r}"
-            errors[name] = 0.0
-            continue
-        scaled = np.abs(g.astype(np.float64) - r) / np.maximum(1.0, np.abs(r.astype(np.float64)))
-        errors[name] = float(scaled.max()) if scaled.size else 0.0
-        assert errors[name] <= TOL, f"{name}: error {errors[name]:.3g} > {TOL}"
-    return errors
+    checks = compare_all(got, ref, discrete_names(spec))
+    assert checks.passed, checks.describe()
+    return checks.max_abs_error
 
 
 def test_cases_cover_every_op():
@@ -92,18 +73,6 @@ def test_backends_do_not_import_frameworks_eagerly():
             "bad = [m for m in ('tensorflow', 'torch', 'onnx', 'onnxruntime') if m in sys.modules]\n"
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_backends_have_every_op(backend):
-    _require(backend)
-    if backend == "tensorflow":
-        from sbexportd.realize.tf_backend import CONVERTERS
-    elif backend == "onnxruntime":
-        from sbexportd.realize.onnxruntime_backend import CONVERTERS
-    else:
-        from sbexportd.realize.torch_backend import CONVERTERS
-    assert set(CONVERTERS) == set(OPS)
 
 
 @pytest.mark.parametrize("batch", (1, 7))
@@ -245,7 +214,7 @@ def test_tf_graph_traced_once(case):
     assert set(pol.concrete.structured_outputs) == set(spec.outputs)
     assert isinstance(pol.module, tf.Module)
     import inspect
-    assert list(inspect.signature(type(pol.module).serve.python_function).parameters)[0] == "self"
+    assert next(iter(inspect.signature(type(pol.module).serve.python_function).parameters)) == "self"
     # weights are the module's variables, float64 only where SB2 computed in float64
     names = {v.name for v in pol.module.variables}
     assert len(names) == len(spec.used_tensors())
@@ -276,7 +245,7 @@ def test_torch_jit_trace(case):
     loaded = torch.jit.load(buffer)
     obs, state, mask = inputs(case, 7, seed=7)  # another batch size than traced with
     with torch.inference_mode():
-        got = dict(zip(module.output_names, (t.numpy() for t in loaded(*pol.inputs(obs, state, mask)))))
+        got = dict(zip(module.output_names, (t.numpy() for t in loaded(*pol.inputs(obs, state, mask))), strict=True))
     compare(spec, got, policy(case, "numpy").run(obs, state, mask))
 
 

@@ -28,17 +28,19 @@ def test_inspect_json_describes_the_policy():
     assert info["policy"] == {"class": "MlpPolicy", "custom": False}
     assert info["action_space"] == {"type": "Discrete", "n": 2}
     assert info["observation_space"]["shape"] == [4]
-    assert [l["name"] for l in info["layers"]] == ["model/pi_fc0", "model/pi_fc1", "model/vf_fc0",
+    assert [layer["name"] for layer in info["layers"]] == ["model/pi_fc0", "model/pi_fc1", "model/vf_fc0",
                                                     "model/vf_fc1", "model/vf", "model/pi"]
-    assert {l["activation"] for l in info["layers"][:4]} == {"tanh"}
+    assert {layer["activation"] for layer in info["layers"][:4]} == {"tanh"}
     assert info["outputs"] == ["actions", "probs", "values"]
-    assert info["parameters"]["policy_weights"] == 4 * 64 + 64 + 64 * 64 + 64 + 4 * 64 + 64 + 64 * 64 + 64 + 64 + 1 + 64 * 2 + 2
+    assert info["parameters"]["policy_weights"] == (4 * 64 + 64 + 64 * 64 + 64 + 4 * 64 + 64 + 64 * 64 + 64
+                                                    + 64 + 1 + 64 * 2 + 2)
 
 
 def test_inspect_imports_neither_tensorflow_nor_torch():
-    code = ("import sys; from sbexportd.cli import main; main(['inspect', %r]); "
-            "heavy = [m for m in ('tensorflow', 'torch', 'gym', 'stable_baselines', 'cloudpickle') if m in sys.modules]; "
-            "print('HEAVY', heavy)" % str(EXAMPLE))
+    heavy = ("tensorflow", "torch", "gym", "stable_baselines", "cloudpickle")
+    code = (f"import sys; from sbexportd.cli import main; main(['inspect', {str(EXAMPLE)!r}]); "
+            f"heavy = [m for m in {heavy!r} if m in sys.modules]; "
+            "print('HEAVY', heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60).stdout
     assert "HEAVY []" in out
 

@@ -23,12 +23,11 @@ import numpy as np
 import pytest
 
 import sbexportd
+from conftest import FIXTURES, ROOT
 from sbexportd.export.conventions import sample_observations
 from sbexportd.parity import compare
 from sbexportd.serve.arrays import decode
 from sbexportd.understand.spec import Discrete, MultiBinary, MultiDiscrete
-
-from conftest import FIXTURES, ROOT
 
 ray = pytest.importorskip("ray", reason="ray[serve] not installed (run `make install`)")
 serve = pytest.importorskip("ray.serve", reason="ray[serve] not installed (run `make install`)")
@@ -47,6 +46,7 @@ APP = "sbexportd"
 def test_config_file_is_a_serve_config():
     """config_file() is what `serve deploy` takes (Ray's own schema), for the app built here."""
     from ray.serve.schema import ServeDeploySchema
+
     from sbexportd.deploy.ray import config_file
     config = config_file([str(AGENTS["ppo2_CartPole-v1"])], replicas=2, max_batch_size=8)
     schema = ServeDeploySchema.parse_obj(config)  # pydantic v1 API in Ray 2.52

@@ -50,11 +50,10 @@ import numpy as np
 import pytest
 
 import sbexportd
+from conftest import FIXTURES, ROOT
 from sbexportd.export import export
 from sbexportd.export.conventions import sample_observations
 from sbexportd.export.targets import TARGETS
-
-from conftest import FIXTURES, ROOT
 
 DOCS = ROOT / "docs" / "targets"
 DEFAULT_FIXTURE = "ppo2_mlp_vec_discrete"
@@ -98,7 +97,8 @@ def code_blocks(page: Path) -> list[Block]:
             continue
         ticks, lang = m.group("ticks"), m.group("lang").lower()
         end = i + 1
-        while end < len(lines) and not (lines[end].startswith(ticks) and lines[end].strip() == ticks[0] * len(lines[end].strip())):
+        while end < len(lines) and not (lines[end].startswith(ticks)
+                                        and lines[end].strip() == ticks[0] * len(lines[end].strip())):
             end += 1
         kind = LANGS.get(lang)
         code = textwrap.dedent("\n".join(lines[i + 1:end])) + "\n"

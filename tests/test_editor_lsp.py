@@ -76,7 +76,7 @@ class Editor:
         def _message(ls, p):
             self.messages.append(p.message)
 
-    async def __aenter__(self) -> "Editor":
+    async def __aenter__(self) -> Editor:
         await self.client.start_io(sys.executable, "-m", "sbexportd.cli", "serve", "--stdio", cwd=str(ROOT))
         self._stderr = asyncio.ensure_future(self.client._server.stderr.read())
         ws = self.workspace.as_uri()
@@ -157,7 +157,7 @@ def test_references_are_found_in_every_language(tmp_path, line, expected):
     refs = find([line + "\n"], tmp_path, [])
     assert [r.text for r in refs] == [expected]
     r = refs[0]
-    assert line[r.start:r.end] == expected or expected.startswith("~") is False and expected in line
+    assert line[r.start:r.end] == expected or (expected.startswith("~") is False and expected in line)
 
 
 @pytest.mark.parametrize("line", [
@@ -214,7 +214,8 @@ def test_hover_links_lenses_and_diagnostics(tmp_path):
             'other = PPO2.load("agents/missing.zip")\n')
 
     async def go():
-        async with Editor(ws, settings={"sbexportd": {"export": {"targets": ["portable"], "outputFolder": "out"}}}) as ed:
+        settings = {"sbexportd": {"export": {"targets": ["portable"], "outputFolder": "out"}}}
+        async with Editor(ws, settings=settings) as ed:
             uri = ed.open(ws / "train.py", text)
             diags = await ed.wait_diagnostics(uri)
             assert [d.code for d in diags.diagnostics] == ["file_not_found"]
@@ -258,7 +259,8 @@ def test_hover_links_lenses_and_diagnostics(tmp_path):
             kinds = [v["kind"] for tok, v in ed.progress if tok == ed.created[0]]
             assert kinds[0] == "begin" and kinds[-1] == "end" and "report" in kinds
             result = await ed.run(predict)
-            want = sbexportd.load(agent, vecnormalize="auto").predict(np.asarray(predict.arguments[0]["obs"], np.float32))
+            obs = np.asarray(predict.arguments[0]["obs"], np.float32)
+            want = sbexportd.load(agent, vecnormalize="auto").predict(obs)
             assert result["outputs"]["actions"] == int(want["actions"])
             np.testing.assert_allclose(result["outputs"]["probs"], want["probs"], rtol=1e-6)
             # hover and lenses read no TensorFlow and no torch

@@ -46,7 +46,8 @@ def test_neovim_hover_lenses_diagnostics_and_export(tmp_path):
     proc = subprocess.run([nvim, "--headless", "--clean", "-u", "NONE", "-i", "NONE", "-n",
                            "-c", f"luafile {SCRIPT}"], cwd=ws, env=env, capture_output=True, text=True,
                           timeout=600, stdin=subprocess.DEVNULL)
-    assert result.is_file(), f"nvim wrote no result (exit {proc.returncode}): {proc.stdout[-3000:]} {proc.stderr[-3000:]}"
+    assert result.is_file(), \
+        f"nvim wrote no result (exit {proc.returncode}): {proc.stdout[-3000:]} {proc.stderr[-3000:]}"
     seen = json.loads(result.read_text())
     assert seen.get("error") is None, seen.get("error")
     assert proc.returncode == 0, proc.stderr[-3000:]

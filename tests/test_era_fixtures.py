@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sbexportd.read import read_model
-
 from conftest import fixture_cases, load_meta
+from sbexportd.read import read_model
 
 ERA_CASES = [(name, d, load_meta(d)) for name, d in fixture_cases() if "era" in load_meta(d)]
 # What changed on disk, in release order (tools/legacy/README.md, "On-disk format eras").

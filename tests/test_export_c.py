@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 
 import sbexportd
+from conftest import FIXTURES
 from sbexportd.export import export
 from sbexportd.export.conventions import sample_observations
-
-from conftest import FIXTURES
 
 pytest.importorskip("tensorflow", reason="tensorflow not installed (run `make install`)")
 

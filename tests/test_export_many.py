@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import FIXTURES, ROOT
 from sbexportd.errors import OutputExists
 from sbexportd.export.many import Job, _gather, _run_pool, find_agents
-
-from conftest import FIXTURES, ROOT
 from zoo import ZOO, ZOO_MORE, missing_zoos
 
 EXAMPLE = ROOT / "examples" / "ppo2_CartPole-v1.pkl"
@@ -105,7 +104,7 @@ def test_many_agents_with_a_pool(agents_folder, tmp_path):
         assert (out / "triton" / name / "1" / "model.onnx").is_file()
         assert (out / "triton" / name / "manifest.json").is_file()
     assert sorted(p.name for p in (out / "triton").iterdir()) == names
-    assert not [p for p in out.rglob(".*")], "staging folders left behind"
+    assert not list(out.rglob(".*")), "staging folders left behind"
 
     # again, without --force: every target is taken, nothing is replaced
     before = (out / "in" / "ppo2_CartPole-v1" / "portable" / "manifest.json").read_bytes()

@@ -17,13 +17,12 @@ import numpy as np
 import pytest
 
 import sbexportd
+from conftest import FIXTURES
 from sbexportd.errors import ExportError, ParityFailed
 from sbexportd.export import export
 from sbexportd.export.conventions import export_name, sample_inputs
 from sbexportd.export.targets import TARGETS
 from sbexportd.parity import judge
-
-from conftest import FIXTURES
 
 tf = pytest.importorskip("tensorflow", reason="tensorflow not installed (run `make install`)")
 pytest.importorskip("tensorflow_serving", reason="tensorflow-serving-api not installed (run `make install`)")
@@ -163,7 +162,7 @@ def test_triton_repository(exported, case):
     graph = {t.name: wire[t.name].reshape((N, *t.reshape.shape)) if t.HasField("reshape") else wire[t.name]
              for t in config.input}
     names = [t.name for t in config.output]
-    got = dict(zip(names, session.run(names, graph)))
+    got = dict(zip(names, session.run(names, graph), strict=True))
     for t in config.output:  # every output is what the config says it is
         assert got[t.name].dtype == NUMPY[t.data_type], t.name
         assert got[t.name].reshape((N, *t.dims)).size == got[t.name].size, t.name
@@ -180,7 +179,7 @@ def test_triton_repository(exported, case):
         assert item["shape"][1:] == list(t.dims)
         a = np.asarray(item["data"], NUMPY[t.data_type]).reshape(item["shape"])
         feeds2[name] = a.reshape((len(a), *t.reshape.shape)) if t.HasField("reshape") else a
-    answered = dict(zip(names, session.run(names, feeds2)))
+    answered = dict(zip(names, session.run(names, feeds2), strict=True))
     for item in doc["response"]["outputs"]:
         documented = np.asarray(item["data"]).reshape(item["shape"])
         assert documented.shape == (len(documented), *{t.name: t for t in config.output}[item["name"]].dims)
@@ -248,7 +247,7 @@ def test_triton_wrong_documented_answer_is_refused(exported, tmp_path):
     values = next(o for o in doc["response"]["outputs"] if o["name"] == "values")
     values["data"][0] += 1e-3
     path.write_text(json.dumps(doc))
-    with pytest.raises(ParityFailed, match="oip-v2.json"):
+    with pytest.raises(ParityFailed, match=r"oip-v2\.json"):
         TARGETS["triton"].load_module().load(folder, model.spec)
 
 
@@ -273,7 +272,7 @@ def test_tfserving_wrong_documented_answer_is_refused(exported, tmp_path):
     doc = json.loads(path.read_text())
     doc["columnar"]["response"]["outputs"]["values"][0] += 1e-3
     path.write_text(json.dumps(doc))
-    with pytest.raises(ParityFailed, match="rest-predict.json"):
+    with pytest.raises(ParityFailed, match=r"rest-predict\.json"):
         TARGETS["tfserving"].load_module().load(folder, model.spec)
 
 

@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 
 import sbexportd
+from conftest import FIXTURES, ZOO
 from sbexportd.errors import ParityFailed
 from sbexportd.export import export
 from sbexportd.export.conventions import export_name, io, sample_inputs
 from sbexportd.export.targets import TARGETS
 from sbexportd.parity import judge
-
-from conftest import FIXTURES, ZOO
 
 pytest.importorskip("tensorflow", reason="tensorflow not installed (run `make install`)")
 
@@ -87,7 +86,7 @@ def test_zoo_cases_present():
 @pytest.mark.parametrize("target", TF_TARGETS)
 @pytest.mark.parametrize("case", list(ALL))
 def test_export_parity(exported, case, target):
-    model, results, out = exported[case]
+    model, _results, out = exported[case]
     folder = out / target
     manifest = json.loads((folder / "manifest.json").read_text())
     parity = manifest["parity"]
@@ -172,8 +171,8 @@ def test_other_batch_sizes(exported, case, target):
         feeds = sample_inputs(model.spec, n, seed=7 + n)
         for _ in range(2 if model.spec.stateful else 1):
             got, verdict = runner(feeds), judge(model.spec, feeds, export_name)
-            for c in verdict.check(got).values():
-                assert c.passed, f"{target} batch {n}: {c.describe()}"
+            checks = verdict.check(got)
+            assert checks.passed, f"{target} batch {n}: {checks.describe()}"
             if model.spec.stateful:
                 feeds = {**feeds, "state": verdict.reference["state"], "mask": np.zeros(n, np.float32)}
 
@@ -212,8 +211,8 @@ def test_wrong_output_in_runtime_fails(tmp_path, monkeypatch):
     mod = TARGETS["tfjs"].load_module()
     real = mod.run_node
 
-    def off(kind, path, feeds, client):
-        got, runtime = real(kind, path, feeds, client)
+    def off(*args):
+        got, runtime = real(*args)
         return {k: (v + 1e-3 if v.dtype.kind == "f" else v) for k, v in got.items()}, runtime
 
     monkeypatch.setattr(mod, "run_node", off)
@@ -233,11 +232,41 @@ def test_tfjs_without_node_says_so(tmp_path, monkeypatch):
     assert result.parity["runtime"].startswith("not verified in Node: "), result.parity["runtime"]
 
 
+def test_node_client_where_the_daemon_is_installed(tmp_path, monkeypatch):
+    """The Node check's client: a daemon installed without the source tree has no
+    clients/node, and says what to set; SBEXPORTD_NODE_CLIENT may name a client installed
+    in a project's node_modules, whose runtimes Node resolves from the project (as
+    tests/test_client_node.py runs it for real); a folder of another package is no client."""
+    from sbexportd.export.targets import _tf_common as common
+    if shutil.which("node") is None:
+        pytest.skip("node not found")
+    monkeypatch.delenv("SBEXPORTD_NODE_CLIENT", raising=False)
+    monkeypatch.setattr(common, "DEFAULT_NODE_CLIENT", tmp_path / "lib" / "clients" / "node")
+    folder, why = common.node_client()
+    assert folder is None and "no sbexportd-client package at" in why and "SBEXPORTD_NODE_CLIENT" in why, why
+
+    modules = tmp_path / "project" / "node_modules"
+    for name, version in (("sbexportd-client", "0.1.0"), ("@tensorflow/tfjs", "4.22.0"),
+                          ("onnxruntime-node", "1.30.0")):
+        (modules / name).mkdir(parents=True)
+        (modules / name / "package.json").write_text(json.dumps({"name": name, "version": version}))
+    monkeypatch.setenv("SBEXPORTD_NODE_CLIENT", str(modules / "sbexportd-client"))
+    assert common.node_client() == (modules / "sbexportd-client", "")
+    assert common.node_package_version(modules / "sbexportd-client", "@tensorflow/tfjs") == "4.22.0"
+
+    (modules / "onnxruntime-node" / "package.json").unlink()
+    folder, why = common.node_client()
+    assert folder is None and why.startswith("onnxruntime-node is not installed"), why
+    monkeypatch.setenv("SBEXPORTD_NODE_CLIENT", str(modules / "@tensorflow" / "tfjs"))
+    folder, why = common.node_client()
+    assert folder is None and "SBEXPORTD_NODE_CLIENT" in why, why
+
+
 def test_graphdef_session_config(exported):
     """io.json carries the Session option the verification ran with (Grappler's remapper
     off: oneDNN's fused layer norm is off by ~1e-3 on this layer-norm policy)."""
     import tensorflow as tf
-    model, _, out = exported["dqn_lnmlp_vec_discrete"]
+    _model, _, out = exported["dqn_lnmlp_vec_discrete"]
     doc = json.loads((out / "graphdef" / "io.json").read_text())
     config = tf.compat.v1.ConfigProto()
     config.ParseFromString(bytes.fromhex(doc["session_config"]["serialized_hex"]))

@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 
 import sbexportd
-from sbexportd.errors import BackendUnavailable
-from sbexportd.realize import onnxruntime_backend
-
 from conftest import FIXTURES, ROOT
 from rpc_client import Daemon, RpcError, raw, to_array
+from sbexportd.errors import BackendUnavailable
+from sbexportd.realize import onnxruntime_backend
 
 MLP = FIXTURES / "ppo2_mlp_vec_box" / "model.zip"
 OBS = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)

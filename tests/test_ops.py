@@ -8,9 +8,9 @@ import json
 
 import pytest
 
+from sbexportd.errors import InvalidSpec
 from sbexportd.understand.ops import OPS, VARIADIC, schema_document
 from sbexportd.understand.shapes import RULES
-
 from synthetic import cases
 
 CASES = cases()
@@ -57,7 +57,7 @@ def test_validate_refuses_a_node_that_breaks_its_op(case, index, how):
         name = next(iter(node.attrs))
         node = dataclasses.replace(node, attrs={**node.attrs, name: {"not": "a value"}})
     spec.nodes = [*spec.nodes[:index], node, *spec.nodes[index + 1:]]
-    with pytest.raises(ValueError, match=rf"node {index} \({node.op}\)"):
+    with pytest.raises(InvalidSpec, match=rf"node {index} \({node.op}\)"):
         spec.validate()
 
 
@@ -67,7 +67,7 @@ def test_every_activation_is_checked():
     i = next(i for i, n in enumerate(spec.nodes) if n.op == "activation")
     spec.nodes = list(spec.nodes)
     spec.nodes[i] = dataclasses.replace(spec.nodes[i], attrs={"fn": "gelu"})
-    with pytest.raises(ValueError, match="'gelu' is not one of"):
+    with pytest.raises(InvalidSpec, match="'gelu' is not one of"):
         spec.validate()
 
 

@@ -6,19 +6,19 @@ otherwise, golden_2_10_2.npz holds its answers, which sbexportd reproduces: SB2 
 not clip a Gaussian policy's action to its Box)."""
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
 
 import sbexportd
-from sbexportd.understand.spec import Box, Discrete, MultiBinary, MultiDiscrete
-
 from conftest import fixture_cases, load_meta
 from parity import check
+from sbexportd.realize.backends import BACKENDS as REGISTERED
+from sbexportd.understand.spec import Discrete, MultiBinary, MultiDiscrete
 
 CASES = fixture_cases()
-BACKENDS = ("numpy", "tensorflow", "torch", "onnxruntime")
+BACKENDS = tuple(REGISTERED)
 FILES = [(name, d, fmt) for name, d in CASES for fmt in ("zip", "pkl") if (d / f"model.{fmt}").is_file()]
 
 # Files of older SB2 releases that sbexportd does not reproduce yet (issue 8), as STRICT
@@ -40,7 +40,7 @@ INPUT_KEYS = {"obs", "obs_raw", "state", "mask", "actions_obs_single", "obs_obse
               "obs_achieved_goal", "obs_desired_goal"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def model(path, vecnormalize=None):
     return sbexportd.load(path, vecnormalize)
 
@@ -63,7 +63,7 @@ def test_expected_failures_name_real_files():
 def test_fixture_parity(case, backend, record_property):
     if backend != "numpy":
         pytest.importorskip(backend, reason=f"{backend} not installed (run the README's install command)")
-    name, folder, fmt = case
+    _name, folder, fmt = case
     meta = load_meta(folder)
     golden = dict(np.load(folder / "golden.npz"))
     # An older release's file that SB2 2.10.2 reads but answers differently: sbexportd

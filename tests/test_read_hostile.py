@@ -2,20 +2,29 @@
 payload ever runs (the canary file never appears)."""
 from __future__ import annotations
 
+import os
 import pickle
 import pickletools
 import random
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from sbexportd.errors import (ForbiddenPickleGlobal, MemberTooLarge, MissingMember,
-                              ModelFileError, NotAModelFile, ObjectArrayInParameters,
-                              SbExportError, TruncatedFile, UnsafeArchiveMember, VecNormalizeError,
-                              ZooConfigError)
+from sbexportd.errors import (
+    ForbiddenPickleGlobal,
+    MemberTooLarge,
+    MissingMember,
+    ModelFileError,
+    NotAModelFile,
+    ObjectArrayInParameters,
+    SbExportError,
+    TruncatedFile,
+    UnsafeArchiveMember,
+    VecNormalizeError,
+    ZooConfigError,
+)
 from sbexportd.read import read_model, read_vecnormalize, read_zoo_config
 from sbexportd.read.safe_pickle import resolve_global, safe_loads
 from sbexportd.read.sb2zip import read_capped
@@ -50,7 +59,8 @@ def raises(exc: type, path: Path, **kw) -> SbExportError:
 @pytest.mark.parametrize("name", sorted(make.PAYLOADS))
 def test_payloads_are_valid_pickles(name, tmp_path):
     raw = make.model_pickle(make.PAYLOADS[name](tmp_path / "CANARY"))
-    pickletools.dis(raw, out=open("/dev/null", "w"))
+    with open(os.devnull, "w") as null:
+        pickletools.dis(raw, out=null)
 
 
 # --- code-execution payloads -------------------------------------------------
@@ -124,7 +134,7 @@ def test_metaclass_refusal_holds_behind_the_c_unpickler(tmp_path, canary):
             return resolve_global(module, name, "c.pkl")
 
     raw = make.pickle_of(make.unknown_class(canary))
-    with pytest.raises(ForbiddenPickleGlobal, match="refusing to call tests.hostile.canary.Touch"):
+    with pytest.raises(ForbiddenPickleGlobal, match=r"refusing to call tests\.hostile\.canary\.Touch"):
         CUnpickler(io.BytesIO(raw)).load()
     with pytest.raises(ForbiddenPickleGlobal):
         CUnpickler(io.BytesIO(make.pickle_of(make.os_system(canary)))).load()

@@ -11,10 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sbexportd.read import (find_vecnormalize, is_standin, is_standin_class, read_model,
-                            read_vecnormalize, read_zoo_config, zoo_settings)
+from sbexportd.read import (
+    find_vecnormalize,
+    is_standin,
+    is_standin_class,
+    read_model,
+    read_vecnormalize,
+    read_zoo_config,
+    zoo_settings,
+)
 from sbexportd.read.standins import InertFunction
-
 from zoo import EXPECTED, ROOTS, ZOO, agents, missing_zoos
 
 ZOO_REASON = f"zoo not found: {', '.join(missing_zoos())}: real SB2 files NOT tested"

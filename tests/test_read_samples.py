@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from sbexportd.errors import ForbiddenPickleGlobal
-from sbexportd.read import (InertDescriptor, InertFunction, find_vecnormalize, read_model,
-                            read_vecnormalize)
+from sbexportd.read import InertDescriptor, InertFunction, find_vecnormalize, read_model, read_vecnormalize
 from sbexportd.read.safe_pickle import safe_loads
 from sbexportd.read.standins import standin_class
 from tests.hostile import samples

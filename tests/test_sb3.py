@@ -20,11 +20,10 @@ import numpy as np
 import pytest
 
 import sbexportd
+from conftest import FIXTURES, ROOT
 from sbexportd.errors import NotRepresentable
 from sbexportd.export import export
 from sbexportd.export.conventions import sample_inputs
-
-from conftest import FIXTURES, ROOT
 from zoo import ZOO
 
 pytest.importorskip("stable_baselines3", reason="stable-baselines3 not installed (run `make install`)")
@@ -130,12 +129,13 @@ def test_refused_cli_export_is_one_line_with_its_own_status(tmp_path):
 def test_verification_rejects_a_tampered_sb3_file(tmp_path, case, key):
     """The other side: the same check refuses model.zip once one of its weights moves."""
     import torch
+
     from sbexportd.errors import ParityFailed
     from sbexportd.export.core import verify_export
     from sbexportd.export.targets import TARGETS, sb3
     model = _load(case)
     sb3.write(model, tmp_path)
-    m, _, meta = sb3.load_folder(tmp_path)
+    m, _, _meta = sb3.load_folder(tmp_path)
     state = m.policy.state_dict()
     with torch.no_grad():
         state[key].view(-1)[0] += 1e-2 * max(1.0, float(state[key].abs().max()))

@@ -121,7 +121,7 @@ def test_export_results_files_manifest_parity_and_the_export_cache(daemon, tmp_p
 
     again = c.request("sbexport/export", {"modelId": mid, "to": "portable,params", "out": str(tmp_path / "b")})
     assert all(r["cached"] for r in again["results"])
-    for a, b in zip(first["results"], again["results"]):
+    for a, b in zip(first["results"], again["results"], strict=True):
         assert a["files"] == b["files"] and a["manifest"] == b["manifest"]
     with pytest.raises(RpcError) as e:
         c.request("sbexport/export", {"modelId": mid, "to": "portable", "out": str(tmp_path / "a")})

@@ -6,9 +6,8 @@ import random
 
 import pytest
 
-from sbexportd.serve.framing import Frame, FrameError, FrameParser
-
 from rpc_client import frame
+from sbexportd.serve.framing import Frame, FrameError, FrameParser
 
 
 def events(parser: FrameParser, chunks) -> list:
@@ -42,7 +41,7 @@ def test_whole_stream_at_once():
 def test_any_split_gives_the_same_events(seed):
     rng = random.Random(seed)
     cuts = sorted(rng.sample(range(1, len(STREAM)), rng.choice([3, 30, 300, 3000])))
-    chunks = [STREAM[a:b] for a, b in zip([0] + cuts, cuts + [len(STREAM)])]
+    chunks = [STREAM[a:b] for a, b in zip([0] + cuts, cuts + [len(STREAM)], strict=True)]
     assert events(FrameParser(80000), chunks) == EXPECTED
 
 

@@ -28,7 +28,7 @@ import pytest
 
 import sbexportd
 from conftest import FIXTURES
-from rpc_client import Client, Daemon, RpcError, encode, memory, raw, to_array, wait_until
+from rpc_client import Daemon, RpcError, encode, memory, raw, to_array, wait_until
 
 MLP = FIXTURES / "ppo2_mlp_vec_discrete" / "model.zip"
 CNN = FIXTURES / "a2c_cnn_img_discrete" / "model.zip"

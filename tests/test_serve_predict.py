@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import sbexportd
-from conftest import FIXTURES, ZOO
+from conftest import FIXTURES
 from rpc_client import Daemon, RpcError, b64, raw, to_array
 
 CASES = {"mlp": "ppo2_mlp_vec_discrete", "cnn": "a2c_cnn_img_discrete", "lstm": "ppo2_mlplstm_vec_box",

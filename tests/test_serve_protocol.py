@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import re
 import socket
-import time
 from pathlib import Path
 
-import msgpack
 import pytest
 
 from conftest import FIXTURES, ROOT
@@ -284,6 +282,7 @@ def test_msgpack_and_json_messages_mix_on_one_connection(client):
     assert client.last_content_type == "msgpack"
     assert isinstance(m["outputs"]["probs"]["data"], bytes)  # raw bytes on msgpack, always
     import numpy as np
+
     from rpc_client import to_array
     for k in j["outputs"]:
         np.testing.assert_array_equal(np.asarray(j["outputs"][k], dtype=to_array(m["outputs"][k]).dtype),
@@ -361,7 +360,7 @@ def test_protocol_md_documents_exactly_the_methods_served():
         for part in ("Params", "Result", "Errors", "```json"):
             assert part in section, (name, part)
         assert f"`{name.replace('/', '.')}`" in text  # its executeCommand name
-    codes = set(int(c) for c in re.findall(r"\| `(-\d{5})` \|", text))
+    codes = {int(c) for c in re.findall(r"\| `(-\d{5})` \|", text)}
     from sbexportd.serve import errors
     assert {v for k, v in vars(errors).items() if k.isupper() and isinstance(v, int)} <= codes
     for kind in HINTS:

@@ -11,7 +11,6 @@ import pytest
 from sbexportd.errors import InconsistentParameters
 from sbexportd.understand.shapes import RULES, check_program
 from sbexportd.understand.spec import OPS
-
 from synthetic import cases
 
 CASES = cases()

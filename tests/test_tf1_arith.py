@@ -3,14 +3,15 @@
 legacy stack), bit for bit."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
+from conftest import FIXTURES
 from sbexportd.realize import tf1_arith
 from sbexportd.realize.numpy_backend import OP_IMPLS, TF1
 from sbexportd.understand.spec import Node
-
-from conftest import FIXTURES
 
 PROBE = np.load(FIXTURES / "tf1_arith.npz")
 PRODUCTS = sorted({k.split("_")[0] for k in PROBE.files if k.startswith("matmul")})
@@ -49,4 +50,4 @@ def test_tanh_is_tf1s():
 def test_k_slices_cover_k_in_order(k, slices):
     got = tf1_arith.k_slices(k)
     assert len(got) == slices and got[0][0] == 0 and got[-1][1] == k
-    assert all(a[1] == b[0] for a, b in zip(got, got[1:])) and all(lo % 8 == 0 for lo, _ in got)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(got)) and all(lo % 8 == 0 for lo, _ in got)

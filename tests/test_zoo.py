@@ -15,9 +15,20 @@ import pytest
 import sbexportd
 from sbexportd.export.targets import TARGETS
 from sbexportd.understand.param_order import DUPLICATE
-
-from zoo import (BACKENDS, EXPECTED, KNOWN_FAILURES, ROOTS, SB3_REFUSED, SB3_TARGETS, Agent, Outcome, agents,
-                 backend_parity, export_all, missing_zoos)
+from zoo import (
+    BACKENDS,
+    EXPECTED,
+    KNOWN_FAILURES,
+    ROOTS,
+    SB3_REFUSED,
+    SB3_TARGETS,
+    Agent,
+    Outcome,
+    agents,
+    backend_parity,
+    export_all,
+    missing_zoos,
+)
 
 AGENTS = agents()
 pytestmark = pytest.mark.zoo

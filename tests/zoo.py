@@ -17,12 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from sbexportd.realize.backends import BACKENDS as _REGISTERED
+
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = Path(os.environ.get("SBEXPORTD_ZOO", ROOT.parent / "shared" / "zoo"))
 ZOO_MORE = Path(os.environ.get("SBEXPORTD_ZOO_MORE", ZOO.parent / "zoo-more"))
 ROOTS = (ZOO, ZOO_MORE)
 EXPECTED = {ZOO.name: 15, ZOO_MORE.name: 39}
-BACKENDS = ("numpy", "tensorflow", "torch", "onnxruntime")
+BACKENDS = tuple(_REGISTERED)  # every backend of sbexportd.realize.backends
 
 # (agent id, backend or target) -> why it fails today. Empty when every agent passes.
 KNOWN_FAILURES: dict[tuple[str, str], str] = {
@@ -113,25 +115,18 @@ class Outcome:
 
 def backend_parity(model, agent: Agent, backend: str) -> Outcome:
     """predict(golden obs) on one backend against SB2's answers, under the parity rule."""
-    from sbexportd.parity import compare
-    from sbexportd.understand.spec import Discrete, MultiBinary, MultiDiscrete
+    from sbexportd.parity import compare_all, discrete_names
     start = time.perf_counter()
     golden = agent.golden_arrays()
     try:
         out = model.predict(golden["obs"], backend=backend)
-    except Exception as exc:  # a sweep records and goes on
+    except Exception as exc:  # noqa: BLE001 - a sweep records and goes on
         return Outcome(False, float("inf"), f"{type(exc).__name__}: {exc}"[:300], time.perf_counter() - start)
-    discrete = isinstance(model.spec.action_space, (Discrete, MultiDiscrete, MultiBinary))
-    failed, errors = [], {}
-    for key, mine in golden_outputs(golden, model.spec.action_space).items():
-        if mine not in out:
-            failed.append(f"{mine} missing")
-            continue
-        c = compare(key, out[mine], golden[key], discrete and key == "actions")
-        errors[mine] = c.max_abs_error
-        if not c.passed:
-            failed.append(c.describe())
-    return Outcome(not failed, max(errors.values(), default=0.0), "; ".join(failed),
+    names = golden_outputs(golden, model.spec.action_space)  # SB2's key -> ours
+    checks = compare_all({key: out[mine] for key, mine in names.items() if mine in out},
+                         {key: golden[key] for key in names}, discrete_names(model.spec))
+    errors = {names[k]: c.max_abs_error for k, c in checks.items() if not c.missing}
+    return Outcome(checks.passed, max(errors.values(), default=0.0), checks.describe(),
                    time.perf_counter() - start, errors)
 
 
@@ -145,7 +140,7 @@ def export_all(model, out: Path) -> dict[str, Outcome]:
         start = time.perf_counter()
         try:
             (res,) = export(model, target, out, force=True)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a sweep records and goes on
             results[target] = Outcome(False, float("inf"), f"{type(exc).__name__}: {exc}"[:600],
                                       time.perf_counter() - start, code=getattr(exc, "code", ""))
             continue

@@ -3,7 +3,10 @@
 # without Maven. Users build with Maven as usual (pom.xml); this script is for machines
 # without Maven Central.
 #
-#   build.sh            compile into build/classes, package build/sbexportd-client.jar
+#   build.sh            compile into build/classes (javac -Xlint:all -Werror), package
+#                       build/sbexportd-client-VERSION.jar: the Maven artifact
+#                       io.sbexportd:sbexportd-client:VERSION of pom.xml (its pom inside, as Maven
+#                       puts it), which needs gson and msgpack-core beside it at run time
 #   build.sh test       + reference data (build/testdata, from sbexportd) and the JUnit suite
 #   build.sh bench      + the latency benchmark (a table on stdout)
 #   build.sh example [MODEL]   + run io.sbexportd.Example against a daemon it starts
@@ -30,12 +33,30 @@ compile() {  # compile OUT CLASSPATH SOURCE_DIR...
     out=$1; cp=$2; shift 2
     rm -rf "$out"; mkdir -p "$out"
     find "$@" -name '*.java' > "$out.sources"
-    javac --release 11 -Xlint:all,-serial -Werror -encoding UTF-8 -d "$out" -cp "$cp" @"$out.sources"
+    javac --release 11 -Xlint:all -Werror -encoding UTF-8 -d "$out" -cp "$cp" @"$out.sources"
 }
+
+pom() {  # pom TAG: the project's own groupId / artifactId / version (pom.xml's top level)
+    sed -n "s|^  <$1>\(.*\)</$1>\s*\$|\1|p" "$HERE/pom.xml"
+}
+GROUP=$(pom groupId)
+ARTIFACT=$(pom artifactId)
+VERSION=$(pom version)
+JAR=$BUILD/$ARTIFACT-$VERSION.jar
 
 main() {
     compile "$BUILD/classes" "$CP" "$HERE/src/main/java"
-    (cd "$BUILD/classes" && jar cf "$BUILD/sbexportd-client.jar" .)
+    # the jar as Maven's jar plugin lays it out: the pom and pom.properties under META-INF/maven
+    meta=$BUILD/jar-meta
+    rm -rf "$meta"
+    mkdir -p "$meta/META-INF/maven/$GROUP/$ARTIFACT"
+    cp "$HERE/pom.xml" "$meta/META-INF/maven/$GROUP/$ARTIFACT/pom.xml"
+    printf 'groupId=%s\nartifactId=%s\nversion=%s\n' "$GROUP" "$ARTIFACT" "$VERSION" \
+        > "$meta/META-INF/maven/$GROUP/$ARTIFACT/pom.properties"
+    printf 'Implementation-Title: %s\nImplementation-Vendor-Id: %s\nImplementation-Version: %s\nAutomatic-Module-Name: io.sbexportd\n' \
+        "$ARTIFACT" "$GROUP" "$VERSION" > "$BUILD/MANIFEST.MF"
+    rm -f "$BUILD"/"$ARTIFACT"-*.jar
+    jar --create --file "$JAR" --manifest "$BUILD/MANIFEST.MF" -C "$BUILD/classes" . -C "$meta" META-INF
 }
 
 case "$cmd" in
@@ -44,7 +65,7 @@ clean)
     ;;
 compile)
     main
-    echo "build.sh: $BUILD/sbexportd-client.jar"
+    echo "build.sh: $JAR ($GROUP:$ARTIFACT:$VERSION)"
     ;;
 test)
     [ -f "$JUNIT" ] || { echo "build.sh: $JUNIT missing; run clients/java/install-deps.sh" >&2; exit 2; }
@@ -69,7 +90,7 @@ bench)
 example)
     main
     model=${2:-$ROOT/examples/ppo2_CartPole-v1.pkl}
-    java -cp "$BUILD/classes:$CP" io.sbexportd.Example --python "$PY" "$model"
+    java -cp "$JAR:$CP" io.sbexportd.Example --python "$PY" "$model"
     ;;
 *)
     echo "usage: build.sh [compile|test|bench|example [MODEL]|clean]" >&2

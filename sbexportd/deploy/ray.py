@@ -35,12 +35,13 @@ with NumPy arrays; serve.get_deployment_handle(NAME, app) is the agent's own dep
 (`.predict.remote(params)`, `.info.remote()`)."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from ray import serve
@@ -99,8 +100,9 @@ class Policy:
     async def reconfigure(self, config: dict[str, Any]) -> None:
         """user_config: {"max_batch_size", "batch_wait_timeout_s", "max_predict_values"}."""
         self.max_values = int(config.get("max_predict_values", MAX_PREDICT_VALUES))
-        self._batched.set_max_batch_size(int(config.get("max_batch_size", MAX_BATCH_SIZE)))
-        self._batched.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", BATCH_WAIT_TIMEOUT_S)))
+        batched: Any = self._batched  # @serve.batch's wrapper: its setters are not in Ray's annotations
+        batched.set_max_batch_size(int(config.get("max_batch_size", MAX_BATCH_SIZE)))
+        batched.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", BATCH_WAIT_TIMEOUT_S)))
 
     def describe(self) -> dict[str, Any]:
         """What `sbexportd inspect --json` says of the agent, and what this replica runs."""
@@ -138,7 +140,7 @@ class Policy:
             self.batches += 1
             result = self.model.predict(obs, state=state, mask=mask, deterministic=deterministic, seed=seed,
                                         backend=backend, outputs=outputs)
-            if wanted is not None and "actions" not in outputs:
+            if outputs is not None and "actions" not in outputs:
                 result.pop("actions", None)
         else:
             batch, single = self.model._batch(obs)
@@ -169,7 +171,7 @@ class Policy:
             mask = np.concatenate([m for _, _, m in requests])
         result = self.model.predict(obs, state=state, mask=mask, backend=self.default)
         bounds = np.cumsum([0] + sizes)
-        return [{k: v[a:b] for k, v in result.items()} for a, b in zip(bounds[:-1], bounds[1:])]
+        return [{k: v[a:b] for k, v in result.items()} for a, b in itertools.pairwise(bounds)]
 
 
 PREDICT_PARAMS = frozenset({"obs", "state", "mask", "deterministic", "seed", "outputs", "encoding", "backend"})
@@ -259,7 +261,7 @@ class PredictError(Exception):
         return self.error.get("data", {}).get("kind", "internal")
 
     @classmethod
-    def of(cls, exc: BaseException) -> "PredictError":
+    def of(cls, exc: BaseException) -> PredictError:
         from ..serve import errors as E
         if isinstance(exc, cls):
             return exc
@@ -306,6 +308,7 @@ def read_agents(agents: list[str] | str, vecnormalize: str | None = "auto",
     """Read and understand every agent (files, or folders searched as `sbexportd export`
     searches them): what each replica is given."""
     import sbexportd
+
     from ..describe import describe
     from ..export.many import find_agents
     found = find_agents([agents] if isinstance(agents, (str, Path)) else list(agents))
@@ -352,11 +355,13 @@ def build_app(args: dict[str, Any]):
         raise ValueError(f"build_app: args.backend must be 'fast' or 'numpy', got {backend!r}")
     shipped = [dict(a, backend=backend) for a in read_agents(agents, args.get("vecnormalize", "auto"),
                                                               args.get("frame_stack", "auto"))]
-    handles = {a["name"]: Policy.options(name=a["name"], num_replicas=replicas, user_config=user_config,
+    # @serve.deployment made both classes Deployments; Ray's annotations keep the class type
+    policy, ingress = cast(serve.Deployment, Policy), cast(serve.Deployment, Agents)
+    handles = {a["name"]: policy.options(name=a["name"], num_replicas=replicas, user_config=user_config,
                                          ray_actor_options={"num_cpus": cpus}).bind(a) for a in shipped}
     index = [{k: a["info"].get(k) for k in ("name", "file", "sha256", "algorithm", "observation_space",
                                               "action_space", "outputs")} for a in shipped]
-    return Agents.bind(handles, index)
+    return ingress.bind(handles, index)
 
 
 def config_file(agents: list[str], *, replicas: int = 1, app_name: str = APP_NAME, route_prefix: str = "/",

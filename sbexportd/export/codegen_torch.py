@@ -16,7 +16,8 @@ lines of `forward`. Layout decisions:
 - dense: SB2 keeps w as (in, out); nn.Linear's weight is the transpose.
 - conv2d: SB2 is NHWC with HWIO kernels; nn.Conv2d is NCHW with OIHW kernels. A
   conv stack is entered with one NHWC -> NCHW permute, and any other op reading a
-  conv output (flatten, above all) gets it back in NHWC first: SB2's feature order.
+  conv output (flatten, above all) gets it back in NHWC first: SB2's feature order
+  (realize/layout.py, the torch backend's rule too).
 - vecnormalize computes in float64 (SB2's VecNormalize did), buffers in float64.
 - Constants (space bounds, normalization statistics) are buffers; trained SB2
   variables are parameters. Both are in the state_dict.
@@ -26,28 +27,26 @@ from __future__ import annotations
 import builtins
 import keyword
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from ..understand.spec import Box, DictSpace, Discrete, MultiBinary, MultiDiscrete, Node, PolicySpec
-from .conventions import export_name, io, output_names
+from ..errors import TargetUnavailable
+from ..realize.layout import Layout
+from ..registry import Registry
+from ..understand.spec import Box, Discrete, MultiBinary, MultiDiscrete, Node, PolicySpec
+from .conventions import io, output_names
 
 Emitter = Callable[["Gen", int, Node], None]
-EMITTERS: dict[str, Emitter] = {}
+EMITTERS: Registry[Emitter] = Registry("PyTorch emitter", TargetUnavailable)
+emitter = EMITTERS.register
 
 TORCH_DTYPES = ("float16", "float32", "float64", "uint8", "int8", "int16", "int32", "int64", "bool")
 # names the generated forward uses or that would shadow something it needs
 RESERVED = {"self", "torch", "nn", "F", "Dict", "List", "Tuple", "Optional", "Path", "Policy", "LayerNorm",
             "LSTMCell", "LnLSTMCell", "one_hot", "ln", "load", "example_inputs", "obs", "state", "mask"}
-
-
-def emitter(op: str):
-    def register(fn: Emitter) -> Emitter:
-        EMITTERS[op] = fn
-        return fn
-    return register
 
 
 @dataclass
@@ -108,13 +107,14 @@ def _infer_shapes(spec: PolicySpec) -> dict[str, tuple[int, ...]]:
     """Per-sample shape of every tensor, from one NumPy reference run (for comments)."""
     from ..realize.numpy_backend import NumpyPolicy
     from .conventions import sample_inputs
+    feeds: dict[str, Any]
     try:
         if spec.goal_observation is not None and _reads_dict_obs(spec):
             feeds = {"obs": {k: np.zeros((2, *s.shape), np.float32) for k, s in spec.goal_observation.spaces}}
         else:
             feeds = sample_inputs(spec, 2, 0)
         env = NumpyPolicy(spec).forward(feeds["obs"], feeds.get("state"), feeds.get("mask"))
-    except Exception:  # shapes only feed comments
+    except Exception:  # noqa: BLE001 - shapes only feed comments
         return {}
     return {k: tuple(np.shape(v))[1:] for k, v in env.items() if not isinstance(v, dict)}
 
@@ -137,7 +137,7 @@ class Gen:
     state: dict[str, np.ndarray] = field(default_factory=dict)
     sb2: dict[str, str] = field(default_factory=dict)
     helpers: set[str] = field(default_factory=set)       # module-level helpers the file needs
-    nchw: set[str] = field(default_factory=set)          # tensors held NCHW (the spec's are NHWC)
+    layout: Layout = field(default_factory=Layout)       # tensors held NCHW (the spec's are NHWC)
     skip: set[int] = field(default_factory=set)          # node indices folded into an earlier line
     consumers: dict[str, int] = field(default_factory=dict)
     public: dict[str, list[str]] = field(default_factory=dict)  # tensor -> its export names
@@ -178,7 +178,7 @@ class Gen:
         return self.var[tensor]
 
     def attr(self, hint: str) -> str:
-        taken = self.attrs | {a for a in dir(object)} | {"training", "forward", "eval", "train", "to", "cpu",
+        taken = self.attrs | set(dir(object)) | {"training", "forward", "eval", "train", "to", "cpu",
                                                          "cuda", "float", "double", "half", "type", "state_dict",
                                                          "parameters", "buffers", "children", "modules", "apply",
                                                          "zero_grad", "register_buffer", "register_parameter",
@@ -188,15 +188,15 @@ class Gen:
         return name
 
     # -- reading tensors ----------------------------------------------------------------------
-    def ref(self, tensor: str, nchw_ok: bool = False) -> str:
-        """An expression for `tensor` in the spec's layout (NHWC), unless the op takes NCHW."""
+    def ref(self, tensor: str, op: str = "") -> str:
+        """An expression for `tensor` as `op` reads it: permuted where the layout says
+        (op "": in the spec's layout)."""
         name = self.var[tensor]
-        if tensor in self.nchw and not nchw_ok:
-            return f"{name}.permute(0, 2, 3, 1)"
-        return name
+        perm = self.layout.permutation(op, tensor)
+        return f"{name}.permute{perm}" if perm else name
 
     def inputs(self, node: Node) -> list[str]:
-        return [self.ref(t) for t in node.inputs]
+        return [self.ref(t, node.op) for t in node.inputs]
 
     # -- declaring state ----------------------------------------------------------------------
     def tensor(self, key: str, what: str = "", dtype: str | None = None) -> str:
@@ -241,17 +241,13 @@ class Gen:
     def comment(self, text: str) -> None:
         self.body.append(f"# {text}")
 
-    def assign(self, tensor: str, expr: str, hint: str | None = None, nchw: bool = False) -> str:
+    def assign(self, tensor: str, expr: str, hint: str | None = None) -> str:
         name = self.local(tensor, hint)
         self.body.append(f"{name} = {expr}")
-        if nchw:
-            self.nchw.add(tensor)
         return name
 
     def alias(self, tensor: str, of: str) -> None:
         self.var[tensor] = self.var[of]
-        if of in self.nchw:
-            self.nchw.add(tensor)
 
     def fused_activation(self, i: int) -> Node | None:
         """The activation right after node i when it is the only reader of node i's
@@ -272,24 +268,22 @@ class Gen:
 
 
 # --- activations -------------------------------------------------------------------------------
-ACTIVATION_EXPR: dict[str, str] = {
-    "identity": "{x}",
-    "relu": "torch.relu({x})",
-    "tanh": "torch.tanh({x})",
-    "sigmoid": "torch.sigmoid({x})",
-    "elu": "F.elu({x})",
-    "softplus": "F.softplus({x})",
-    "softsign": "F.softsign({x})",
-    "relu6": "F.relu6({x})",
-    "selu": "F.selu({x})",
-    "leaky_relu": "F.leaky_relu({x}, 0.2)",     # tf.nn.leaky_relu's default alpha
-    "swish": "F.silu({x})",                     # x * sigmoid(x), tf.nn.swish
-}
+ACTIVATION_EXPR: Registry[str] = Registry("PyTorch activation", TargetUnavailable, [
+    ("identity", "{x}"),
+    ("relu", "torch.relu({x})"),
+    ("tanh", "torch.tanh({x})"),
+    ("sigmoid", "torch.sigmoid({x})"),
+    ("elu", "F.elu({x})"),
+    ("softplus", "F.softplus({x})"),
+    ("softsign", "F.softsign({x})"),
+    ("relu6", "F.relu6({x})"),
+    ("selu", "F.selu({x})"),
+    ("leaky_relu", "F.leaky_relu({x}, 0.2)"),     # tf.nn.leaky_relu's default alpha
+    ("swish", "F.silu({x})"),                     # x * sigmoid(x), tf.nn.swish
+])
 
 
 def _act(fn: str, x: str) -> str:
-    if fn not in ACTIVATION_EXPR:
-        raise NotImplementedError(f"activation {fn!r}")
     return ACTIVATION_EXPR[fn].format(x=x)
 
 
@@ -376,9 +370,9 @@ def _concat_dict(g: Gen, i: int, node: Node) -> None:
 @emitter("flatten")
 def _flatten(g: Gen, i: int, node: Node) -> None:
     t = node.inputs[0]
-    if t in g.nchw:
+    if t in g.layout:
         g.comment("flatten in SB2's order: back from NCHW to NHWC first")
-    g.assign(node.outputs[0], f"torch.flatten({g.ref(t)}, 1)", hint="flat")
+    g.assign(node.outputs[0], f"torch.flatten({g.ref(t, node.op)}, 1)", hint="flat")
 
 
 @emitter("dense")
@@ -398,7 +392,7 @@ def _dense(g: Gen, i: int, node: Node) -> None:
     if act is None:
         g.assign(node.outputs[0], expr, hint=_attr_hint(scope))
     else:
-        g.assign(act.outputs[0], _act(fn, expr), hint=_attr_hint(scope))
+        g.assign(act.outputs[0], _act(act.attrs["fn"], expr), hint=_attr_hint(scope))
 
 
 @emitter("conv2d")
@@ -415,24 +409,24 @@ def _conv2d(g: Gen, i: int, node: Node) -> None:
                      {"weight": (w.transpose(3, 2, 0, 1), f"{wkey} as OIHW (SB2 keeps HWIO)"),
                       "bias": (b.reshape(c_out), _short(bkey) + ":0 flattened")})
     t = node.inputs[0]
-    if t not in g.nchw:
+    if g.layout.permutation(node.op, t):
         g.comment("images are NHWC (SB2, TensorFlow); nn.Conv2d takes NCHW: permute once per conv stack")
-        name = g.assign(t + "#nchw", f"{g.ref(t)}.permute(0, 3, 1, 2)", hint="x_nchw")
-        g.nchw.add(t + "#nchw")
-        x = name
+        x = g.assign(t + "#nchw", g.ref(t, node.op), hint="x_nchw")
     else:
         x = g.var[t]
     act = g.fused_activation(i)
     fn = act.attrs["fn"] if act is not None else None
-    sh, sw = g.shape(t)[:2] if g.shape(t) and len(g.shape(t)) == 3 else (None, None)
-    size = f" ({sh}x{sw} -> {(sh - kh) // stride + 1}x{(sw - kw) // stride + 1})" if sh else ""
+    shape = g.shape(t)
+    sh, sw = shape[:2] if shape and len(shape) == 3 else (None, None)
+    size = (f" ({sh}x{sw} -> {(sh - kh) // stride + 1}x{(sw - kw) // stride + 1})"
+            if sh is not None and sw is not None else "")
     g.comment(f"{scope}: conv {kh}x{kw}, stride {stride}, {c_in} -> {c_out} channels{size}"
               + (f", {fn}" if fn and fn != "identity" else ""))
     expr = f"{layer}({x})"
     if act is None:
-        g.assign(node.outputs[0], expr, hint=_attr_hint(scope), nchw=True)
+        g.assign(node.outputs[0], expr, hint=_attr_hint(scope))
     else:
-        g.assign(act.outputs[0], _act(fn, expr), hint=_attr_hint(scope), nchw=True)
+        g.assign(act.outputs[0], _act(act.attrs["fn"], expr), hint=_attr_hint(scope))
 
 
 @emitter("activation")
@@ -442,8 +436,7 @@ def _activation(g: Gen, i: int, node: Node) -> None:
     if fn == "identity":
         g.alias(node.outputs[0], t)
         return
-    keep_nchw = t in g.nchw
-    g.assign(node.outputs[0], _act(fn, g.ref(t, nchw_ok=True)), hint=f"{fn}_{g.var[t]}", nchw=keep_nchw)
+    g.assign(node.outputs[0], _act(fn, g.ref(t, node.op)), hint=f"{fn}_{g.var[t]}")
 
 
 @emitter("layer_norm")
@@ -465,7 +458,7 @@ def _layer_norm(g: Gen, i: int, node: Node) -> None:
     if act is None:
         g.assign(node.outputs[0], expr, hint="ln_" + _attr_hint(scope))
     else:
-        g.assign(act.outputs[0], _act(fn, expr), hint="ln_" + _attr_hint(scope))
+        g.assign(act.outputs[0], _act(act.attrs["fn"], expr), hint="ln_" + _attr_hint(scope))
 
 
 LSTM_ROLES = ("wx", "wh", "b")
@@ -548,7 +541,7 @@ def _split(g: Gen, i: int, node: Node) -> None:
     sizes = [int(s) for s in node.attrs["sizes"]]
     start = 0
     g.comment(f"split the last axis into {sizes}")
-    for j, (out, size) in enumerate(zip(node.outputs, sizes)):
+    for j, (out, size) in enumerate(zip(node.outputs, sizes, strict=True)):
         g.assign(out, f"{x}[..., {start}:{start + size}]", hint=f"{x.split('.')[0]}_{j}")
         start += size
 
@@ -725,6 +718,7 @@ def _example_obs(spec: PolicySpec, dict_obs: bool) -> list[str]:
         return [f"obs = torch.stack([{parts}], dim=1).to(torch.{dtype})"]
     if isinstance(space, MultiBinary):
         return [f"obs = torch.randint(0, 2, (batch, {space.n}), dtype=torch.{dtype})"]
+    assert isinstance(space, Box)  # the kind left (a goal observation's dict is above)
     dims = ", ".join(["batch"] + [str(d) for d in space.shape])
     low, high = (np.asarray(space.low, np.float64), np.asarray(space.high, np.float64))
     finite = low.size and np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(high - low < 1e6)
@@ -738,14 +732,12 @@ def _example_obs(spec: PolicySpec, dict_obs: bool) -> list[str]:
 
 def generate(spec: PolicySpec, *, title: str = "", provenance: str = "") -> Generated:
     """The source of policy.py for `spec` and its state_dict."""
-    missing = sorted({n.op for n in spec.nodes} - set(EMITTERS))
-    if missing:
-        raise NotImplementedError(f"no PyTorch emitter for ops {missing}")
+    EMITTERS.require(n.op for n in spec.nodes)
     g = Gen(spec, shapes=_infer_shapes(spec))
     for i, node in enumerate(spec.nodes):
-        if i in g.skip:
-            continue
-        EMITTERS[node.op](g, i, node)
+        if i not in g.skip:  # a skipped node was written with the one before it
+            EMITTERS[node.op](g, i, node)
+        g.layout.record(node.op, node.inputs, node.outputs)
 
     names = output_names(spec)
     ret = []
@@ -774,7 +766,7 @@ def generate(spec: PolicySpec, *, title: str = "", provenance: str = "") -> Gene
            "    out = policy(obs" + (", state, mask" if spec.stateful else "") + ")"
            + f"   # {{{', '.join(repr(d['name']) for d in outputs)}}}: plain tensors, .numpy() works", "",
            "Inputs"]
-    if dict_obs:
+    if dict_obs and spec.goal_observation is not None:
         doc.append("    obs       dict of float32 tensors: "
                    + ", ".join(f"{k} (batch, {', '.join(map(str, s.shape))})" for k, s in spec.goal_observation.spaces))
     else:
@@ -807,7 +799,7 @@ def generate(spec: PolicySpec, *, title: str = "", provenance: str = "") -> Gene
                     "mask = torch.ones(batch)  # every row starts an episode"]
         ex_ret = "obs, state, mask"
 
-    lines = ['"""' + doc[0]] + [("" if not d else d) for d in doc[1:]] + ['"""']
+    lines = ['"""' + doc[0]] + [(d if d else "") for d in doc[1:]] + ['"""']
     lines += ["from pathlib import Path", "from typing import Dict, List, Tuple", "",
               "import torch", "import torch.nn.functional as F", "from torch import nn", "",
               f"INPUTS = {[d['name'] for d in inputs]!r}",
@@ -819,8 +811,9 @@ def generate(spec: PolicySpec, *, title: str = "", provenance: str = "") -> Gene
     for h in HELPER_ORDER:
         if h in g.helpers or (h == "ln" and "LnLSTMCell" in g.helpers):
             lines += HELPERS[h].strip("\n").splitlines() + ["", ""]
+    args = sig.replace(": torch.Tensor", "").replace(": Dict[str, torch.Tensor]", "")
     lines += ["class Policy(nn.Module):",
-              f'    """{title or (spec.algo.upper() + " " + spec.policy)}: forward({sig.replace(": torch.Tensor", "").replace(": Dict[str, torch.Tensor]", "")}) -> dict of the outputs."""',
+              f'    """{title or (spec.algo.upper() + " " + spec.policy)}: forward({args}) -> dict of the outputs."""',
               "", "    def __init__(self):", "        super().__init__()"]
     lines += ["        " + ln for ln in g.init]
     lines += ["", f"    def forward(self, {sig}) -> Dict[str, torch.Tensor]:"]
@@ -840,7 +833,7 @@ def generate(spec: PolicySpec, *, title: str = "", provenance: str = "") -> Gene
               "    policy.load_state_dict(torch.load(p, map_location=map_location, weights_only=True))",
               "    return policy.eval().requires_grad_(False)",
               "", "",
-              f"def example_inputs(batch: int = 3):",
+              "def example_inputs(batch: int = 3):",
               '    """A random batch of inputs in the observation space (a smoke test, not a real state)."""']
     lines += ["    " + ln for ln in example]
     lines += [f"    return {ex_ret}" if spec.stateful else "    return (obs,)"]

@@ -78,7 +78,7 @@ def io(spec: PolicySpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             outputs.append({"name": name, "dtype": "float32", "shape": [None]})
         elif name == "state":
             outputs.append({"name": name, "dtype": "float32", "shape": [None, spec.state_size]})
-        elif name.startswith("probs_"):
+        elif name.startswith("probs_") and isinstance(space, MultiDiscrete):
             outputs.append({"name": name, "dtype": "float32",
                             "shape": [None, int(space.nvec[int(name.split("_")[1])])]})
         else:

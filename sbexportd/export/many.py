@@ -17,11 +17,12 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import __version__
 from ..errors import ExportError, OutputExists
@@ -111,9 +112,9 @@ def find_agents(inputs: list[str | Path]) -> list[Job]:
         raise ExportError(f"no SB2 agent (.zip, .pkl) found in {', '.join(map(str, inputs))}")
     ids = [i for i, _ in unique]
     # two files of one stem (agent.zip and agent.pkl) keep their suffixes apart
-    ids = [f"{i}_{p.suffix[1:]}" if ids.count(i) > 1 else i for i, p in zip(ids, (p for _, p in unique))]
+    ids = [f"{i}_{p.suffix[1:]}" if ids.count(i) > 1 else i for i, (_, p) in zip(ids, unique, strict=True)]
     ids = [i if ids.count(i) == 1 else f"{i}-{n}" for n, i in enumerate(ids, 1)]
-    return [Job(i, str(p.resolve()), n) for i, (_, p), n in zip(ids, unique, _names(ids))]
+    return [Job(i, str(p.resolve()), n) for i, (_, p), n in zip(ids, unique, _names(ids), strict=True)]
 
 
 def _names(ids: list[str]) -> list[str]:
@@ -150,6 +151,7 @@ def export_agent(job: dict[str, Any], options: dict[str, Any]) -> list[dict[str,
     """Load one agent and export it to every target under out/<id>/: one summary row
     per target. Never raises for the agent's own faults (that is a row)."""
     import sbexportd
+
     from .core import export
 
     opts = Options(**options)
@@ -407,7 +409,7 @@ def table(summary: Summary) -> str:
             rows.append((r["agent"], r["target"], "FAILED", f"{r['seconds']:.2f}",
                          r["error"]["message"].splitlines()[0][:160]))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + ("  " + row[4] if row[4] else "")
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + ("  " + row[4] if row[4] else "")
              for row in rows]
     lines = [ln.rstrip() for ln in lines]
     lines.insert(1, "  ".join("-" * w for w in widths))

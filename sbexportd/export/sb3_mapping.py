@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -68,11 +68,15 @@ class Graph:
         self.spec = spec
         self.producer: dict[str, Node] = {o: n for n in spec.nodes for o in n.outputs}
 
-    def node(self, tensor: str) -> Node | None:
+    def find(self, tensor: str) -> Node | None:
         return self.producer.get(tensor)
 
+    def node(self, tensor: str) -> Node:
+        """The node making `tensor`, which the caller knows is a node's output (op() said so)."""
+        return self.producer[tensor]
+
     def op(self, tensor: str) -> str | None:
-        n = self.node(tensor)
+        n = self.find(tensor)
         return n.op if n else None
 
     def tensor(self, key: str) -> np.ndarray:
@@ -84,7 +88,7 @@ class Graph:
         layers: list[tuple[Node, str]] = []
         t = tensor
         while True:
-            n = self.node(t)
+            n = self.find(t)
             if n is None:
                 break
             if n.op == "activation" and self.op(n.inputs[0]) == "dense":
@@ -110,7 +114,7 @@ class Front:
 
 def read_front(g: Graph, features: str) -> Front:
     spec = g.spec
-    t, convs, flat = features, [], False
+    t, convs, flat = features, list[Node](), False
     if g.op(t) == "flatten":
         flat, t = True, g.node(t).inputs[0]
     while g.op(t) == "activation" and g.op(g.node(t).inputs[0]) == "conv2d":
@@ -124,7 +128,7 @@ def read_front(g: Graph, features: str) -> Front:
     if g.op(t) == "scale_box":
         scale = g.node(t)
         t = scale.inputs[0]
-    n = g.node(t)
+    n = g.find(t)
     if n is None or n.op not in ("cast_float", "one_hot", "multi_one_hot"):
         raise refuse(spec, f"its observation passes through {n.op if n else t!r} before the network, which "
                      "SB3's policies do not do", "a wrapper computing that step in front of an SB3 policy")
@@ -142,13 +146,13 @@ def read_front(g: Graph, features: str) -> Front:
 
 
 # --- spaces and layouts --------------------------------------------------------------------
-def is_sb3_image(space: Space) -> bool:
+def is_sb3_image(space: Space) -> TypeGuard[Box]:
     """stable_baselines3.common.preprocessing.is_image_space(check_channels=False)."""
     return (isinstance(space, Box) and len(space.shape) == 3 and space.dtype == "uint8"
             and bool(np.all(space.low == 0)) and bool(np.all(space.high == 255)))
 
 
-def sb3_transposes(space: Space) -> bool:
+def sb3_transposes(space: Space) -> TypeGuard[Box]:
     """SB3 wraps such an env in VecTransposeImage: (H, W, C) -> (C, H, W)."""
     return is_sb3_image(space) and int(np.argmin(space.shape)) != 0
 
@@ -158,7 +162,7 @@ def channel_first(space: Box) -> Box:
                dtype=space.dtype)
 
 
-def hwc_rows_to_chw(w: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+def hwc_rows_to_chw(w: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """A dense kernel (h*w*c, out) reading an (H, W, C) flatten -> rows in (C, H, W) order."""
     h, w_, c = shape
     return w.reshape(h, w_, c, -1).transpose(2, 0, 1, 3).reshape(h * w_ * c, -1)
@@ -223,6 +227,8 @@ def policy_space(spec: PolicySpec) -> Space:
     space = spec.observation_space
     if not spec.frame_stack:
         return space
+    if not isinstance(space, Box):
+        raise refuse(spec, f"it stacks frames of a {type(space).__name__} observation", "none")
     n = spec.frame_stack
     return Box(low=np.repeat(space.low, n, axis=-1), high=np.repeat(space.high, n, axis=-1), dtype=space.dtype)
 
@@ -232,11 +238,11 @@ def features(g: Graph, spec: PolicySpec, chain: list[tuple[Node, str]], start: s
     space = policy_space(spec)
     kwargs: dict[str, Any] = {}
     transpose = sb3_transposes(space)
-    sb3_space: Space = channel_first(space) if transpose else space
+    sb3_space: Space = channel_first(space) if sb3_transposes(space) else space
     cnn: dict[str, np.ndarray] = {}
     first_rows = None
     if spec.goal_observation is not None:
-        return _goal_features(g, spec, chain, front)
+        return _goal_features(g, spec, spec.goal_observation, chain, front)
     if front.convs:
         return _cnn_features(g, spec, chain, front)
     if front.scale is not None:  # only CNN policies scale in SB2
@@ -255,7 +261,7 @@ def _cnn_features(g: Graph, spec: PolicySpec, chain: list[tuple[Node, str]], fro
     shapes = [(tuple(g.tensor(c.params["w"]).shape), c.attrs["stride"]) for c in front.convs]
     nature = [((8, 8), 32, 4), ((4, 4), 64, 2), ((3, 3), 64, 1)]
     if len(shapes) != 3 or any(s[0][:2] != k or s[0][3] != n or st != stride
-                               for s, (k, n, stride) in zip(shapes, nature) for st in [s[1]]):
+                               for s, (k, n, stride) in zip(shapes, nature, strict=True) for st in [s[1]]):
         raise refuse(spec, f"its CNN {shapes} is not nature_cnn", "a custom features extractor")
     if not front.flatten or not chain or chain[0][1] != "relu":
         raise refuse(spec, "its CNN is not followed by nature_cnn's fc1 + relu", "a custom features extractor")
@@ -296,10 +302,9 @@ def _conv_out(shape, shapes) -> tuple[int, int, int]:
     return h, w, c
 
 
-def _goal_features(g: Graph, spec: PolicySpec, chain, front: Front) -> Features:
+def _goal_features(g: Graph, spec: PolicySpec, goal: DictSpace, chain, front: Front) -> Features:
     """HER: SB2 concatenated observation, achieved_goal, desired_goal (KEY_ORDER);
     SB3's CombinedExtractor concatenates the Dict's keys in sorted order."""
-    goal = spec.goal_observation
     if front.convs or front.scale is not None or front.vecnormalize is not None or front.frame_stack is not None:
         raise refuse(spec, "a goal-conditioned policy with image, normalized or stacked observations", "none")
     sizes = {k: int(np.prod(s.shape or (1,))) if not isinstance(s, Discrete) else s.n for k, s in goal.spaces}
@@ -384,7 +389,7 @@ def _actor_critic(model, spec: PolicySpec) -> Sb3Plan:
                          "function; sb3-contrib's RecurrentPPO has separate pi / vf layers after the LSTM",
                          "RecurrentPPO with net_arch=dict(pi=shared+pi, vf=shared+vf): the same predictions, "
                          "two separately trained copies (not offered)")
-        lstm = g.node(pi_start)
+        lstm = g.find(pi_start)
         if lstm is None or lstm.op != "lstm":
             raise refuse(spec, "its recurrent layer is not SB2's LSTM", "none")
         before, start = g.chain(lstm.inputs[0])
@@ -421,8 +426,8 @@ def _actor_critic(model, spec: PolicySpec) -> Sb3Plan:
     if not vf_chain and first_pi is not None:
         vf_w = first_pi(vf_w)
     sd.update(linear(vf_w, g.tensor(vf_dense.params["b"]), "value_net"))
-    for k, v in feats.cnn.items():
-        sd[f"features_extractor.{k}"] = v
+    for name, v in feats.cnn.items():
+        sd[f"features_extractor.{name}"] = v
     kwargs: dict[str, Any] = dict(feats.kwargs)
     kwargs["net_arch"] = {"pi": widths(g, pi_chain), "vf": widths(g, vf_chain)}
     kwargs["activation_fn"] = TORCH_ACTIVATIONS[act]
@@ -594,7 +599,7 @@ def _sac_td3(model, spec: PolicySpec, inner: str) -> Sb3Plan:
         sd.update(linear(ls_w, g.tensor(log_std.params["b"]), "actor.log_std"))
         for k, v in feats.cnn.items():
             sd[f"actor.features_extractor.{k}"] = v
-        outputs = ("action", "mean", "std")
+        outputs: tuple[str, ...] = ("action", "mean", "std")
     else:
         all_layers = hidden + [(mu, "tanh")]
         sd.update(hidden_kernels(g, all_layers, "actor.mu", rows))
@@ -603,6 +608,7 @@ def _sac_td3(model, spec: PolicySpec, inner: str) -> Sb3Plan:
         outputs = ("action",)
     notes: list[str] = []
     critic = _sb2_critics(model, spec, "model/", layers, feats, rows)
+    assert critic is not None  # without missing_ok a missing critic raises
     sd.update({f"critic.{k}": v for k, v in critic.items()})
     if inner == "td3":
         target_actor = _sb2_td3_target_actor(model, spec, layers, feats, rows)
@@ -641,7 +647,7 @@ def _sb2_critics(model, spec: PolicySpec, scope: str, layers: list[int], feats: 
     if scope == "model/" and f"{scope}values_fn/qf1/{q_out('qf1', 0, layers)}kernel:0" not in params:
         params.update(_unnamed_critics(model, layers))
     out: dict[str, np.ndarray] = {}
-    for i, q in enumerate(("qf1", "qf2")):
+    for q in ("qf1", "qf2"):
         base = f"{scope}values_fn/{q}/"
         names = [f"{base}fc{j}/" for j in range(len(layers))] + [f"{base}{q}/"]
         if any(n + "kernel:0" not in params for n in names):
@@ -683,7 +689,7 @@ def _unnamed_critics(model, layers: list[int]) -> dict[str, np.ndarray]:
              for j in range(len(layers) + 1) for part in ("kernel", "bias")]
     if len(rest) < len(names) or any(k != f"#{max(named) + 1 + i}" for i, k in enumerate(rest[:len(names)])):
         return {}
-    return {n: params[k] for n, k in zip(names, rest)}
+    return {n: params[k] for n, k in zip(names, rest, strict=False)}
 
 
 def _sb2_cnn(model, spec: PolicySpec, scope: str, feats: Features) -> dict[str, np.ndarray] | None:
@@ -822,7 +828,7 @@ def _her(model, p: Sb3Plan) -> None:
     d = model.archive.data
     strategy = d.get("goal_selection_strategy")
     value = getattr(strategy, "sb_args", None) or (strategy,)
-    name = HER_STRATEGIES.get(value[0] if value and isinstance(value[0], int) else -1)
+    name = HER_STRATEGIES.get(value[0] if isinstance(value[0], int) else -1)
     if name is None:
         p.notes.append(f"goal_selection_strategy {strategy!r:.40}: not one SB3 has; SB3's HER uses 'future'")
         name = "future"

@@ -12,9 +12,19 @@ from sbexportd.read.archive import Archive, VecNormalizeStats
 from sbexportd.read.model import read_model, sniff
 from sbexportd.read.safe_pickle import safe_loads
 from sbexportd.read.sb2zip import Limits
-from sbexportd.read.standins import (EMPTY_CELL, InertCell, InertCode, InertDescriptor,
-                                     InertFunction, InertModule, InertObject, StandIn,
-                                     is_standin, is_standin_class, qualified_name)
+from sbexportd.read.standins import (
+    EMPTY_CELL,
+    InertCell,
+    InertCode,
+    InertDescriptor,
+    InertFunction,
+    InertModule,
+    InertObject,
+    StandIn,
+    is_standin,
+    is_standin_class,
+    qualified_name,
+)
 from sbexportd.read.vecnormalize import find_vecnormalize, read_vecnormalize, vecnormalize_kwargs
 from sbexportd.read.zoo_config import read_zoo_config
 from sbexportd.read.zoo_settings import ZooSettings, zoo_settings

@@ -5,8 +5,14 @@ import hashlib
 import os
 from pathlib import Path
 
-from sbexportd.errors import (ModelFileNotFound, MemberTooLarge, ModelFileError, NotAModelFile, SbExportError,
-                              TruncatedFile)
+from sbexportd.errors import (
+    MemberTooLarge,
+    ModelFileError,
+    ModelFileNotFound,
+    NotAModelFile,
+    SbExportError,
+    TruncatedFile,
+)
 from sbexportd.read.archive import Archive
 from sbexportd.read.sb2pkl import read_pkl
 from sbexportd.read.sb2zip import Limits, read_zip
@@ -48,7 +54,7 @@ def read_model(path: str | os.PathLike, *, limits: Limits | None = None,
                              source) from e
     except RecursionError as e:
         raise ModelFileError("the file nests data too deeply to read", source) from e
-    except Exception as e:  # noqa: BLE001 - the contract: only typed errors escape
+    except Exception as e:  # the contract: only typed errors escape
         raise ModelFileError(f"cannot read the file as an SB2 model: {type(e).__name__}: "
                              f"{str(e)[:200]}", source) from e
 
@@ -64,7 +70,7 @@ def _sha256(fp) -> str:
 
 def _read(path: Path, source: str, lim: Limits) -> Archive:
     try:
-        fp = open(path, "rb")
+        fp = open(path, "rb")  # noqa: SIM115 - opened apart from `with`: each failure to open has its own error
     except FileNotFoundError as e:
         raise ModelFileNotFound("no such file; expected an SB2 .zip or .pkl model", source) from e
     except IsADirectoryError as e:

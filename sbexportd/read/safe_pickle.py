@@ -24,28 +24,45 @@ The stand-in metaclass refuses unknown calls on its own as well, so the
 from __future__ import annotations
 
 import _compat_pickle
+import builtins
 import io
 import math
 import pickle
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
 
-from sbexportd.errors import (ForbiddenPickleGlobal, MemberTooLarge, ModelFileError,
-                              ObjectArrayInParameters, SbExportError, TruncatedFile)
+from sbexportd.errors import (
+    ForbiddenPickleGlobal,
+    MemberTooLarge,
+    ModelFileError,
+    ObjectArrayInParameters,
+    SbExportError,
+    TruncatedFile,
+)
 from sbexportd.read import standins as S
-from sbexportd.read.standins import (EMPTY_CELL, InertCell, InertCode, InertDescriptor,
-                                     InertFunction, InertModule, InertObject, StandIn,
-                                     StandInMeta, by_value_class, standin_class,
-                                     update_by_value_class)
+from sbexportd.read.standins import (
+    EMPTY_CELL,
+    InertCell,
+    InertCode,
+    InertDescriptor,
+    InertFunction,
+    InertModule,
+    InertObject,
+    StandIn,
+    StandInMeta,
+    blank,
+    by_value_class,
+    standin_class,
+    update_by_value_class,
+)
 
 try:  # numpy >= 2
     from numpy._core import multiarray as _np_multiarray
-    from numpy._core import numeric as _np_numeric
 except ImportError:  # numpy 1.26
     from numpy.core import multiarray as _np_multiarray  # type: ignore[no-redef]
-    from numpy.core import numeric as _np_numeric  # type: ignore[no-redef]
 
 __all__ = ["safe_loads", "resolve_global", "SafeUnpickler", "DEFAULT_MAX_PICKLE_BYTES"]
 
@@ -191,7 +208,7 @@ class _Checks:
         if not -1 <= elsize <= 2**20 or not -1 <= alignment <= 64:
             raise ModelFileError(f"numpy dtype state {state!r:.80} has an unreasonable item "
                                  "size", self.source)
-        dt.__setstate__(state)
+        dt.__setstate__(state)  # type: ignore[attr-defined]  # numpy's stubs leave out dtype.__setstate__
         self.check_dtype(dt, "dtype")
 
     # -- numpy.core.multiarray._reconstruct(ndarray, shape, typecode)
@@ -203,20 +220,20 @@ class _Checks:
         shape = _check_shape(shape, self.source)
         if not isinstance(typecode, (bytes, str)) or len(typecode) > 4:
             raise ModelFileError(f"unexpected numpy type code {typecode!r:.40}", self.source)
-        dt = self.check_dtype(np.dtype(typecode), "array")
+        dt = self.check_dtype(np.dtype(typecode), "array")  # type: ignore[arg-type]  # bytes is a type code too
         self.charge(_nbytes(shape, dt.itemsize), "numpy array")
-        return _np_multiarray._reconstruct(np.ndarray, shape, typecode)
+        return _np_multiarray._reconstruct(np.ndarray, shape, typecode)  # type: ignore[attr-defined]  # private
 
     def build_ndarray(self, arr: np.ndarray, state: Any) -> None:
         if not isinstance(state, tuple) or len(state) not in (4, 5):
             raise ModelFileError(f"unexpected numpy array state of type {type(state).__name__}",
                                  self.source)
         if len(state) == 5:
-            version, shape, dt, is_fortran, raw = state
+            version, shape, dt, _is_fortran, raw = state
             if not _is_int(version):
                 raise ModelFileError("unexpected numpy array state version", self.source)
         else:
-            shape, dt, is_fortran, raw = state
+            shape, dt, _is_fortran, raw = state
         shape = _check_shape(shape, self.source)
         self.check_dtype(dt, "array")
         if isinstance(raw, list):
@@ -240,7 +257,7 @@ class _Checks:
         if rest or not isinstance(raw, bytes) or len(raw) != dt.itemsize:
             raise ModelFileError(f"numpy scalar of dtype {dt} needs {dt.itemsize} bytes",
                                  self.source)
-        return _np_multiarray.scalar(dt, raw)
+        return _np_multiarray.scalar(dt, raw)  # type: ignore[attr-defined]  # private
 
     # -- numpy.core.numeric._frombuffer(buf, dtype, shape, order) (pickle protocol 5)
     def frombuffer(self, buf: Any, dt: Any, shape: Any, order: Any = "C") -> np.ndarray:
@@ -272,7 +289,7 @@ class _Checks:
         return self._sized(bytes, args)
 
     # -- _codecs.encode(str, 'latin1'): how protocol <= 2 pickles store bytes
-    def encode(self, obj: Any, encoding: Any = "utf-8", errors: Any = "strict") -> bytes:
+    def encode(self, obj: Any, encoding: Any = "utf-8", errors: Any = "strict") -> builtins.bytes:
         if not isinstance(obj, str) or encoding not in (
                 "latin1", "latin-1", "iso-8859-1", "utf-8", "utf8", "ascii") or errors != "strict":
             raise ForbiddenPickleGlobal(f"refusing _codecs.encode({type(obj).__name__}, "
@@ -283,7 +300,7 @@ class _Checks:
     # -- copyreg._reconstructor / __newobj__ / __newobj_ex__
     def reconstructor(self, cls: Any, base: Any, state: Any = None) -> Any:
         if isinstance(cls, StandInMeta) and base is object:
-            return object.__new__(cls)
+            return blank(cls)
         if cls is object and base is object:
             return object()
         raise ForbiddenPickleGlobal(
@@ -292,7 +309,7 @@ class _Checks:
 
     def newobj(self, cls: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(cls, StandInMeta):
-            obj = object.__new__(cls)
+            obj = blank(cls)
             if args:
                 obj.__dict__["sb_args"] = tuple(args)
             if kwargs:
@@ -334,9 +351,9 @@ def _cp_fill_function(*args: Any) -> InertFunction:
     if len(args) == 2 and isinstance(args[1], dict):
         state = args[1]
     elif len(args) == 5:
-        state = dict(zip(["globals", "defaults", "dict", "closure_values"], args[1:]))
+        state = dict(zip(["globals", "defaults", "dict", "closure_values"], args[1:], strict=True))
     elif len(args) == 6:
-        state = dict(zip(["globals", "defaults", "dict", "module", "closure_values"], args[1:]))
+        state = dict(zip(["globals", "defaults", "dict", "module", "closure_values"], args[1:], strict=True))
     else:
         raise TypeError(f"unexpected _fill_function arguments ({len(args)})")
     func.fill(state)
@@ -351,7 +368,6 @@ def _cp_function_setstate(obj: Any, state: Any) -> None:
         obj.dict.update(st)
     if isinstance(slotstate, dict):
         obj.fill(slotstate)
-    return None
 
 
 def _cp_function_type(code: Any, globals: Any = None, name: Any = None, argdefs: Any = None,
@@ -392,10 +408,9 @@ def _cp_make_skeleton_class(type_constructor: Any, name: Any, bases: Any, type_k
 
 def _cp_make_skeleton_enum(bases: Any, name: Any, qualname: Any, members: Any, module: Any,
                            class_tracker_id: Any = None, extra: Any = None) -> Any:
-    cls = by_value_class(qualname if isinstance(qualname, str) else name, bases,
+    return by_value_class(qualname if isinstance(qualname, str) else name, bases,
                          module=module if isinstance(module, str) else "__main__",
                          enum_members=members if isinstance(members, dict) else None)
-    return cls
 
 
 def _cp_class_setstate(obj: Any, state: Any) -> Any:
@@ -548,10 +563,14 @@ def resolve_global(module: str, name: str, source: str | None = None,
 _P = pickle  # opcode constants
 
 
-class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
+class SafeUnpickler(pickle._Unpickler):
     """pickle.Unpickler (pure-Python flavour) with every object-touching opcode checked."""
 
-    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    dispatch: ClassVar[dict] = dict(pickle._Unpickler.dispatch)
+    # set by pickle._Unpickler.load(); typeshed declares only its public methods
+    stack: list[Any]
+    append: Callable[[Any], None]
+    pop_mark: Callable[[], list[Any]]
 
     def __init__(self, file: Any, source: str | None,
                  max_bytes: int = DEFAULT_MAX_PICKLE_BYTES):
@@ -603,7 +622,7 @@ class SafeUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
 
     def _instantiate(self, klass: Any, args: list) -> None:
         if isinstance(klass, StandInMeta) and not args:
-            self.append(object.__new__(klass))
+            self.append(blank(klass))
         else:
             self.append(self._call(klass, tuple(args)))
 
@@ -736,7 +755,7 @@ class _EofTrackingIO(io.BytesIO):
 
     def read(self, n: int | None = -1) -> bytes:
         out = super().read(n)
-        if n is not None and 0 <= n and len(out) < n:
+        if n is not None and n >= 0 and len(out) < n:
             self.hit_eof = True
         return out
 

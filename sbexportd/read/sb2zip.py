@@ -24,8 +24,15 @@ from typing import IO, Any
 
 import numpy as np
 
-from sbexportd.errors import (MemberTooLarge, MissingMember, ModelFileError, NotAModelFile,
-                              ObjectArrayInParameters, TruncatedFile, UnsafeArchiveMember)
+from sbexportd.errors import (
+    MemberTooLarge,
+    MissingMember,
+    ModelFileError,
+    NotAModelFile,
+    ObjectArrayInParameters,
+    TruncatedFile,
+    UnsafeArchiveMember,
+)
 from sbexportd.read.archive import Archive
 from sbexportd.read.safe_pickle import DEFAULT_MAX_PICKLE_BYTES, safe_loads
 
@@ -160,14 +167,15 @@ def read_npy(raw: bytes, source: str, label: str) -> np.ndarray:
     try:
         version = fmt.read_magic(bio)
         if version == (1, 0):
-            shape, fortran, dtype = fmt.read_array_header_1_0(bio, max_header_size=10000)
+            # max_header_size (numpy >= 1.24) is missing from numpy's stubs
+            shape, fortran, dtype = fmt.read_array_header_1_0(bio, max_header_size=10000)  # type: ignore[call-arg]
         elif version == (2, 0):
-            shape, fortran, dtype = fmt.read_array_header_2_0(bio, max_header_size=10000)
+            shape, fortran, dtype = fmt.read_array_header_2_0(bio, max_header_size=10000)  # type: ignore[call-arg]
         else:
             raise ValueError(f"unsupported .npy format version {version}")
     except ModelFileError:
         raise
-    except Exception as e:  # noqa: BLE001 - numpy raises ValueError/SyntaxError/...
+    except Exception as e:  # numpy raises ValueError/SyntaxError/...
         raise ModelFileError(f"{label} is not a valid .npy array: {e}", source) from e
     if dtype.hasobject:
         raise ObjectArrayInParameters(

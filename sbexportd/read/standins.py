@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from typing import Any
+from typing import Any, ClassVar, cast
 
 from sbexportd.errors import ForbiddenPickleGlobal
 
@@ -74,6 +74,14 @@ TF_ACTIVATIONS = {
 class StandInMeta(type):
     """Metaclass of every stand-in class: refuses calls to unknown names."""
 
+    # what every stand-in class carries (set in its namespace; defaults on StandIn)
+    sb_module: str
+    sb_name: str
+    sb_known: bool
+    sb_by_value: bool
+    sb_bases: tuple
+    sb_class_dict: dict
+
     def __call__(cls, *args, **kwargs):
         if not cls.sb_known:
             src = current_source.get()
@@ -81,7 +89,7 @@ class StandInMeta(type):
                 f"refusing to call {qualified_name(cls)}: only known Stable Baselines, "
                 "gym and numpy.random names may be constructed by a model file "
                 "(the name itself is kept as an inert reference)", src)
-        inst = cls.__new__(cls)
+        inst = blank(cls)
         inst.__dict__["sb_args"] = tuple(args)
         inst.__dict__["sb_kwargs"] = dict(kwargs)
         return inst
@@ -102,14 +110,14 @@ class StandIn(metaclass=StandInMeta):
     sb_known: bool = False
     sb_by_value: bool = False
     sb_bases: tuple = ()
-    sb_class_dict: dict = {}
+    sb_class_dict: ClassVar[dict] = {}
     sb_activation: str | None = None
     sb_doc: str | None = None
     sb_enum_members: dict | None = None
     # instance defaults
     sb_state: Any = None
     sb_args: tuple = ()
-    sb_kwargs: dict = {}
+    sb_kwargs: dict = {}  # noqa: RUF012 - a shared read-only default: a constructed stand-in gets its own
 
     def __setstate__(self, state: Any) -> None:
         d = self.__dict__
@@ -141,6 +149,11 @@ class StandIn(metaclass=StandInMeta):
         return self.__dict__.get(name, default)
 
 
+def blank(cls: StandInMeta) -> StandIn:
+    """An instance of the stand-in class `cls`, nothing of it called (object.__new__)."""
+    return object.__new__(cast("type[StandIn]", cls))
+
+
 def qualified_name(cls: Any) -> str:
     if isinstance(cls, StandInMeta):
         return f"{cls.sb_module}.{cls.sb_name}" if cls.sb_module else cls.sb_name
@@ -160,13 +173,11 @@ def _is_known(module: str, name: str) -> bool:
     top = module.split(".")[0]
     if top == "stable_baselines":
         return True
-    if module.startswith("gym.spaces") or module.startswith("gym.utils"):
+    if module.startswith(("gym.spaces", "gym.utils")):
         return True
     if module == "numpy.random" or module.startswith("numpy.random."):
         return True
-    if top == "tensorflow" and name.rsplit(".", 1)[-1] in TF_ACTIVATIONS:
-        return True
-    return False
+    return bool(top == "tensorflow" and name.rsplit(".", 1)[-1] in TF_ACTIVATIONS)
 
 
 _cache: dict[tuple[str, str], StandInMeta] = {}
@@ -174,7 +185,7 @@ _cache_lock = threading.Lock()
 _CACHE_MAX = 20000
 
 
-def _check_name(module: str, name: str) -> None:
+def _check_name(module: object, name: object) -> None:
     if not isinstance(module, str) or not isinstance(name, str):
         raise TypeError("pickle global names must be str")
     if len(module) > MAX_NAME_LEN or len(name) > MAX_NAME_LEN:
@@ -213,7 +224,7 @@ def standin_class(module: str, name: str, *, known: bool | None = None) -> Stand
     return cls
 
 
-def by_value_class(name: Any, bases: Any, *, module: str = "__main__",
+def by_value_class(name: Any, bases: Any, *, module: Any = "__main__",
                    doc: Any = None, enum_members: dict | None = None) -> StandInMeta:
     """A fresh (uncached) stand-in for a class cloudpickle stored by value."""
     if not isinstance(name, str):
@@ -330,15 +341,16 @@ class InertFunction(_Inert):
     SB2's constant schedule `constfn(v)` shows up as name "func" with
     closure_values == [v]."""
 
-    def __init__(self, code: Any = None, cell_count: int = -1):
+    def __init__(self, code: Any = None, cell_count: Any = -1):
         self.code = code if isinstance(code, InertCode) else None
-        self.name = self.code.co_name if self.code else None
-        self.qualname = self.name
-        self.module = None
-        self.doc = None
-        self.defaults = None
-        self.kwdefaults = None
-        self.annotations = None
+        # as pickled: fill() sets these from the file, unchecked
+        self.name: Any = self.code.co_name if self.code else None
+        self.qualname: Any = self.name
+        self.module: Any = None
+        self.doc: Any = None
+        self.defaults: Any = None
+        self.kwdefaults: Any = None
+        self.annotations: Any = None
         self.dict: dict = {}
         self.globals: dict = {}
         self.closure_values: list = (

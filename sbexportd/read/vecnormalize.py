@@ -121,7 +121,7 @@ def read_vecnormalize(path: str | os.PathLike, *,
         return _stats(obj, p, source, config)
     except SbExportError:
         raise
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise VecNormalizeError(f"cannot read VecNormalize statistics: {type(e).__name__}: "
                                 f"{str(e)[:200]}", source) from e
 
@@ -132,7 +132,7 @@ def _stats(obj: Any, p: Path, source: str, config: dict | None) -> VecNormalizeS
                                 "VecNormalize or RunningMeanStd", source)
     name = type(obj).sb_name
     if "obs_rms" in obj.__dict__:  # VecNormalize (any release)
-        rms = obj.obs_rms
+        rms = obj.sb_get("obs_rms")
         if not isinstance(rms, StandIn):
             raise VecNormalizeError("VecNormalize.obs_rms is not a RunningMeanStd", source)
         epsilon = _number(obj.sb_get("epsilon"), 1e-8, "VecNormalize.epsilon", source)

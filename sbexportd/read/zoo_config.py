@@ -28,7 +28,7 @@ class _Refused(Exception):
 class ZooConfigLoader(yaml.SafeLoader):
     """SafeLoader + the two python tags the zoo's config files use."""
 
-    def compose_node(self, parent, index):  # type: ignore[override]
+    def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise _Refused(f"YAML alias *{event.anchor} at line {event.start_mark.line + 1}; "
@@ -64,6 +64,10 @@ def _construct_ordered_dict(loader: ZooConfigLoader, node: yaml.Node) -> dict:
 
 
 def _construct_tuple(loader: ZooConfigLoader, node: yaml.Node) -> list:
+    if not isinstance(node, yaml.SequenceNode):  # as construct_sequence itself refuses it
+        found = getattr(node, "id", "?")
+        raise yaml.constructor.ConstructorError(None, None, f"expected a sequence node, but found {found}",
+                                                node.start_mark)
     return loader.construct_sequence(node, deep=True)
 
 

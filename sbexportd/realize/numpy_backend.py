@@ -13,13 +13,17 @@ It evaluates a spec in one of two arithmetics:
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
-from ..understand.spec import FLOAT64_PARAMS, Node, PolicySpec, require_ops
+from ..errors import BackendUnavailable
+from ..registry import Registry
+from ..understand.spec import FLOAT64_PARAMS, Node, PolicySpec
 from . import tf1_arith
+from .backends import Backend
 
 F32, F64 = np.float32, np.float64
 
@@ -36,41 +40,33 @@ TF1 = Arithmetic("tf1", F32, tf1_arith.matmul, tf1_arith.tanh)
 EXACT = Arithmetic("exact", F64, lambda x, w: np.asarray(x, F64) @ np.asarray(w, F64), np.tanh)
 
 Impl = Callable[[Node, list, dict, Arithmetic], tuple]
-OP_IMPLS: dict[str, Impl] = {}
-
-
-def op(name: str):
-    def register(fn: Impl) -> Impl:
-        if name in OP_IMPLS:
-            raise ValueError(f"numpy op {name!r} registered twice")
-        OP_IMPLS[name] = fn
-        return fn
-    return register
+OP_IMPLS: Registry[Impl] = Registry("numpy op", BackendUnavailable)
+op = OP_IMPLS.register
 
 
 def _sigmoid(x, d):
     return (d(1) / (d(1) + np.exp(-x))).astype(d)
 
 
-def _activations(ar: Arithmetic) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+def _activations(ar: Arithmetic) -> Registry[Callable[[np.ndarray], np.ndarray]]:
     d = ar.dtype
 
     def elu(x):
         return np.where(x > 0, x, np.expm1(np.minimum(x, d(0)))).astype(d)
-    return {
-        "identity": lambda x: x,
-        "relu": lambda x: np.maximum(x, d(0)),
-        "tanh": ar.tanh,
-        "sigmoid": lambda x: _sigmoid(x, d),
-        "elu": elu,
-        "softplus": lambda x: (np.maximum(x, d(0)) + np.log1p(np.exp(-np.abs(x)))).astype(d),
-        "softsign": lambda x: (x / (d(1) + np.abs(x))).astype(d),
-        "relu6": lambda x: np.clip(x, d(0), d(6)),
-        "selu": lambda x: (d(1.0507009873554805) * np.where(
-            x > 0, x, d(1.6732632423543772) * np.expm1(np.minimum(x, d(0))))).astype(d),
-        "leaky_relu": lambda x: np.where(x > 0, x, d(0.2) * x).astype(d),
-        "swish": lambda x: (x * _sigmoid(x, d)).astype(d),
-    }
+    return Registry(f"numpy activation ({ar.name})", BackendUnavailable, [
+        ("identity", lambda x: x),
+        ("relu", lambda x: np.maximum(x, d(0))),
+        ("tanh", ar.tanh),
+        ("sigmoid", lambda x: _sigmoid(x, d)),
+        ("elu", elu),
+        ("softplus", lambda x: (np.maximum(x, d(0)) + np.log1p(np.exp(-np.abs(x)))).astype(d)),
+        ("softsign", lambda x: (x / (d(1) + np.abs(x))).astype(d)),
+        ("relu6", lambda x: np.clip(x, d(0), d(6))),
+        ("selu", lambda x: (d(1.0507009873554805) * np.where(
+            x > 0, x, d(1.6732632423543772) * np.expm1(np.minimum(x, d(0))))).astype(d)),
+        ("leaky_relu", lambda x: np.where(x > 0, x, d(0.2) * x).astype(d)),
+        ("swish", lambda x: (x * _sigmoid(x, d)).astype(d)),
+    ])
 
 
 ACTIVATION_FNS = {TF1.name: _activations(TF1), EXACT.name: _activations(EXACT)}
@@ -274,13 +270,13 @@ def _unscale_box(node, xs, t, ar):
     return ((low + (d(0.5) * (xs[0] + d(1.0)) * (high - low))).astype(d),)
 
 
-class NumpyPolicy:
-    """Runs a PolicySpec; `run` returns every tensor the outputs name."""
+class NumpyPolicy(Backend):
+    """Runs a PolicySpec; `forward` gives every tensor of the program."""
 
     name = "numpy"
 
     def __init__(self, spec: PolicySpec, arithmetic: Arithmetic = TF1):
-        require_ops(spec, OP_IMPLS, "numpy")
+        OP_IMPLS.require(n.op for n in spec.nodes)
         self.spec = spec
         self.arithmetic = arithmetic
         # The arithmetic's type (float32 like TF1), except the statistics SB2's
@@ -291,25 +287,14 @@ class NumpyPolicy:
                             np.asarray(v, F32).astype(arithmetic.dtype) if v.dtype.kind == "f" else v)
                         for k, v in spec.tensors.items()}
 
-    def forward(self, obs, state=None, mask=None) -> dict[str, object]:
-        """Every tensor of the program, by name."""
+    def forward(self, obs, state=None, mask=None) -> dict[str, Any]:
+        """Every tensor of the program, by name (a goal observation's obs: a dict of arrays)."""
         d = self.arithmetic.dtype
-        env: dict[str, object] = {"obs": obs}
+        env: dict[str, Any] = {"obs": obs}
         if self.spec.stateful:
             env["state"], env["mask"] = np.asarray(state, F32).astype(d), np.asarray(mask, F32).astype(d)
         for node in self.spec.nodes:
             results = OP_IMPLS[node.op](node, [env[i] for i in node.inputs], self.tensors, self.arithmetic)
-            env.update(zip(node.outputs, results))
+            env.update(zip(node.outputs, results, strict=True))
         return env
 
-    def run(self, obs: np.ndarray, state: np.ndarray | None = None, mask: np.ndarray | None = None,
-            outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-        env = self.forward(obs, state, mask)
-        wanted = outputs or tuple(self.spec.outputs)
-        return {k: env[self.spec.outputs[k]] for k in wanted if k in self.spec.outputs}
-
-    def sample(self, obs, state=None, mask=None, rng: np.random.Generator | None = None) -> np.ndarray:
-        """A stochastic action, drawn the way SB2's distributions draw it."""
-        from .sampling import sample
-        env = self.forward(obs, state, mask)
-        return sample(self.spec, lambda name: env[name], rng or np.random.default_rng())

@@ -25,15 +25,20 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..understand.spec import FLOAT64_PARAMS, Box, DictSpace, Node, PolicySpec, require_ops
+from ..errors import BackendUnavailable
+from ..registry import Registry
+from ..understand.spec import FLOAT64_PARAMS, Box, DictSpace, Node, PolicySpec
+from .backends import Backend
 
 Converter = Callable[["Graph", Node, list[str]], tuple[str, ...]]
-CONVERTERS: dict[str, Converter] = {}
+CONVERTERS: Registry[Converter] = Registry("onnxruntime converter", BackendUnavailable)
+converter = CONVERTERS.register
 OPSET = 17
 OUT_PREFIX = "out:"    # graph outputs: the carried `state` is both an input and an output
 DIST_PREFIX = "dist:"
@@ -42,8 +47,11 @@ CHUNK_ROWS = 4096          # rows per session call on large batches (~5 MiB of a
 CHUNK_VALUES = 1 << 18     # ... and at most about this many observation values per call
 PARALLEL_ROWS = 2048       # batches from this size are split across threads
 
-_onnx = None
-_ort = None
+if TYPE_CHECKING:
+    import onnx as _onnx
+    import onnxruntime as _ort
+else:
+    _onnx = _ort = None  # bound by _import()
 
 
 def _import():
@@ -53,13 +61,6 @@ def _import():
         import onnxruntime
         _onnx, _ort = onnx, onnxruntime
     return _onnx, _ort
-
-
-def converter(name: str):
-    def register(fn: Converter) -> Converter:
-        CONVERTERS[name] = fn
-        return fn
-    return register
 
 
 class Graph:
@@ -78,12 +79,17 @@ class Graph:
         self._n += 1
         return f"{hint}_{self._n}"
 
-    def op(self, op_type: str, inputs: list[str], dtype, rank: int, n_out: int = 1, **attrs) -> str | list[str]:
+    def op(self, op_type: str, inputs: list[str], dtype, rank: int, **attrs) -> str:
+        """A node with one output; its name."""
+        return self.op_many(op_type, inputs, dtype, rank, 1, **attrs)[0]
+
+    def op_many(self, op_type: str, inputs: list[str], dtype, rank: int, n_out: int, **attrs) -> list[str]:
+        """A node with n_out outputs of one dtype and rank; their names."""
         outs = [self.fresh(op_type) for _ in range(n_out)]
         self.nodes.append(_onnx.helper.make_node(op_type, list(inputs), outs, **attrs))
         for o in outs:
             self.info[o] = (np.dtype(dtype), rank)
-        return outs[0] if n_out == 1 else outs
+        return outs
 
     def const(self, value, dtype=None) -> str:
         a = np.asarray(value, dtype=dtype)
@@ -221,26 +227,28 @@ def _conv2d(g, node, xs):
     return (g.op("Transpose", [y], F32, 4, perm=[0, 2, 3, 1]),)
 
 
-def _activation_of(g: Graph, fn: str, x: str) -> str:
-    if fn == "identity":
-        return g.unary("Identity", x)
-    if fn == "relu6":
-        return g.op("Clip", [x, g.const(0, F32), g.const(6, F32)], F32, g.rank(x))
-    if fn == "swish":
-        return g.binary("Mul", x, g.unary("Sigmoid", x))
-    simple = {"relu": ("Relu", {}), "tanh": ("Tanh", {}), "sigmoid": ("Sigmoid", {}), "elu": ("Elu", {"alpha": 1.0}),
-              "softplus": ("Softplus", {}), "softsign": ("Softsign", {}),
-              "selu": ("Selu", {"alpha": 1.6732632423543772, "gamma": 1.0507009873554805}),
-              "leaky_relu": ("LeakyRelu", {"alpha": 0.2})}
-    if fn not in simple:
-        raise NotImplementedError(f"onnxruntime backend lacks activation {fn!r}")
-    op_type, attrs = simple[fn]
-    return g.unary(op_type, x, **attrs)
+def _simple(op_type: str, **attrs) -> Callable[[Graph, str], str]:
+    return lambda g, x: g.unary(op_type, x, **attrs)
+
+
+ACTIVATIONS: Registry[Callable[[Graph, str], str]] = Registry("onnxruntime activation", BackendUnavailable, [
+    ("identity", _simple("Identity")),
+    ("relu", _simple("Relu")),
+    ("tanh", _simple("Tanh")),
+    ("sigmoid", _simple("Sigmoid")),
+    ("elu", _simple("Elu", alpha=1.0)),
+    ("softplus", _simple("Softplus")),
+    ("softsign", _simple("Softsign")),
+    ("relu6", lambda g, x: g.op("Clip", [x, g.const(0, F32), g.const(6, F32)], F32, g.rank(x))),
+    ("selu", _simple("Selu", alpha=1.6732632423543772, gamma=1.0507009873554805)),
+    ("leaky_relu", _simple("LeakyRelu", alpha=0.2)),
+    ("swish", lambda g, x: g.binary("Mul", x, g.unary("Sigmoid", x))),
+])
 
 
 @converter("activation")
 def _activation(g, node, xs):
-    return (_activation_of(g, node.attrs["fn"], xs[0]),)
+    return (ACTIVATIONS[node.attrs["fn"]](g, xs[0]),)
 
 
 @converter("exp")
@@ -281,7 +289,7 @@ def _lstm(g, node, xs):
     n = int(node.attrs["n_hidden"])
     p = {role: g.param(node, role) for role in node.params}
     keep = g.binary("Sub", g.const(1, F32), g.op("Reshape", [g.f32(mask), g.const([-1, 1], np.int64)], F32, 2))
-    c_in, h_in = g.op("Split", [state, g.const([n, n], np.int64)], F32, 2, n_out=2, axis=1)
+    c_in, h_in = g.op_many("Split", [state, g.const([n, n], np.int64)], F32, 2, n_out=2, axis=1)
     c, h = g.binary("Mul", c_in, keep), g.binary("Mul", h_in, keep)
     xw = g.op("MatMul", [x, p["wx"]], F32, 2)
     hw = g.op("MatMul", [h, p["wh"]], F32, 2)
@@ -289,7 +297,7 @@ def _lstm(g, node, xs):
         gates = g.binary("Add", g.binary("Add", _ln(g, xw, p["gx"], p["bx"]), _ln(g, hw, p["gh"], p["bh"])), p["b"])
     else:
         gates = g.binary("Add", g.binary("Add", xw, hw), p["b"])
-    i, f, o, u = g.op("Split", [gates, g.const([n] * 4, np.int64)], F32, 2, n_out=4, axis=1)
+    i, f, o, u = g.op_many("Split", [gates, g.const([n] * 4, np.int64)], F32, 2, n_out=4, axis=1)
     c = g.binary("Add", g.binary("Mul", g.unary("Sigmoid", f), c),
                  g.binary("Mul", g.unary("Sigmoid", i), g.unary("Tanh", u)))
     hc = _ln(g, c, p["gc"], p["bc"]) if node.attrs["layer_norm"] else c
@@ -340,9 +348,9 @@ def _argmax(g, node, xs):
 @converter("split")
 def _split(g, node, xs):
     sizes = [int(s) for s in node.attrs["sizes"]]
-    outs = g.op("Split", [xs[0], g.const(sizes, np.int64)], g.dtype(xs[0]), g.rank(xs[0]), n_out=len(sizes),
-                axis=-1)
-    return tuple(outs) if len(sizes) > 1 else (outs,)
+    outs = g.op_many("Split", [xs[0], g.const(sizes, np.int64)], g.dtype(xs[0]), g.rank(xs[0]), n_out=len(sizes),
+                     axis=-1)
+    return tuple(outs)
 
 
 @converter("stack_last")
@@ -386,7 +394,7 @@ def _unscale_box(g, node, xs):
 def build_graph(spec: PolicySpec):
     """The spec as an onnx.ModelProto: inputs obs (state, mask), outputs the spec's
     public outputs as `out:<name>` and `dist:<tensor>` for each tensor sampling reads."""
-    require_ops(spec, CONVERTERS, "onnxruntime")
+    CONVERTERS.require(n.op for n in spec.nodes)
     onnx, _ = _import()
     g = Graph(spec)
     helper = onnx.helper
@@ -415,7 +423,7 @@ def build_graph(spec: PolicySpec):
         results = CONVERTERS[node.op](g, node, [env[i] for i in node.inputs])
         if len(results) != len(node.outputs):
             raise ValueError(f"{node.op} gave {len(results)} outputs for {len(node.outputs)} names")
-        env.update(zip(node.outputs, results))
+        env.update(zip(node.outputs, results, strict=True))
     outputs = []
     wanted = [(OUT_PREFIX + k, t) for k, t in spec.outputs.items()]
     wanted += [(DIST_PREFIX + t, t) for t in spec.distribution.tensors.values()]
@@ -441,8 +449,8 @@ def _chunk_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-class OrtPolicy:
-    """Runs a PolicySpec with ONNX Runtime; `run` returns the spec's outputs."""
+class OrtPolicy(Backend):
+    """Runs a PolicySpec with ONNX Runtime: `proto`, the graph, in `session`."""
 
     name = "onnxruntime"
 
@@ -492,31 +500,26 @@ class OrtPolicy:
             return self.session.run(names, {k: v[bounds[i]:bounds[i + 1]] for k, v in feeds.items()})
         first = part(0)
         outs = [np.empty((n, *a.shape[1:]), a.dtype) for a in first]
-        for o, a in zip(outs, first):
+        for o, a in zip(outs, first, strict=True):
             o[:bounds[1]] = a
         del first
 
         def fill(i: int) -> None:
-            for o, a in zip(outs, part(i)):
+            for o, a in zip(outs, part(i), strict=True):
                 o[bounds[i]:bounds[i + 1]] = a
         for f in [_chunk_pool().submit(fill, i) for i in range(1, pieces)]:
             f.result()
         return outs
 
     def run(self, obs, state=None, mask=None, outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-        wanted = [k for k in (outputs or tuple(self.spec.outputs)) if k in self.spec.outputs]
-        return dict(zip(wanted, self._run([OUT_PREFIX + k for k in wanted], self._feeds(obs, state, mask))))
+        wanted = self.wanted(outputs)
+        got = self._run([OUT_PREFIX + k for k in wanted], self._feeds(obs, state, mask))
+        return dict(zip(wanted, got, strict=True))
 
     def forward(self, obs, state=None, mask=None) -> dict[str, Any]:
         """The public outputs' tensors and the distribution's tensors, by tensor name."""
         names = self.output_names
-        got = dict(zip(names, self._run(names, self._feeds(obs, state, mask))))
+        got = dict(zip(names, self._run(names, self._feeds(obs, state, mask)), strict=True))
         env = {t: got[OUT_PREFIX + k] for k, t in self.spec.outputs.items()}
         env.update({k[len(DIST_PREFIX):]: v for k, v in got.items() if k.startswith(DIST_PREFIX)})
         return env
-
-    def sample(self, obs, state=None, mask=None, rng: np.random.Generator | None = None) -> np.ndarray:
-        """A stochastic action, drawn the way SB2's distributions draw it."""
-        from .sampling import sample
-        env = self.forward(obs, state, mask)
-        return sample(self.spec, lambda name: env[name], rng or np.random.default_rng())

@@ -5,7 +5,7 @@ The random stream is NumPy's (seeded by the caller), so a seed gives the same
 actions whichever backend computed the distribution's parameters."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -35,7 +35,7 @@ def sample(spec: PolicySpec, get: Callable[[str], np.ndarray], rng: np.random.Ge
     if kind in ("diag_gaussian", "squashed_gaussian"):
         mean = np.asarray(get(dist.tensors["mean"]), F32)
         std = np.asarray(get(dist.tensors["std"]), F32)
-        draw = (mean + std * rng.standard_normal(mean.shape).astype(F32)).astype(F32)
+        draw = (mean + std * np.asarray(rng.standard_normal(mean.shape)).astype(F32)).astype(F32)
         space = spec.action_space
         assert isinstance(space, Box)
         low, high = space.low.astype(F32), space.high.astype(F32)

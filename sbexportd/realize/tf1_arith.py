@@ -70,7 +70,7 @@ def matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     # is exact, so rounding the float64 sum to float32 is that one rounding (up to a
     # double rounding tie, which the measurement above never met).
     xd, wd = x.astype(F64), w.astype(F64)
-    out = None
+    out: np.ndarray | None = None
     prod = np.empty((m, n), F64)
     for lo, hi in k_slices(k):
         acc = np.zeros((m, n), F32)
@@ -79,4 +79,5 @@ def matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
             prod += acc
             acc = prod.astype(F32)
         out = acc if out is None else (out + acc).astype(F32)
+    assert out is not None  # k > 0: one slice at least
     return out

@@ -19,17 +19,24 @@ import contextlib
 import os
 import re
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..understand.spec import FLOAT64_PARAMS, Box, DictSpace, Node, PolicySpec, require_ops
+from ..errors import BackendUnavailable, InvalidSpec
+from ..registry import Registry
+from ..understand.spec import FLOAT64_PARAMS, Box, DictSpace, Node, PolicySpec
+from .backends import Backend
 
 Converter = Callable[[Node, list, dict], tuple]
-CONVERTERS: dict[str, Converter] = {}
-# Parameter roles read in float64 (everything else float parameter is float32).
+CONVERTERS: Registry[Converter] = Registry("tensorflow converter", BackendUnavailable)
+converter = CONVERTERS.register
 
-_tf = None
+if TYPE_CHECKING:
+    import tensorflow as _tf
+else:
+    _tf = None  # bound by _import_tf()
 
 
 @contextlib.contextmanager
@@ -71,33 +78,24 @@ def _import_tf():
     return _tf
 
 
-def converter(name: str):
-    def register(fn: Converter) -> Converter:
-        CONVERTERS[name] = fn
-        return fn
-    return register
-
-
 # --- converters: (node, input tensors, {role: parameter tensor}) -> output tensors ---
 def _f32(x):
     return _tf.cast(x, _tf.float32) if x.dtype != _tf.float32 else x
 
 
-def _activation_fns() -> dict[str, Callable]:
-    tf = _tf
-    return {
-        "identity": tf.identity,
-        "relu": tf.nn.relu,
-        "tanh": tf.tanh,
-        "sigmoid": tf.sigmoid,
-        "elu": tf.nn.elu,
-        "softplus": tf.nn.softplus,
-        "softsign": tf.nn.softsign,
-        "relu6": tf.nn.relu6,
-        "selu": tf.nn.selu,
-        "leaky_relu": lambda x: tf.nn.leaky_relu(x, alpha=0.2),
-        "swish": lambda x: x * tf.sigmoid(x),
-    }
+ACTIVATIONS: Registry[Callable] = Registry("tensorflow activation", BackendUnavailable, [
+    ("identity", lambda x: _tf.identity(x)),
+    ("relu", lambda x: _tf.nn.relu(x)),
+    ("tanh", lambda x: _tf.tanh(x)),
+    ("sigmoid", lambda x: _tf.sigmoid(x)),
+    ("elu", lambda x: _tf.nn.elu(x)),
+    ("softplus", lambda x: _tf.nn.softplus(x)),
+    ("softsign", lambda x: _tf.nn.softsign(x)),
+    ("relu6", lambda x: _tf.nn.relu6(x)),
+    ("selu", lambda x: _tf.nn.selu(x)),
+    ("leaky_relu", lambda x: _tf.nn.leaky_relu(x, alpha=0.2)),
+    ("swish", lambda x: x * _tf.sigmoid(x)),
+])
 
 
 @converter("cast_float")
@@ -180,7 +178,7 @@ def _conv2d(node, xs, p):
 
 @converter("activation")
 def _activation(node, xs, p):
-    return (_activation_fns()[node.attrs["fn"]](xs[0]),)
+    return (ACTIVATIONS[node.attrs["fn"]](xs[0]),)
 
 
 @converter("exp")
@@ -236,7 +234,8 @@ def _frame_stack(node, xs, p):
     keep = tf.reshape(1.0 - _f32(mask), [-1] + [1] * len(frame))
     prev = tf.reshape(state, [-1, *frame[:-1], frame[-1] * (n - 1)]) * keep
     stacked = tf.concat([prev, _f32(x)], axis=-1)
-    return stacked, tf.reshape(stacked[..., frame[-1]:], [-1, (n - 1) * int(np.prod(frame))])
+    rest = stacked[..., frame[-1]:]  # type: ignore[index]  # types-tensorflow leaves Ellipsis out of an index
+    return stacked, tf.reshape(rest, [-1, (n - 1) * int(np.prod(frame))])
 
 
 @converter("concat")
@@ -320,7 +319,7 @@ def _param_dtypes(spec: PolicySpec, float64: bool = True) -> dict[str, str]:
             else:
                 dt = value.dtype.name
             if dtypes.setdefault(key, dt) != dt:
-                raise ValueError(f"tensor {key!r} is read both as {dtypes[key]} and as {dt}")
+                raise InvalidSpec(f"tensor {key!r:.60} is read both as {dtypes[key]} and as {dt}")
     return dtypes
 
 
@@ -350,7 +349,7 @@ def _build_graph(spec: PolicySpec, weights: dict[str, Any], obs, state, mask, ex
         results = CONVERTERS[node.op](node, [env[i] for i in node.inputs], params)
         if len(results) != len(node.outputs):
             raise ValueError(f"{node.op} gave {len(results)} outputs for {len(node.outputs)} names")
-        env.update(zip(node.outputs, results))
+        env.update(zip(node.outputs, results, strict=True))
     out = {k: _tf.identity(env[t], name=re.sub(r"[^A-Za-z0-9_.-]", "_", k)) for k, t in spec.outputs.items()}
     for t in extra:
         out["#" + t] = env[t]
@@ -373,14 +372,15 @@ def make_module(spec: PolicySpec, float64: bool = True):
     else:
         signature = [obs_sig]
 
-        def serve(self, obs):
+        # the traced function's arguments are the signature's: one variant each
+        def serve(self, obs):  # type: ignore[misc]
             return _build_graph(self.spec, self.weights, obs, None, None)
 
     def __init__(self, spec: PolicySpec):
         tf.Module.__init__(self, name="sbexportd_policy")
         self.spec = spec
         dtypes = _param_dtypes(spec, float64)
-        self.sb2_names: dict[str, str] = {}
+        self.sb2_names = {}  # TF variable name -> SB2 name
         weights = {}
         for key, dt in dtypes.items():
             name = variable_name(key)
@@ -412,6 +412,7 @@ class GraphSession:
         self.graph = tf.Graph()
         with self.graph.as_default():
             sig = _obs_signature(spec)
+            self.obs: Any  # a placeholder, or one per key of a goal observation
             if isinstance(sig, dict):
                 self.obs = {k: tf.compat.v1.placeholder(s.dtype, s.shape, name=s.name) for k, s in sig.items()}
             else:
@@ -440,8 +441,8 @@ class GraphSession:
         return fn(*inputs)
 
 
-class TFPolicy:
-    """Runs a PolicySpec with TensorFlow 2; `run` returns the spec's outputs.
+class TFPolicy(Backend):
+    """Runs a PolicySpec with TensorFlow 2.
 
     `module` (a tf.Module whose tf.function `serve` the exporters and tests use) and
     `concrete` are the spec traced once; predictions run the same converters as a
@@ -451,7 +452,7 @@ class TFPolicy:
     name = "tensorflow"
 
     def __init__(self, spec: PolicySpec):
-        require_ops(spec, CONVERTERS, "tensorflow")
+        CONVERTERS.require(n.op for n in spec.nodes)
         self.spec = spec
         self._tf = _import_tf()
         self.module = make_module(spec)
@@ -478,24 +479,18 @@ class TFPolicy:
         sig = self.module.serve.input_signature[0]
         arrays = self._arrays(obs, state, mask)
         if isinstance(sig, dict):
-            feed = {k: tf.convert_to_tensor(a, s.dtype) for (k, s), a in zip(sig.items(), arrays)}
+            feed = {k: tf.convert_to_tensor(a, s.dtype) for (k, s), a in zip(sig.items(), arrays, strict=True)}
             return [feed, *[tf.convert_to_tensor(a) for a in arrays[len(sig):]]]
         return [tf.convert_to_tensor(a) for a in arrays]
 
     def forward(self, obs, state=None, mask=None) -> dict[str, np.ndarray]:
         """The public outputs' tensors and the distribution's tensors, by tensor name."""
         names = tuple(self.spec.outputs) + tuple("#" + t for t in self.module.extra)
-        got = dict(zip(names, self.graph.run(names, self._arrays(obs, state, mask))))
+        got = dict(zip(names, self.graph.run(names, self._arrays(obs, state, mask)), strict=True))
         env = {t: got[k] for k, t in self.spec.outputs.items()}
         env.update({t: got["#" + t] for t in self.module.extra})
         return env
 
     def run(self, obs, state=None, mask=None, outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-        wanted = tuple(k for k in (outputs or tuple(self.spec.outputs)) if k in self.spec.outputs)
-        return dict(zip(wanted, self.graph.run(wanted, self._arrays(obs, state, mask))))
-
-    def sample(self, obs, state=None, mask=None, rng: np.random.Generator | None = None) -> np.ndarray:
-        """A stochastic action, drawn the way SB2's distributions draw it."""
-        from .sampling import sample
-        env = self.forward(obs, state, mask)
-        return sample(self.spec, lambda name: env[name], rng or np.random.default_rng())
+        wanted = self.wanted(outputs)
+        return dict(zip(wanted, self.graph.run(wanted, self._arrays(obs, state, mask)), strict=True))

@@ -4,7 +4,7 @@ Weights are registered buffers named after their SB2 variables, sanitized
 ("model/pi_fc0/w:0" -> "model__pi_fc0__w"); `SpecModule.sb2_names` maps each
 buffer back to its SB2 name. Convolution kernels are stored once as OIHW
 (SB2 keeps HWIO): a conv stack runs in NCHW and is permuted back to NHWC before
-it is flattened, so the flattened features are in SB2's order.
+it is flattened (layout.py), so the flattened features are in SB2's order.
 
 `SpecModule.forward(obs[, state, mask])` returns a tuple of the spec's public
 outputs in the order of `SpecModule.output_names`; the program is straight-line,
@@ -19,17 +19,27 @@ PyTorch is imported here only, lazily; `torch.set_num_threads` is left alone.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..understand.spec import FLOAT64_PARAMS, Node, PolicySpec, require_ops
+from ..errors import BackendUnavailable
+from ..registry import Registry
+from ..understand.spec import FLOAT64_PARAMS, Node, PolicySpec
+from .backends import Backend
+from .layout import TO_NHWC, Layout
 
 Converter = Callable[[Any, Node, list, dict], tuple]
-CONVERTERS: dict[str, Converter] = {}
+CONVERTERS: Registry[Converter] = Registry("torch converter", BackendUnavailable)
+converter = CONVERTERS.register
 
-torch = None  # bound by _import_torch()
-F = None
+if TYPE_CHECKING:
+    import torch
+    import torch.nn.functional as F
+else:
+    torch = None  # bound by _import_torch()
+    F = None
 
 
 def _import_torch():
@@ -39,13 +49,6 @@ def _import_torch():
         import torch.nn.functional as _F
         torch, F = _torch, _F
     return torch
-
-
-def converter(name: str):
-    def register(fn: Converter) -> Converter:
-        CONVERTERS[name] = fn
-        return fn
-    return register
 
 
 _TORCH_DTYPES = ("float16", "float32", "float64", "uint8", "int8", "int16", "int32", "int64", "bool")
@@ -131,24 +134,24 @@ def _swish(x):
     return x * torch.sigmoid(x)
 
 
-_ACTIVATIONS: dict[str, Callable] = {
-    "identity": lambda x: x,
-    "relu": lambda x: torch.relu(x),
-    "tanh": lambda x: torch.tanh(x),
-    "sigmoid": lambda x: torch.sigmoid(x),
-    "elu": lambda x: F.elu(x),
-    "softplus": lambda x: F.softplus(x),
-    "softsign": lambda x: x / (1.0 + torch.abs(x)),
-    "relu6": lambda x: torch.clamp(x, 0.0, 6.0),
-    "selu": lambda x: F.selu(x),
-    "leaky_relu": lambda x: F.leaky_relu(x, 0.2),
-    "swish": _swish,
-}
+ACTIVATIONS: Registry[Callable] = Registry("torch activation", BackendUnavailable, [
+    ("identity", lambda x: x),
+    ("relu", lambda x: torch.relu(x)),
+    ("tanh", lambda x: torch.tanh(x)),
+    ("sigmoid", lambda x: torch.sigmoid(x)),
+    ("elu", lambda x: F.elu(x)),
+    ("softplus", lambda x: F.softplus(x)),
+    ("softsign", lambda x: x / (1.0 + torch.abs(x))),
+    ("relu6", lambda x: torch.clamp(x, 0.0, 6.0)),
+    ("selu", lambda x: F.selu(x)),
+    ("leaky_relu", lambda x: F.leaky_relu(x, 0.2)),
+    ("swish", _swish),
+])
 
 
 @converter("activation")
 def _activation(m, node, xs, p):
-    return (_ACTIVATIONS[node.attrs["fn"]](xs[0]),)
+    return (ACTIVATIONS[node.attrs["fn"]](xs[0]),)
 
 
 @converter("exp")
@@ -267,10 +270,6 @@ def _unscale_box(m, node, xs, p):
     return (low + (0.5 * (xs[0] + 1.0) * (high - low)),)
 
 
-# Ops that work on NCHW tensors directly (the rest see NHWC, as the spec says).
-_NCHW_OPS = {"conv2d", "activation"}
-
-
 # --- the module ----------------------------------------------------------------------
 def buffer_name(sb2_name: str) -> str:
     """An SB2 tensor name as a valid buffer name: '/' -> '__', ':0' dropped, others '_'."""
@@ -288,7 +287,7 @@ def _make_module_class():
 
         def __init__(self, spec: PolicySpec):
             super().__init__()
-            require_ops(spec, CONVERTERS, "torch")
+            CONVERTERS.require(n.op for n in spec.nodes)
             self.spec = spec
             self.output_names: list[str] = list(spec.outputs)
             self.sb2_names: dict[str, str] = {}      # buffer name -> SB2 tensor name
@@ -319,34 +318,31 @@ def _make_module_class():
             env: dict[str, Any] = {"obs": obs}
             if self.spec.stateful:
                 env["state"], env["mask"] = state, mask
-            nchw: set[str] = set()  # tensors held as NCHW (the spec's are NHWC)
+            layout = Layout()  # conv stacks run NCHW (layout.py)
             buffers = dict(self.named_buffers())
-            for node, pnames in zip(self.spec.nodes, self._params_of):
+            for node, pnames in zip(self.spec.nodes, self._params_of, strict=True):
                 xs = [env[i] for i in node.inputs]
-                in_nchw = [i in nchw for i in node.inputs]
-                if node.op == "conv2d" and not in_nchw[0]:
-                    xs[0] = xs[0].permute(0, 3, 1, 2)  # NHWC -> NCHW, once per conv stack
-                elif node.op not in _NCHW_OPS:
-                    # e.g. flatten after the conv stack: back to NHWC first, SB2's order
-                    xs = [x.permute(0, 2, 3, 1) if flag else x for x, flag in zip(xs, in_nchw)]
+                for j, name in enumerate(node.inputs):
+                    perm = layout.permutation(node.op, name)
+                    if perm is not None:
+                        xs[j] = xs[j].permute(*perm)
                 params = {role: buffers[name] for role, name in pnames.items()}
                 results = CONVERTERS[node.op](self, node, xs, params)
-                env.update(zip(node.outputs, results))
-                if node.op == "conv2d" or (node.op == "activation" and in_nchw[0]):
-                    nchw.update(node.outputs)
-            return env, nchw
+                env.update(zip(node.outputs, results, strict=True))
+                layout.record(node.op, node.inputs, node.outputs)
+            return env, layout.nchw
 
         def evaluate(self, obs, state=None, mask=None) -> dict[str, Any]:
             """Every tensor of the program, by name, in the spec's (NHWC) layout."""
             env, nchw = self._run(obs, state, mask)
             for name in nchw:
-                env[name] = env[name].permute(0, 2, 3, 1)
+                env[name] = env[name].permute(*TO_NHWC)
             return env
 
         def forward(self, obs, state=None, mask=None):
             env, nchw = self._run(obs, state, mask)
             names = [self.spec.outputs[k] for k in self.output_names]
-            return tuple(env[t].permute(0, 2, 3, 1) if t in nchw else env[t] for t in names)
+            return tuple(env[t].permute(*TO_NHWC) if t in nchw else env[t] for t in names)
 
     return SpecModule
 
@@ -381,8 +377,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class TorchPolicy:
-    """Runs a PolicySpec with PyTorch; `run` returns the spec's outputs."""
+class TorchPolicy(Backend):
+    """Runs a PolicySpec with PyTorch: `module`, the traceable SpecModule."""
 
     name = "torch"
 
@@ -415,12 +411,5 @@ class TorchPolicy:
 
     def run(self, obs, state=None, mask=None, outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
         with torch.inference_mode():
-            got = dict(zip(self.module.output_names, self.module(*self.inputs(obs, state, mask))))
-            wanted = outputs or tuple(self.spec.outputs)
-            return {k: got[k].numpy() for k in wanted if k in got}
-
-    def sample(self, obs, state=None, mask=None, rng: np.random.Generator | None = None) -> np.ndarray:
-        """A stochastic action, drawn the way SB2's distributions draw it."""
-        from .sampling import sample
-        env = self.forward(obs, state, mask)
-        return sample(self.spec, lambda name: env[name], rng or np.random.default_rng())
+            got = dict(zip(self.module.output_names, self.module(*self.inputs(obs, state, mask)), strict=True))
+            return {k: got[k].numpy() for k in self.wanted(outputs)}

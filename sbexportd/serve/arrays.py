@@ -150,7 +150,11 @@ def wire(a: np.ndarray, encoding: str, msgpack: bool) -> Any:
 def _list(a: np.ndarray) -> Any:
     if a.dtype.kind == "f" and not np.isfinite(a).all():
         # JSON has no NaN/Infinity: null (base64 keeps them)
-        return np.where(np.isfinite(a), a, None).tolist() if a.ndim else None
+        if not a.ndim:
+            return None
+        out = a.astype(object)
+        out[~np.isfinite(a)] = None
+        return out.tolist()
     return a.tolist()
 
 

@@ -14,11 +14,12 @@ import os
 import threading
 import time
 from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -154,7 +155,7 @@ class OpenOptions:
 
     @classmethod
     def make(cls, path: str, vecnormalize: str | None = None, algo: str | None = None,
-             activation: str | None = None) -> "OpenOptions":
+             activation: str | None = None) -> OpenOptions:
         def absolute(p: str) -> str:
             return str(Path(p).expanduser().resolve())
         vn = None if vecnormalize is None else ("auto" if vecnormalize == "auto" else absolute(vecnormalize))
@@ -473,8 +474,9 @@ class Daemon:
 
     def predict_inline(self, e: Entry, backend: str | None, values: int) -> bool:
         """Whether a predict runs on the event loop: small ones on the warm fast path."""
+        from ..realize.backends import FAST_CANDIDATES
         name = backend or e.model.default_backend
-        return name == "onnxruntime" and name in e.backends and values <= INLINE_PREDICT_VALUES
+        return name in FAST_CANDIDATES and name in e.backends and values <= INLINE_PREDICT_VALUES
 
     async def predict(self, e: Entry, obs, *, state=None, mask=None, deterministic: bool = True,
                       seed: int | None = None, backend: str | None = None,

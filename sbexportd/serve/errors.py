@@ -4,10 +4,13 @@ stable machine-readable word, the file concerned (or null), and what to do."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from pygls.exceptions import JsonRpcException
 
 from .. import errors as E
+from ..realize.backends import BACKENDS
+from ..understand.spec import ACTIVATIONS
 
 log = logging.getLogger("sbexportd.serve")
 
@@ -71,7 +74,15 @@ HINTS = {
                        "policies take state (N, 2*n_lstm) and mask (N,); sbexport/inspect shows the input",
     "unknown_output": "ask only for outputs the model has (sbexport/inspect lists them)",
     "unknown_parameter": "ask only for parameter names sbexport/parameters lists",
-    "backend_unavailable": "choose backend numpy, tensorflow or torch",
+    "invalid_argument": "the message says what the parameter accepts; see protocol.md for this method's params",
+    "unknown_activation": f"choose activation from {', '.join(ACTIVATIONS)} (the hidden activation of a custom "
+                          "policy class whose code is not in the file)",
+    "invalid_spec": "this program breaks the op contract (docs/portable.md): if it came from an SB2 file, please "
+                    "report it with the file",
+    "bad_export_folder": "pass a folder `sbexportd export` wrote (its manifest.json and files, unchanged), of a "
+                         "target whose runtime is installed",
+    "backend_unavailable": f"choose backend {', '.join(BACKENDS)} (the default is the fastest one verified on "
+                           "the model; sbexport/open's fastPath says why another is not used)",
     "target_unavailable": "choose targets from sbexport/targets, or 'all'",
     "export_failed": "the message says which target failed and why; other targets may still work",
     "not_representable": "the target cannot hold this policy exactly; the message says why and what is closest "
@@ -82,12 +93,15 @@ HINTS = {
     "output_exists": "pass force=true to replace the existing export, or choose another out folder",
     "os_error": "check that the daemon can read the input and write the out folder",
     "cancelled": "nothing was written; send the request again to retry",
+    "error": "the message says what went wrong and what was expected",
     "internal": "a bug in sbexportd: please report it with the message",
 }
 
 
 class ServeError(JsonRpcException):
     """A JSON-RPC error with sbexportd's data: pygls sends it as the response."""
+
+    data: dict[str, Any]  # always {kind, file, hint}
 
     def __init__(self, code: int, message: str, kind: str, *, file: str | None = None, hint: str | None = None):
         super().__init__(message=message, code=code,
@@ -120,6 +134,7 @@ _FAMILIES: tuple[tuple[type, int], ...] = (
     (E.UnsupportedModel, UNSUPPORTED_POLICY),
     (E.BadObservation, BAD_OBSERVATION),
     (E.BackendUnavailable, BACKEND_UNAVAILABLE),
+    (E.InvalidArgument, INVALID_PARAMS),
 )
 
 
@@ -133,7 +148,7 @@ def map_exception(exc: BaseException) -> JsonRpcException:
         hint = HINTS.get(kind)
         if hint is None:  # a subclass code (truncated_file, unknown_policy, ...): its family's hint
             family = {BAD_MODEL_FILE: "bad_model_file", UNSUPPORTED_POLICY: "unsupported_policy",
-                      EXPORT_FAILED: "export_failed"}.get(code, "internal")
+                      EXPORT_FAILED: "export_failed", INVALID_PARAMS: "invalid_params"}.get(code, "error")
             hint = HINTS[family]
         return ServeError(code, str(exc), kind, file=exc.path, hint=hint)
     if isinstance(exc, FileNotFoundError):

@@ -116,6 +116,7 @@ class FrameParser:
         self.last_byte = time.monotonic()
         if self._state == _LARGE and self._pos >= len(self._buf):
             take = min(len(data), self._need - self._got)
+            assert self._body is not None  # allocated when the frame turned large
             self._body[self._got:self._got + take] = memoryview(data)[:take]
             self._got += take
             data = data[take:]
@@ -306,6 +307,7 @@ class FrameParser:
     def _large_body(self) -> Frame | FrameError | None:
         if self.buffered:  # bytes that came while the frame was being set up
             take = min(self.buffered, self._need - self._got)
+            assert self._body is not None  # allocated when the frame turned large
             self._body[self._got:self._got + take] = self._buf[self._pos:self._pos + take]
             self._got += take
             self._pos += take
@@ -375,7 +377,7 @@ def decode_body(body: bytes | bytearray, encoding: str) -> Any:
 _packer = threading.local()
 
 
-def encode_body(message: dict, encoding: str) -> bytes:
+def encode_body(message: dict, encoding: str) -> bytes | bytearray:
     if encoding == MSGPACK:
         packer = getattr(_packer, "p", None)
         if packer is None:

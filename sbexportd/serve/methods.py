@@ -11,16 +11,18 @@ Keys of the protocol's own objects are camelCase (LSP style); what sbexportd its
 describes (inspect, parameter stats, manifests) keeps the snake_case the CLI prints."""
 from __future__ import annotations
 
+import builtins
 import functools
 import math
-from typing import Any
+from typing import Any, Literal, overload
 
+from ..registry import Registry
 from . import errors
 from .arrays import JSON_ENCODINGS, ArrayError, Bulky, Out, decode, is_encoded, shape_of, wire
-from .framing import MSGPACK
 from .daemon import OpenOptions
+from .framing import MSGPACK
 
-METHODS: dict[str, Any] = {}
+METHODS: Registry[Any] = Registry("method")
 COMMANDS: list[str] = []  # the executeCommand names: sbexport.open, ...
 
 
@@ -44,38 +46,55 @@ class Params:
             raise errors.invalid_params(f"{self.method}: {key} must be {what}, got {type(value).__name__}")
         return value
 
-    def str(self, key: str, default: str | None = None, required: bool = False) -> str | None:
+    # Named for the JSON types they read; in this class body `str`, `bool` and `int` are
+    # these methods, so annotations name the builtins as builtins.*. With a default or
+    # required=True an accessor never answers None (the overloads say so).
+    @overload
+    def str(self, key: builtins.str, default: builtins.str, required: builtins.bool = False) -> builtins.str: ...
+    @overload
+    def str(self, key: builtins.str, default: None = None, *, required: Literal[True]) -> builtins.str: ...
+    @overload
+    def str(self, key: builtins.str, default: None = None, required: builtins.bool = False) -> builtins.str | None: ...
+    def str(self, key, default=None, required=False):
         return self._get(key, (str,), "a string", default, required)
 
-    def bool(self, key: str, default: bool) -> bool:
+    def bool(self, key: builtins.str, default: builtins.bool) -> builtins.bool:
         return self._get(key, (bool,), "true or false", default)
 
-    def int(self, key: str, default: int | None = None) -> int | None:
+    @overload
+    def int(self, key: builtins.str, default: builtins.int) -> builtins.int: ...
+    @overload
+    def int(self, key: builtins.str, default: None = None) -> builtins.int | None: ...
+    def int(self, key, default=None):
         return self._get(key, (int,), "an integer", default)
 
-    def str_list(self, key: str, default: list[str] | None = None) -> list[str] | None:
+    @overload
+    def str_list(self, key: builtins.str, default: list[builtins.str]) -> list[builtins.str]: ...
+    @overload
+    def str_list(self, key: builtins.str, default: None = None) -> list[builtins.str] | None: ...
+    def str_list(self, key, default=None):
         value = self._get(key, (list,), "a list of strings", default)
         if value is not None and not all(isinstance(v, str) for v in value):
             raise errors.invalid_params(f"{self.method}: {key} must be a list of strings")
         return value
 
-    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+    def choice(self, key: builtins.str, choices: tuple[builtins.str, ...], default: builtins.str) -> builtins.str:
         value = self.str(key, default)
         if value not in choices:
             raise errors.invalid_params(f"{self.method}: {key} must be one of {', '.join(choices)}, got {value!r}")
         return value
 
-    def model_id(self) -> str:
+    def model_id(self) -> builtins.str:
         return self.str("modelId", required=True)
 
-    def encoding(self) -> str:
+    def encoding(self) -> builtins.str:
         return self.choice("encoding", JSON_ENCODINGS, "list")
 
 
 def method(name: str):
     """Register a method `f(conn, params: Params, request)` (sync or async)."""
     def deco(fn):
-        METHODS[name] = fn
+        METHODS.add(name, fn)
         COMMANDS.append(name.replace("/", "."))
         return fn
     return deco
@@ -192,13 +211,14 @@ async def export(conn, p: Params, req):
 @method("sbexport/evaluate")
 async def evaluate(conn, p: Params, req):
     """Episodes of gymnasium's env for an SB2 file or an export folder (sbexportd.evaluate)."""
-    from ..evaluate import MAX_EPISODES, evaluate as run_episodes
+    from ..evaluate import MAX_EPISODES
+    from ..evaluate import evaluate as run_episodes
     from ..model import BACKENDS
     path = p.str("path", required=True)
     episodes = p.int("episodes", 10)
     if not 1 <= episodes <= MAX_EPISODES:
         raise errors.invalid_params(f"{p.method}: episodes must be from 1 to {MAX_EPISODES}")
-    backend = p.choice("backend", BACKENDS, "numpy")
+    backend = p.choice("backend", tuple(BACKENDS), "numpy")
     call = functools.partial(run_episodes, path, p.str("env"), episodes, seed=p.int("seed", 0), backend=backend,
                              vecnormalize=p.str("vecnormalize", "auto"), frame_stack=p.str("frameStack", "auto"),
                              cancelled=req.token.cancelled)

@@ -16,7 +16,6 @@ Who does what:
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import hmac
 import inspect
@@ -28,9 +27,11 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, TypeGuard
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
 
@@ -39,8 +40,18 @@ from . import editor, errors
 from .arrays import Bulky
 from .daemon import CancelToken, Daemon, NullProgress, current_connection
 from .errors import ServeError
-from .framing import (JSON, FdWriter, FrameError, FrameParser, StreamTransport, WsTransport, decode_body,
-                      encode_body, frame_header, sniff_binary)
+from .framing import (
+    JSON,
+    FdWriter,
+    FrameError,
+    FrameParser,
+    StreamTransport,
+    WsTransport,
+    decode_body,
+    encode_body,
+    frame_header,
+    sniff_binary,
+)
 
 log = logging.getLogger("sbexportd.serve")
 
@@ -60,9 +71,9 @@ def _message_type(method: str):
 
 
 class SbProtocol(LanguageServerProtocol):
-    conn: "Connection"
+    conn: Connection
 
-    def get_message_type(self, method):
+    def get_message_type(self, method):  # type: ignore[override]  # pygls' is an lru_cache wrapper
         return _message_type(method)  # pygls' per-instance lru_cache would pin closed connections
 
     def _execute_handler(self, msg_id, handler, callback, args=None, kwargs=None):
@@ -72,8 +83,10 @@ class SbProtocol(LanguageServerProtocol):
         # it: drop each once done. Not when cancelled: shutdown cancels while it iterates.
         fut = self._request_futures.get(msg_id)
         if fut is not None:
-            fut.add_done_callback(lambda f, k=msg_id: None if f.cancelled() or self._request_futures.get(k) is not f
-                                  else self._request_futures.pop(k))
+            def drop(f, k=msg_id):
+                if not f.cancelled() and self._request_futures.get(k) is f:
+                    self._request_futures.pop(k)
+            fut.add_done_callback(drop)
 
     @lsp_method(types.INITIALIZE)
     def lsp_initialize(self, params: types.InitializeParams):
@@ -103,7 +116,9 @@ class SbProtocol(LanguageServerProtocol):
 
 
 class SbServer(LanguageServer):
-    def __init__(self, daemon: Daemon, conn: "Connection"):
+    protocol: SbProtocol  # protocol_cls below
+
+    def __init__(self, daemon: Daemon, conn: Connection):
         self.daemon, self.conn = daemon, conn
         super().__init__("sbexportd", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
                          protocol_cls=SbProtocol)
@@ -118,7 +133,7 @@ class SbServer(LanguageServer):
 class _PyglsWriter:
     """What pygls sends (its answers, $/progress): one JSON message per write."""
 
-    def __init__(self, conn: "Connection"):
+    def __init__(self, conn: Connection):
         self.conn = conn
 
     def write(self, data: bytes) -> None:
@@ -133,12 +148,12 @@ class Request:
 
     __slots__ = ("conn", "id", "method", "token", "task", "encoding")
 
-    def __init__(self, conn: "Connection", rid, method: str, encoding: str):
+    def __init__(self, conn: Connection, rid, method: str, encoding: str):
         self.conn, self.id, self.method, self.encoding = conn, rid, method, encoding
         self.token = CancelToken()
         self.task: asyncio.Future | None = None
 
-    def progress(self, params: dict) -> "Reporter | NullProgress":
+    def progress(self, params: dict) -> Reporter | NullProgress:
         wdt = params.get("workDoneToken")
         if wdt is None:
             return NullProgress()
@@ -209,6 +224,7 @@ class Connection:
         self.opened_at = self.last_activity = time.monotonic()
         self.write_paused_at: float | None = None
         self.parser: FrameParser | None = None  # stream transports: for the header timeout
+        self.decoding: asyncio.Future | None = None  # a large body's parse (held: the loop holds tasks weakly)
         self.server = SbServer(daemon, self)
         self.protocol: SbProtocol = self.server.protocol
         daemon.connection_opened(self)
@@ -257,6 +273,7 @@ class Connection:
         except ServeError as e:
             return self.send_error(None, e, encoding)
         self.handle(msg, encoding)
+        return None
 
     def handle(self, msg: Any, encoding: str) -> None:
         self.encoding = encoding
@@ -312,6 +329,7 @@ class Connection:
                 self._shutdown(rid)
             return self._to_pygls(msg)
         self._serve(req, handler, p)
+        return None
 
     def _track(self, rid, method: str, encoding: str) -> Request:
         """Tracked from receipt: a $/cancelRequest in the same read can overtake the start."""
@@ -330,7 +348,7 @@ class Connection:
             result = handler(self, _params(params, req.method), req)
             if inspect.isawaitable(result):
                 req.task = asyncio.ensure_future(self._finish(req, result))
-                return
+                return None
         except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON-RPC error
             daemon.in_flight -= 1
             return self.send_error(req.id, errors.map_exception(exc))
@@ -338,6 +356,7 @@ class Connection:
             current_connection.reset(token)
         daemon.in_flight -= 1
         self.reply(req.id, result)
+        return None
 
     async def _finish(self, req: Request, awaitable) -> None:
         try:
@@ -362,7 +381,7 @@ class Connection:
         token = current_connection.set(self.id)  # the tasks pygls starts (editor features) too take turns
         try:
             self.protocol.handle_message(structured)
-        except Exception as e:  # noqa: BLE001 - never let one message end the connection
+        except Exception as e:  # never let one message end the connection
             log.exception("dispatching %s failed", msg.get("method"))
             if "id" in msg and "method" in msg:
                 self.send_error(msg.get("id"), errors.map_exception(e))
@@ -411,12 +430,12 @@ class Connection:
             return
         self.transport.send(self._encode(msg, encoding), encoding)
 
-    def send_error(self, rid, err: ServeError, encoding: str | None = None) -> None:
+    def send_error(self, rid, err: JsonRpcException, encoding: str | None = None) -> None:
         encoding = self._answered(rid) or encoding or self.encoding
         self.daemon.count_response(False)
         if not self.closed:
-            self.transport.send(encode_body({"jsonrpc": "2.0", "id": rid, "error": err.to_dict()}, encoding),
-                                encoding)
+            error = {"code": err.code, "message": err.message, "data": err.data}  # pygls' own errors too
+            self.transport.send(encode_body({"jsonrpc": "2.0", "id": rid, "error": error}, encoding), encoding)
 
     def send_message(self, msg: dict) -> None:
         """A message pygls made (JSON), out in the encoding its request came in."""
@@ -435,10 +454,10 @@ class Connection:
             self.transport.send(self._encode(msg, encoding), encoding)
 
     @staticmethod
-    def _encode(msg: dict, encoding: str) -> bytes:
+    def _encode(msg: dict, encoding: str) -> bytes | bytearray:
         try:
             return encode_body(msg, encoding)
-        except Exception as e:  # noqa: BLE001 - a result that cannot be encoded: answer that instead
+        except Exception as e:  # a result that cannot be encoded: answer that instead
             log.exception("cannot encode the answer")
             err = errors.map_exception(e)
             return encode_body({"jsonrpc": "2.0", "id": msg.get("id"), "error": {
@@ -450,7 +469,8 @@ class Connection:
         d = self.daemon
         parser = self.parser
         if d.header_timeout and parser is not None and not self.paused:  # not while the daemon does not read
-            if parser.in_header and now - parser.frame_started > d.header_timeout:
+            started = parser.frame_started  # set while in_header
+            if parser.in_header and started is not None and now - started > d.header_timeout:
                 return f"a frame's header was not complete within {d.header_timeout:g} s"
             if parser.in_body and now - parser.last_byte > d.header_timeout:
                 return f"a frame's body stalled for more than {d.header_timeout:g} s"
@@ -496,7 +516,7 @@ def _params(raw, method: str):
     return Params(raw, method)
 
 
-def _is_ours(params) -> bool:
+def _is_ours(params) -> TypeGuard[dict]:
     return isinstance(params, dict) and isinstance(params.get("command"), str) \
         and params["command"].startswith("sbexport.")
 
@@ -544,7 +564,7 @@ class StreamProtocol(asyncio.Protocol):
     def __init__(self, daemon: Daemon, kind: str, on_exit: Callable[[int], None] | None = None, out=None):
         self.daemon, self.kind, self.on_exit, self.out = daemon, kind, on_exit, out
         self.conn: Connection | None = None
-        self.transport = None
+        self.transport: Any = None  # asyncio's, or _SplitPipes over stdin and stdout
         self.parser = FrameParser(daemon.max_message_bytes)
         self._reading = True
         self._pumping = False
@@ -637,7 +657,7 @@ class StreamProtocol(asyncio.Protocol):
                         return
                     continue
                 if len(event.body) > LARGE_BODY:
-                    asyncio.ensure_future(conn.receive_large(event.body, event.encoding))
+                    conn.decoding = asyncio.ensure_future(conn.receive_large(event.body, event.encoding))
                 else:
                     conn.receive(event.body, event.encoding)
             if self.parser.buffered and not conn.closed:  # more frames: after the others' turn
@@ -719,6 +739,7 @@ async def run_stdio(daemon: Daemon, stop: asyncio.Future) -> None:
             stop.set_result(code)
 
     out_proto = _WritePipeProtocol()
+    writer: PipeWriter | FdWriter
     try:
         wt, _ = await loop.connect_write_pipe(lambda: out_proto, os.fdopen(out_fd, "wb", buffering=0))
         writer = PipeWriter(wt)
@@ -787,7 +808,7 @@ async def run_ws(daemon: Daemon, host: str, port: int):
                         await flow.wait()
         except ConnectionClosed:
             pass
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("connection %d failed", conn.id)
         finally:
             conn.close()
@@ -857,10 +878,9 @@ async def serve_async(daemon: Daemon, transport: str, host: str | None = None, p
     if transport == "stdio":
         task = asyncio.ensure_future(run_stdio(daemon, stop))
         task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or on_signal())
-    elif transport == "tcp":
-        server = await run_tcp(daemon, host, port)
     else:
-        server = await run_ws(daemon, host, port)
+        assert host is not None and port is not None  # main() parses them from --tcp / --ws HOST:PORT
+        server = await (run_tcp if transport == "tcp" else run_ws)(daemon, host, port)
     sweeper = asyncio.ensure_future(_sweep(daemon))
     code = await stop
     sweeper.cancel()

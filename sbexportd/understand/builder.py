@@ -51,14 +51,21 @@ class Program:
         self.tensors[name] = np.asarray(value)
         return name
 
-    def emit(self, op: str, inputs: tuple[str, ...] | list[str], *, outputs: int | tuple[str, ...] = 1,
-             hint: str | None = None, attrs: dict | None = None, params: dict | None = None) -> str | tuple[str, ...]:
+    def emit(self, op: str, inputs: tuple[str, ...] | list[str], *,
+             hint: str | None = None, attrs: dict | None = None, params: dict | None = None) -> str:
+        """Append a node with one output; its name."""
+        return self.emit_many(op, inputs, outputs=1, hint=hint, attrs=attrs, params=params)[0]
+
+    def emit_many(self, op: str, inputs: tuple[str, ...] | list[str], *, outputs: int | tuple[str, ...],
+                  hint: str | None = None, attrs: dict | None = None, params: dict | None = None) -> tuple[str, ...]:
+        """Append a node with several outputs (how many, or their names); their names,
+        a tuple even for one (a MultiDiscrete of one dimension splits into one part)."""
         if isinstance(outputs, int):
             names = tuple(self.fresh(hint or op) for _ in range(outputs))
         else:
             names = outputs
         self.nodes.append(Node(op, tuple(inputs), names, dict(attrs or {}), dict(params or {})))
-        return names[0] if len(names) == 1 else names
+        return names
 
     def has(self, name: str) -> bool:
         return name in self.params
@@ -98,7 +105,7 @@ class Program:
                 f"a CNN policy needs image observations (H, W, C), got shape {list(in_shape)}",
                 self.source)
         h, w_, c = in_shape
-        for name, k, stride in (("c1", 8, 4), ("c2", 4, 2), ("c3", 3, 1)):
+        for name, _k, stride in (("c1", 8, 4), ("c2", 4, 2), ("c3", 3, 1)):
             wname, bname = f"{prefix}{name}/w:0", f"{prefix}{name}/b:0"
             wv = self.params.get(wname)
             if wv is None or wv.ndim != 4:
@@ -136,8 +143,8 @@ class Program:
         if layer_norm:
             roles.update(gx=(4 * n,), bx=(4 * n,), gh=(4 * n,), bh=(4 * n,), gc=(n,), bc=(n,))
         params = {role: self.param(f"{prefix}{role}:0", shape) for role, shape in roles.items()}
-        h, state = self.emit("lstm", (x, "state", "mask"), outputs=(self.fresh("lstm_h"), self.fresh("state")),
-                             attrs={"n_hidden": n, "layer_norm": layer_norm}, params=params)
+        h, state = self.emit_many("lstm", (x, "state", "mask"), outputs=(self.fresh("lstm_h"), self.fresh("state")),
+                                  attrs={"n_hidden": n, "layer_norm": layer_norm}, params=params)
         self.summary.append(Layer(prefix.rstrip("/"), "lnlstm" if layer_norm else "lstm",
                                   f"{in_dim} -> {n}", params=tuple(params.values())))
         return h, state, n

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import NotAModelFile, UnknownAlgorithm, UnsupportedModel
+from ..errors import NotAModelFile, UnknownActivation, UnknownAlgorithm, UnsupportedModel
 from ..read.archive import Archive, VecNormalizeStats
 from .spaces import attr, class_name, to_space
 from .spec import ACTIVATIONS, Box, Space
@@ -72,7 +72,7 @@ class PolicyInfo:
     init_names: tuple[str, ...] = ()  # names its pickled __init__ refers to (by value only)
 
     @classmethod
-    def of(cls, policy: Any) -> "PolicyInfo":
+    def of(cls, policy: Any) -> PolicyInfo:
         if isinstance(policy, str):
             return cls(policy, "", False, False, ())
         bases = tuple(class_name(b) for b in (getattr(policy, "sb_bases", ()) or ()))
@@ -121,8 +121,7 @@ class Context:
     def activation(self, default: str) -> str:
         """Caller override > the file's policy_kwargs act_fun > the base class default."""
         if self.activation_override:
-            if self.activation_override not in ACTIVATIONS:
-                raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}")
+            check_activation(self.activation_override, self.source)
             return self.activation_override
         fn = self.policy_kwargs.get("act_fun")
         if fn is not None:
@@ -146,6 +145,12 @@ class Context:
         return default
 
 
+def check_activation(name: object, source: str | None = None) -> None:
+    """A caller's activation override must be one the op contract knows."""
+    if name not in ACTIVATIONS:
+        raise UnknownActivation(f"unknown activation {name!r:.40}; choose one of {', '.join(ACTIVATIONS)}", source)
+
+
 def frame_space(stacked: Space, n: int, source: str) -> Box:
     """One frame of a VecFrameStack(n) observation space. SB2 built the stacked bounds
     with np.repeat along the last axis, so element j of a frame is repeated n times."""
@@ -166,6 +171,8 @@ def make_context(archive: Archive, *, algo: str | None = None, activation: str |
     if algo is not None and algo not in ALGORITHMS:
         raise UnknownAlgorithm(f"unknown algorithm {algo!r}; expected one of {', '.join(ALGORITHMS)}",
                                archive.path)
+    if activation:  # before any building: a naming search must not take it for a misfit
+        check_activation(activation, str(archive.path))
     algo = algo or detect_algorithm(data, str(archive.path))
     kwargs = data.get("policy_kwargs") or {}
     if not isinstance(kwargs, dict):

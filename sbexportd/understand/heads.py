@@ -33,9 +33,9 @@ def observation_front(prog: Program, ctx: Context, scale: bool) -> tuple[str, tu
         steps.append(f"VecNormalize: clip((obs - mean) / sqrt(var + {vn.epsilon:g}), "
                      f"-{vn.clip_obs:g}, {vn.clip_obs:g})")
     if ctx.frame_stack:
-        x, ctx.stack_state = prog.emit("frame_stack", (x, "state", "mask"),
-                                       outputs=(prog.fresh("stacked"), prog.fresh("stack_state")),
-                                       attrs={"n": ctx.frame_stack, "frame": list(frame.shape)})
+        x, ctx.stack_state = prog.emit_many("frame_stack", (x, "state", "mask"),
+                                            outputs=(prog.fresh("stacked"), prog.fresh("stack_state")),
+                                            attrs={"n": ctx.frame_stack, "frame": list(frame.shape)})
         steps.append(f"VecFrameStack: the last {ctx.frame_stack} observations on the last axis, oldest "
                      f"first (state carries the previous {ctx.frame_stack - 1}; zeros at the start, reset "
                      f"by mask)")
@@ -59,8 +59,7 @@ def probability_head(prog: Program, ctx: Context, latent: str, dim: int, prefix:
         return ({"actions": prog.emit("argmax", (logits,)), "probs": probs},
                 Distribution("categorical", {"logits": logits}), "argmax of the logits")
     if isinstance(space, MultiDiscrete):
-        parts = prog.emit("split", (logits,), outputs=len(space.nvec), attrs={"sizes": list(space.nvec)})
-        parts = (parts,) if isinstance(parts, str) else parts
+        parts = prog.emit_many("split", (logits,), outputs=len(space.nvec), attrs={"sizes": list(space.nvec)})
         outputs = {f"probs_{i}": prog.emit("softmax", (p,)) for i, p in enumerate(parts)}
         modes = [prog.emit("argmax", (p,)) for p in parts]
         outputs["actions"] = prog.emit("stack_last", tuple(modes))

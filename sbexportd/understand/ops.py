@@ -9,20 +9,25 @@ conformance vectors (tests/conformance.py). docs/portable.md gives each op's mat
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..errors import InvalidSpec
+from ..registry import Registry
 
 VARIADIC = "..."  # a last input or output role repeated one or more times
 
 # attribute types: a JSON-ish name -> how to recognize a value of it
-_ATTR_TYPES = {
-    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "bool": lambda v: isinstance(v, bool),
-    "str": lambda v: isinstance(v, str),
-    "int[]": lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, int) and not isinstance(x, bool) for x in v),
-    "str[]": lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v),
-}
+ATTR_TYPES: Registry[Callable[[Any], bool]] = Registry("attribute type", entries=[
+    ("int", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    ("float", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+    ("bool", lambda v: isinstance(v, bool)),
+    ("str", lambda v: isinstance(v, str)),
+    ("int[]", lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, int) and not isinstance(x, bool)
+                                                             for x in v)),
+    ("str[]", lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)),
+])
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,7 @@ class Op:
     outputs: tuple[str, ...]                # roles in order; VARIADIC last = as many as attrs say
     doc: str
     params: dict[str, str] = field(default_factory=dict)   # role -> dtype the runtime holds it in
-    attrs: dict[str, str] = field(default_factory=dict)    # name -> type (see _ATTR_TYPES)
+    attrs: dict[str, str] = field(default_factory=dict)    # name -> type (see ATTR_TYPES)
     optional_params: tuple[str, ...] = ()
     optional_attrs: tuple[str, ...] = ()
 
@@ -57,7 +62,7 @@ class Op:
                 if name in self.optional_attrs:
                     continue
                 return f"attribute {name!r} ({kind}) missing"
-            if not _ATTR_TYPES[kind](node.attrs[name]):
+            if not ATTR_TYPES[kind](node.attrs[name]):
                 return f"attribute {name!r} is {node.attrs[name]!r:.40}, expected {kind}"
         extra = sorted(set(node.attrs) - set(self.attrs))
         if extra:
@@ -95,7 +100,7 @@ _TABLE = (
        "(tf.contrib.layers.layer_norm)", params={"gamma": F32, "beta": F32}, attrs={"eps": "float"}),
     Op("lstm", ("x", "state", "mask"), ("h", "state"), "SB2's tf_layers.lstm, one step; mask 1 resets the state "
        "first; the gx..bc parameters when layer_norm", params={"wx": F32, "wh": F32, "b": F32,
-                                                                **{r: F32 for r in _LN_ROLES}},
+                                                                **dict.fromkeys(_LN_ROLES, F32)},
        attrs={"n_hidden": "int", "layer_norm": "bool"}, optional_params=_LN_ROLES),
     Op("frame_stack", ("x", "state", "mask"), ("stacked", "state"), "SB2's VecFrameStack, one step: the previous "
        "n - 1 frames (zeroed where mask is 1) then float32(x), on the last axis", attrs={"n": "int", "frame": "int[]"}),
@@ -116,9 +121,7 @@ _TABLE = (
        params={"low": F32, "high": F32}),
 )
 
-OPS: dict[str, Op] = {op.name: op for op in _TABLE}
-if len(OPS) != len(_TABLE):
-    raise ValueError("an op is listed twice")
+OPS: Registry[Op] = Registry("op", InvalidSpec, [(op.name, op) for op in _TABLE])
 
 # Op parameters held in float64, as SB2 computed them (VecNormalize runs in NumPy
 # float64); every other floating parameter is float32, as TensorFlow 1 held it.

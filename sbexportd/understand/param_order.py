@@ -9,9 +9,9 @@ every shape, so a wrong guess fails loudly instead of computing something else.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import product
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -192,7 +192,7 @@ def _ac_candidates(ctx: Context) -> Iterator[ACArch]:
     yield ACArch(cnn=True, pi=0, vf=0)
     for ln in (False, True):
         yield ACArch(cnn=True, pi=0, vf=0, lstm="legacy", ln=ln)
-    for total in range(0, 3 * MAX_LAYERS):
+    for total in range(3 * MAX_LAYERS):
         for shared, pi, vf in product(range(MAX_LAYERS), repeat=3):
             if shared + pi + vf == total:
                 yield ACArch(shared=shared, pi=pi, vf=vf)
@@ -209,7 +209,7 @@ def _off_policy_candidates(ctx: Context) -> Iterator[tuple[bool, int, bool]]:
     n = _kw_layers(ctx)
     if ctx.policy.known or n is not None or "layer_norm" in kw:
         yield name.endswith("CnnPolicy"), 2 if n is None else n, bool(kw.get("layer_norm", name.startswith("Ln")))
-    for cnn, ln, hidden in product((False, True), (False, True), range(0, MAX_LAYERS + 1)):
+    for cnn, ln, hidden in product((False, True), (False, True), range(MAX_LAYERS + 1)):
         yield cnn, hidden, ln
 
 
@@ -255,6 +255,7 @@ def build_with(ctx: Context, build: Callable[[Context], PolicySpec]) -> PolicySp
                 raise UnsupportedModel("frame stacking in front of a recurrent (LSTM) policy is not supported; "
                                        "feed the stacked observation with frame_stack=0", c.source)
             spec.observation_space, spec.frame_stack = c.input_space, c.frame_stack
+            assert c.stack_state is not None  # preprocess() stacked the frames
             spec.outputs["state"] = c.stack_state
             spec.notes.append(f"frames stacked in front of the policy (VecFrameStack n_stack={c.frame_stack}): "
                               f"obs is one observation, state carries the previous {c.frame_stack - 1}")
@@ -266,8 +267,8 @@ def build_with(ctx: Context, build: Callable[[Context], PolicySpec]) -> PolicySp
 
 
 def _duplicates_agree(named: dict[str, np.ndarray]) -> bool:
-    return all(np.array_equal(v, named.get(k[len(DUPLICATE):])) for k, v in named.items()
-               if k.startswith(DUPLICATE))
+    return all((o := named.get(k[len(DUPLICATE):])) is not None and np.array_equal(v, o)
+               for k, v in named.items() if k.startswith(DUPLICATE))
 
 
 def name_parameters(ctx: Context, build: Callable[[Context], PolicySpec]) -> PolicySpec:
@@ -286,7 +287,7 @@ def name_parameters(ctx: Context, build: Callable[[Context], PolicySpec]) -> Pol
                 continue
             seen.add(key)
             tried += 1
-            named = dict(zip(names, values))
+            named = dict(zip(names, values, strict=False))
             if not _duplicates_agree(named):
                 continue
             named.update({f"#{i}": v for i, v in enumerate(values) if i >= len(names)})

@@ -9,24 +9,20 @@ made, never as a broadcasting error at predict time.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import prod
-from typing import Callable
+from typing import TYPE_CHECKING
 
-from ..errors import InconsistentParameters
+from ..errors import InconsistentParameters, UnsupportedModel
+from ..registry import Registry
+
+if TYPE_CHECKING:
+    from .spec import Node
 
 Shape = tuple[int, ...]
 Rule = Callable[["Node", list[Shape], dict[str, Shape]], tuple[Shape, ...]]
-RULES: dict[str, Rule] = {}
-
-
-def rule(*ops: str):
-    def register(fn: Rule) -> Rule:
-        for name in ops:
-            if name in RULES:
-                raise ValueError(f"shape rule for {name!r} registered twice")
-            RULES[name] = fn
-        return fn
-    return register
+RULES: Registry[Rule] = Registry("shape rule", UnsupportedModel)
+rule = RULES.register  # @rule("op", ...): one rule for several ops
 
 
 class _Mismatch(Exception):
@@ -203,5 +199,5 @@ def check_program(spec, source: str | None = None) -> dict[str, Shape]:
         if len(out) != len(node.outputs):
             raise InconsistentParameters(f"node {i} ({node.op}) writes {len(node.outputs)} tensors, "
                                          f"its op makes {len(out)}", source)
-        shapes.update(zip(node.outputs, out))
+        shapes.update(zip(node.outputs, out, strict=True))
     return shapes

@@ -41,7 +41,7 @@ def to_space(obj: Any, source: str = "") -> Space:
         return MultiDiscrete(tuple(int(v) for v in np.asarray(attr(obj, "nvec")).ravel()))
     if kind == "MultiBinary":
         n = attr(obj, "n")
-        return MultiBinary(int(np.prod(n)) if not np.isscalar(n) else int(n))
+        return MultiBinary(int(np.prod(n)) if np.ndim(n) else int(n))
     if kind == "Dict":
         spaces = attr(obj, "spaces") or {}
         items = dict(spaces.items() if hasattr(spaces, "items") else spaces)

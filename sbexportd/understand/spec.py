@@ -30,9 +30,11 @@ live in `tensors` beside the trained weights, so every export embeds them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
+
+from ..errors import InvalidSpec
 
 SPEC_VERSION = 1
 
@@ -110,7 +112,7 @@ class MultiBinary:
 @dataclass(frozen=True)
 class DictSpace:
     """A goal-conditioned observation (HER): sub-spaces in SB2's KEY_ORDER."""
-    spaces: tuple[tuple[str, "Space"], ...]
+    spaces: tuple[tuple[str, Space], ...]
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -120,7 +122,7 @@ class DictSpace:
         return {"type": "Dict", "spaces": {k: s.describe() for k, s in self.spaces}}
 
 
-Space = Union[Box, Discrete, MultiDiscrete, MultiBinary, DictSpace]
+Space = Box | Discrete | MultiDiscrete | MultiBinary | DictSpace
 
 
 # --- the program ---------------------------------------------------------------
@@ -139,15 +141,9 @@ class Node:
 
 
 # The contract every backend implements: understand/ops.py (machine-readable).
-from .ops import FLOAT64_PARAMS, OPS  # noqa: E402  (re-exported: spec.OPS, spec.FLOAT64_PARAMS)
-
-
-def require_ops(spec: "PolicySpec", implemented, backend: str) -> None:
-    """Refuse, before building anything, a spec with ops a backend does not implement."""
-    missing = sorted({n.op for n in spec.nodes} - set(implemented))
-    if missing:
-        raise NotImplementedError(f"{backend} backend lacks ops {missing}")
-
+# re-exported (`X as X`): spec.OPS, spec.FLOAT64_PARAMS
+from .ops import FLOAT64_PARAMS as FLOAT64_PARAMS  # noqa: E402
+from .ops import OPS as OPS  # noqa: E402
 
 ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid", "elu", "softplus", "softsign",
                "relu6", "selu", "leaky_relu", "swish")
@@ -171,6 +167,13 @@ class Distribution:
     kind: str
     tensors: dict[str, str] = field(default_factory=dict)
     nvec: tuple[int, ...] = ()
+
+
+# distribution kind -> the tensors it reads (realize/sampling.py draws from them)
+DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
+    "categorical": ("logits",), "multi_categorical": ("logits",), "bernoulli": ("logits",),
+    "diag_gaussian": ("mean", "std"), "squashed_gaussian": ("mean", "std"), "deterministic": (),
+    "softmax_q": ("q",)}
 
 
 # --- the spec ----------------------------------------------------------------------
@@ -232,25 +235,34 @@ class PolicySpec:
         """Every tensor a node reads exists (as an input, an earlier output or a
         parameter), every op is a known op, and every parameter's shape fits the op's
         inputs (understand/shapes.py): a spec bug or a wrong parameter naming surfaces
-        here, not in a backend. Returns every tensor's per-sample shape."""
+        here, not in a backend. Raises InvalidSpec (InconsistentParameters for shapes).
+        Returns every tensor's per-sample shape."""
         known = {"obs"} | ({"state", "mask"} if self.stateful else set())
         for i, node in enumerate(self.nodes):
             if node.op not in OPS:
-                raise ValueError(f"node {i}: unknown op {node.op!r}")
+                raise InvalidSpec(f"node {i}: unknown op {node.op!r:.40}; the ops are {', '.join(OPS)}", source)
             wrong = OPS[node.op].check(node)
             if wrong is None and node.op == "activation" and node.attrs["fn"] not in ACTIVATIONS:
                 wrong = f"activation {node.attrs['fn']!r:.40} is not one of {', '.join(ACTIVATIONS)}"
             if wrong:
-                raise ValueError(f"node {i} ({node.op}): {wrong}")
+                raise InvalidSpec(f"node {i} ({node.op}): {wrong}", source)
             for name in node.inputs:
                 if name not in known:
-                    raise ValueError(f"node {i} ({node.op}) reads {name!r} before it is written")
+                    raise InvalidSpec(f"node {i} ({node.op}) reads {name!r:.60} before it is written", source)
             for role, key in node.params.items():
                 if key not in self.tensors:
-                    raise ValueError(f"node {i} ({node.op}) param {role}={key!r} missing")
+                    raise InvalidSpec(f"node {i} ({node.op}) param {role}={key!r:.60} missing", source)
             known.update(node.outputs)
         for out, name in self.outputs.items():
             if name not in known:
-                raise ValueError(f"output {out!r} -> {name!r} is never written")
+                raise InvalidSpec(f"output {out!r:.40} -> {name!r:.60} is never written", source)
+        roles = DISTRIBUTIONS.get(self.distribution.kind)
+        if roles is None:
+            raise InvalidSpec(f"distribution {self.distribution.kind!r:.40} is not one of "
+                              f"{', '.join(DISTRIBUTIONS)}", source)
+        for role in roles:
+            if self.distribution.tensors.get(role) not in known:
+                raise InvalidSpec(f"distribution {self.distribution.kind} reads {role} "
+                                  f"{self.distribution.tensors.get(role)!r:.60}, which is never written", source)
         from .shapes import check_program
         return check_program(self, source)

@@ -51,7 +51,7 @@ def i(n: int) -> bytes:
 
 
 def glob(module: str, name: str) -> bytes:
-    return b"c" + f"{module}\n{name}\n".encode("utf-8")
+    return b"c" + f"{module}\n{name}\n".encode()
 
 
 def tup(*items: bytes) -> bytes:

@@ -24,7 +24,6 @@ Never unpickle these with the standard pickle module.
 """
 import base64
 
-
 PPO2_CUSTOM_PKL = base64.b64decode(
     "gASVmwsAAAAAAAB9lCiMBWdhbW1hlEc/764UeuFHrowHbl9zdGVwc5RLEIwHdmZfY29lZpRHP+AAAAAAAACMCGVu"
     "dF9jb2VmlEc/hHrhR64Ue4wNbWF4X2dyYWRfbm9ybZRHP+AAAAAAAACMDWxlYXJuaW5nX3JhdGWUjBdjbG91ZHBp"

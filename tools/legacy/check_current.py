@@ -27,12 +27,12 @@ import traceback
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fixture_lib import close, read_meta, release_of, write_meta  # noqa: E402
-from make_era_fixtures import RELEASE, algo_class, record  # noqa: E402
+from fixture_lib import close, read_meta, release_of, write_meta
+from make_era_fixtures import RELEASE, algo_class, record
 
 INPUTS = {"obs", "actions_obs_single"}
 DISCRETE_ACTIONS = ("Discrete", "MultiDiscrete", "MultiBinary")
@@ -74,7 +74,7 @@ def ask(meta, path, golden):
     tf.reset_default_graph()
     try:
         model = cls.load(path)
-    except Exception as exc:  # the fact to record
+    except Exception as exc:  # noqa: BLE001 - the fact to record
         if os.environ.get("FIXTURES_TRACEBACK"):
             traceback.print_exc()
         return {"loads": False, "error": "%s: %s" % (type(exc).__name__, str(exc).splitlines()[0][:300])}

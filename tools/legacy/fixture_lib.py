@@ -13,10 +13,10 @@ import platform
 import random
 import zlib
 
-import numpy as np
 import gym
-from gym import spaces
+import numpy as np
 import tensorflow as tf
+from gym import spaces
 
 N_OBS = 32          # observations per non-recurrent golden
 T_STEPS = 5         # time steps per recurrent golden
@@ -255,10 +255,10 @@ def decision_margins(rec, action_space):
         if k == "q_values":
             s = np.sort(np.asarray(v, np.float64), axis=1)
             out["q_values_min_top2_gap"] = float((s[:, -1] - s[:, -2]).min())
-    if isinstance(action_space, spaces.Box) and "mean" in rec and "state" not in rec:
-        # on-policy Gaussian: predict returns clip(mean, low, high) (SB2 >= 2.4; earlier: the mean)
-        if rec["mean"].shape == rec["actions"].shape:
-            out["n_actions_clipped"] = int((np.abs(rec["actions"] - rec["mean"]) > 0).sum())
+    # on-policy Gaussian: predict returns clip(mean, low, high) (SB2 >= 2.4; earlier: the mean)
+    if (isinstance(action_space, spaces.Box) and "mean" in rec and "state" not in rec
+            and rec["mean"].shape == rec["actions"].shape):
+        out["n_actions_clipped"] = int((np.abs(rec["actions"] - rec["mean"]) > 0).sum())
     return out
 
 

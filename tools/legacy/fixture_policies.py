@@ -16,7 +16,7 @@ class CustomDQNPolicy(DQNFeedForwardPolicy):
     """DQN MLP with one 16-unit layer and layer normalisation (zoo style)."""
 
     def __init__(self, *args, **kwargs):
-        super(CustomDQNPolicy, self).__init__(*args, **kwargs, layers=[16], layer_norm=True,
+        super().__init__(*args, **kwargs, layers=[16], layer_norm=True,
                                               feature_extraction="mlp")
 
 
@@ -24,5 +24,5 @@ class CustomSACPolicy(SACFeedForwardPolicy):
     """SAC MLP with two 16-unit layers (zoo style)."""
 
     def __init__(self, *args, **kwargs):
-        super(CustomSACPolicy, self).__init__(*args, **kwargs, layers=[16, 16],
+        super().__init__(*args, **kwargs, layers=[16, 16],
                                               feature_extraction="mlp")

@@ -46,10 +46,10 @@ if sys.version_info[:2] != (3, 7):
              "sh tools/legacy/setup_env.sh /tmp/sb2-2.5.1 2.5.1 && /tmp/sb2-2.5.1/bin/python %s OUT_DIR"
              % sys.argv[0])
 
-import numpy as np  # noqa: E402
 import gym  # noqa: E402
-from gym import spaces  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from gym import spaces  # noqa: E402
 
 tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.ERROR)
 import cloudpickle  # noqa: E402
@@ -57,9 +57,24 @@ import stable_baselines as sb  # noqa: E402
 from stable_baselines.common.vec_env import DummyVecEnv  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fixture_lib import (N_OBS, OBS_SEED, case_seed, close, decision_margins, drop_stale, kw_repr,  # noqa: E402
-                         make_env, policy_name, record_flat, sample_obs, seed_everything, space_info,
-                         versions, write_index, write_meta)
+from fixture_lib import (  # noqa: E402
+    N_OBS,
+    OBS_SEED,
+    case_seed,
+    close,
+    decision_margins,
+    drop_stale,
+    kw_repr,
+    make_env,
+    policy_name,
+    record_flat,
+    sample_obs,
+    seed_everything,
+    space_info,
+    versions,
+    write_index,
+    write_meta,
+)
 
 gym.logger.set_level(40)
 
@@ -79,27 +94,27 @@ def algo_class(name):
 ERAS = [
     # (first release, name, format, how parameters are stored, what changed)
     ((2, 0, 0), "pkl-list", "pkl", "unnamed list",
-     "cloudpickle (data, params); params = sess.run(self.params), a bare list in TensorFlow "
-     "creation order; no policy_kwargs in data; DDPG saves find_trainable_variables('model'), i.e. "
-     "EVERY trainable variable once (model, param-noise actors, target), its critic output layer is "
-     "qf/qf, and no obs_rms (normalize_observations=True files lose their running mean/std, "
-     "so the loaded model normalizes with mean 0, std 1 and only clips)"),
+     ("cloudpickle (data, params); params = sess.run(self.params), a bare list in TensorFlow "
+      "creation order; no policy_kwargs in data; DDPG saves find_trainable_variables('model'), i.e. "
+      "EVERY trainable variable once (model, param-noise actors, target), its critic output layer is "
+      "qf/qf, and no obs_rms (normalize_observations=True files lose their running mean/std, "
+      "so the loaded model normalizes with mean 0, std 1 and only clips)")),
     ((2, 4, 0), "pkl-list-kwargs", "pkl", "unnamed list",
-     "policy_kwargs saved in data; SAC added; DDPG saves params + target_params, both "
-     "find_trainable_variables (all trainable variables, so the list holds everything twice), "
-     "still no obs_rms; SAC (new in 2.4) saves params + target_params, also every trainable "
-     "variable twice"),
+     ("policy_kwargs saved in data; SAC added; DDPG saves params + target_params, both "
+      "find_trainable_variables (all trainable variables, so the list holds everything twice), "
+      "still no obs_rms; SAC (new in 2.4) saves params + target_params, also every trainable "
+      "variable twice")),
     ((2, 5, 0), "pkl-list-obsrms", "pkl", "unnamed list",
-     "DDPG appends obs_rms (runningsum, runningsumsq, count: float64) and ret_rms variables "
-     "after the doubled list; 2.5.1 renames the critic output layer qf/qf -> qf/qf_output"),
+     ("DDPG appends obs_rms (runningsum, runningsumsq, count: float64) and ret_rms variables "
+      "after the doubled list; 2.5.1 renames the critic output layer qf/qf -> qf/qf_output")),
     ((2, 6, 0), "pkl-dict", "pkl", "named OrderedDict",
-     "params = get_parameters(): an OrderedDict variable name -> array (get_parameter_list "
-     "order, no duplicates); stable_baselines.ddpg.memory removed (older DDPG files need a "
-     "sys.modules alias to load in 2.6+); DDPG's data gains buffer_size and random_exploration"),
+     ("params = get_parameters(): an OrderedDict variable name -> array (get_parameter_list "
+      "order, no duplicates); stable_baselines.ddpg.memory removed (older DDPG files need a "
+      "sys.modules alias to load in 2.6+); DDPG's data gains buffer_size and random_exploration")),
     ((2, 8, 0), "zip", "zip", "named npz in a zip",
-     "model.save writes a zip: 'data' (JSON, objects as base64 cloudpickle), 'parameters' "
-     "(numpy savez), 'parameter_list' (JSON names); save(path, cloudpickle=True) still writes "
-     "the 2.6 pkl; noise classes moved to stable_baselines.common.noise"),
+     ("model.save writes a zip: 'data' (JSON, objects as base64 cloudpickle), 'parameters' "
+      "(numpy savez), 'parameter_list' (JSON names); save(path, cloudpickle=True) still writes "
+      "the 2.6 pkl; noise classes moved to stable_baselines.common.noise")),
 ]
 
 
@@ -300,7 +315,7 @@ def run_case(c, out_dir):
         "files": ["model.%s" % f for f in files] + ["golden.npz", "meta.json"],
         "versions": versions(),
         "era": era_of(V),
-        "params": {n: s for n, s in saved},
+        "params": dict(saved),
         "saved_params": dict({"layout": layouts, "count": len(saved), "unique": len({n for n, _ in saved})},
                              # an unnamed list: position i is variable names[i] (shapes in "params")
                              **({"names": [n for n, _ in saved]} if V < (2, 6, 0) else {})),
@@ -347,7 +362,7 @@ def main():
             run_case(c, args.out_dir)
             ok += 1
             print("ok   %-44s %5.1fs" % (folder(c), time.time() - t0), flush=True)
-        except Exception as exc:  # one case failing must not stop the others
+        except Exception as exc:  # noqa: BLE001 - one case failing must not stop the others
             failed.append(c["name"])
             print("FAIL %s %s: %s" % (folder(c), type(exc).__name__, str(exc)[:300]), flush=True)
             if os.environ.get("FIXTURES_TRACEBACK"):

@@ -38,22 +38,22 @@ if sys.version_info[:2] != (3, 7):
              "sh tools/legacy/setup_env.sh /tmp/sb2legacy && /tmp/sb2legacy/bin/python %s OUT_DIR"
              % sys.argv[0])
 
-import numpy as np  # noqa: E402
 import gym  # noqa: E402
-from gym import spaces  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from gym import spaces  # noqa: E402
 
 tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.ERROR)
 import stable_baselines as sb  # noqa: E402
 from stable_baselines import A2C, ACER, ACKTR, DQN, HER, PPO2, SAC, TD3  # noqa: E402
+from stable_baselines.common.bit_flipping_env import BitFlippingEnv  # noqa: E402
 from stable_baselines.common.policies import FeedForwardPolicy  # noqa: E402
 from stable_baselines.common.vec_env import DummyVecEnv, VecNormalize  # noqa: E402
-from stable_baselines.common.bit_flipping_env import BitFlippingEnv  # noqa: E402
 
 try:  # these four need mpi4py
-    from stable_baselines import DDPG, TRPO, PPO1, GAIL  # noqa: E402
-    from stable_baselines.gail import ExpertDataset  # noqa: E402
-    from stable_baselines.common.noise import AdaptiveParamNoiseSpec  # noqa: E402
+    from stable_baselines import DDPG, GAIL, PPO1, TRPO
+    from stable_baselines.common.noise import AdaptiveParamNoiseSpec
+    from stable_baselines.gail import ExpertDataset
 except ImportError:
     DDPG = TRPO = PPO1 = GAIL = ExpertDataset = None
 
@@ -61,10 +61,30 @@ except ImportError:
 # BY REFERENCE (module + name), like the zoo's utils.utils.CustomDQNPolicy.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fixture_policies  # noqa: E402
-from fixture_lib import (N_OBS, OBS_SEED, T_STEPS, SPACES, actor_critic_policy, case_seed,  # noqa: E402
-                         close, decision_margins, drop_stale, expected_first, first_answer, is_recurrent,
-                         kw_repr, make_env, policy_name, record_flat, record_probs, sample_obs,
-                         seed_everything, space_info, versions, write_index, write_meta)
+from fixture_lib import (  # noqa: E402
+    N_OBS,
+    OBS_SEED,
+    T_STEPS,
+    actor_critic_policy,
+    case_seed,
+    close,
+    decision_margins,
+    drop_stale,
+    expected_first,
+    first_answer,
+    is_recurrent,
+    kw_repr,
+    make_env,
+    policy_name,
+    record_flat,
+    record_probs,
+    sample_obs,
+    seed_everything,
+    space_info,
+    versions,
+    write_index,
+    write_meta,
+)
 
 gym.logger.set_level(40)
 
@@ -77,7 +97,7 @@ ALGOS = {"a2c": A2C, "acer": ACER, "acktr": ACKTR, "dqn": DQN, "her": HER, "ppo2
 # (its code travels inside the saved file; a reader will not have it).
 class CustomPolicy(FeedForwardPolicy):
     def __init__(self, *args, **kwargs):
-        super(CustomPolicy, self).__init__(*args, **kwargs,
+        super().__init__(*args, **kwargs,
                                            net_arch=[dict(pi=[16, 16], vf=[16])],
                                            feature_extraction="mlp", act_fun=tf.nn.relu)
 
@@ -531,7 +551,7 @@ def main():
             run_case(c, args.out_dir)
             ok += 1
             print("ok   %-34s %5.1fs" % (c["name"], time.time() - t0), flush=True)
-        except Exception as exc:  # one case failing must not stop the others
+        except Exception as exc:  # noqa: BLE001 - one case failing must not stop the others
             failed.append(c["name"])
             print("FAIL %s %s: %s" % (c["name"], type(exc).__name__, str(exc)[:300]), flush=True)
             if os.environ.get("FIXTURES_TRACEBACK"):

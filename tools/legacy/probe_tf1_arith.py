@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
 # (batch, k, n): the dense layers of the shared zoo (obs -> 64/256/400, 400 -> 300, heads)
 # and k past the first slicing of k (400, 512, 576, 700).

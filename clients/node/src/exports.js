@@ -126,13 +126,19 @@ function conventionName(name) {
  * Load an export folder (one holding manifest.json: out/<target>/), or
  * loadExport(out, {target}) for out/<target>/. options.backend: "cpu" (default) or
  * "wasm" for tfjs (TensorFlow.js's backend is global to the process).
+ * options.manifest: the manifest as an object, for a folder that has none yet (sbexportd
+ * checks each tfjs and onnx export with this loader before it writes the manifest).
  */
 export async function loadExport(dir, options = {}) {
   let folder = resolve(dir);
-  if (options.target && !existsSync(join(folder, "manifest.json"))) folder = join(folder, options.target);
-  const manifestPath = join(folder, "manifest.json");
-  if (!existsSync(manifestPath)) throw new Error(`${folder}: no manifest.json (not an sbexportd export folder)`);
-  const manifest = JSON.parse(readFileSync(manifestPath, "utf8"));
+  let manifest = options.manifest;
+  let manifestPath = "the given manifest";
+  if (!manifest) {
+    if (options.target && !existsSync(join(folder, "manifest.json"))) folder = join(folder, options.target);
+    manifestPath = join(folder, "manifest.json");
+    if (!existsSync(manifestPath)) throw new Error(`${folder}: no manifest.json (not an sbexportd export folder)`);
+    manifest = JSON.parse(readFileSync(manifestPath, "utf8"));
+  }
   if (manifest.format !== "sbexportd-export") throw new Error(`${manifestPath}: not an sbexportd export manifest`);
   if (options.target && manifest.target !== options.target) {
     throw new Error(`${folder} holds a ${manifest.target} export, not ${options.target}`);

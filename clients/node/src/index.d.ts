@@ -399,6 +399,11 @@ export interface LoadExportOptions {
   backend?: "cpu" | "wasm";
   /** onnxruntime-node InferenceSession options. */
   sessionOptions?: Record<string, unknown>;
+  /**
+   * The manifest itself, for a folder without manifest.json (sbexportd's own check of
+   * an export before it writes the manifest); `dir` is then the export's folder.
+   */
+  manifest?: Manifest;
 }
 
 /**

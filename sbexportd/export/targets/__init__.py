@@ -15,6 +15,9 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
+from ...errors import TargetUnavailable
+from ...registry import Registry
+
 
 @dataclass(frozen=True)
 class Target:
@@ -29,7 +32,7 @@ class Target:
         return importlib.import_module(f"{__name__}.{self.module}")
 
 
-TARGETS: dict[str, Target] = {t.name: t for t in (
+TARGETS: Registry[Target] = Registry("target", TargetUnavailable, [(t.name, t) for t in (
     Target("pytorch", "pytorch", "standalone nn.Module source, state_dict (.pt) and TorchScript"),
     Target("onnx", "onnx", "ONNX (opset 17), checked with onnxruntime"),
     Target("savedmodel", "savedmodel", "TF2 SavedModel, serving_default (TF Serving, TF Java, C API)"),
@@ -44,4 +47,4 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            "predicts and trains in SB3", in_all=False),
     Target("rl-zoo3", "rl_zoo3", "the sb3 model in rl-baselines3-zoo's layout (python -m rl_zoo3.enjoy runs it), "
            "for the gymnasium successor of the agent's environment", in_all=False),
-)}
+)])

@@ -1,6 +1,7 @@
 """What the TensorFlow-based targets (savedmodel, graphdef, tflite, tfjs, onnx) share:
 the serving module (the TF backend's `serve`, outputs renamed to the convention),
-feeding, and the Node runner used to check tfjs and ONNX files in Node."""
+feeding, and the Node check of tfjs and ONNX files (node_runner.mjs, which runs them
+with the Node client's own loadExport)."""
 from __future__ import annotations
 
 import base64
@@ -16,12 +17,17 @@ import numpy as np
 
 from ...errors import ExportError, TargetUnavailable
 from ...understand.spec import PolicySpec
-from ..conventions import action_dtype, output_names
+from ..conventions import action_dtype, io, output_names
 
 NODE_RUNNER = Path(__file__).with_name("node_runner.mjs")
-# clients/node of a source checkout; SBEXPORTD_NODE_CLIENT names another folder whose
-# node_modules holds @tensorflow/tfjs and onnxruntime-node.
+# The Node client (the sbexportd-client package) whose loadExport checks tfjs and ONNX
+# exports: SBEXPORTD_NODE_CLIENT, else clients/node of the source checkout this module
+# lies in. An installed daemon has no such folder: without SBEXPORTD_NODE_CLIENT its
+# tfjs exports are checked with TensorFlow and its ONNX exports with onnxruntime
+# (Python) only, and each manifest's parity.runtime says so (docs/targets/tfjs.md).
+NODE_CLIENT_PACKAGE = "sbexportd-client"
 DEFAULT_NODE_CLIENT = Path(__file__).resolve().parents[3] / "clients" / "node"
+NODE_RUNTIMES = ("@tensorflow/tfjs", "onnxruntime-node")
 NODE_TIMEOUT = 120
 
 
@@ -73,7 +79,8 @@ def serving_module(spec: PolicySpec, float64: bool = True, state_output: str = "
         def serve(self, obs, state, mask):
             return rename(self.inner.serve(obs, state, mask))
     else:
-        def serve(self, obs):
+        # the traced function's arguments are the signature's: one variant each
+        def serve(self, obs):  # type: ignore[misc]
             return rename(self.inner.serve(obs))
 
     cls = type("SbExportServing", (tf.Module,), {
@@ -130,22 +137,59 @@ def conform(spec: PolicySpec, got: dict[str, Any]) -> dict[str, np.ndarray]:
 
 # --- Node ----------------------------------------------------------------------------
 def node_client() -> tuple[Path | None, str]:
-    """(folder with node_modules, "") when Node and the client packages are there, else
-    (None, why not)."""
-    node = shutil.which("node")
-    if node is None:
+    """(the sbexportd-client package's folder, "") when Node, the client and its runtimes
+    (@tensorflow/tfjs, onnxruntime-node) are there, else (None, why not)."""
+    if shutil.which("node") is None:
         return None, "node not found on PATH"
-    folder = Path(os.environ.get("SBEXPORTD_NODE_CLIENT", DEFAULT_NODE_CLIENT))
-    if not (folder / "node_modules").is_dir():
-        return None, f"{folder}/node_modules missing (run `make install`)"
+    named = os.environ.get("SBEXPORTD_NODE_CLIENT")
+    folder = Path(named) if named else DEFAULT_NODE_CLIENT
+    try:
+        name = json.loads((folder / "package.json").read_text()).get("name")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    if name != NODE_CLIENT_PACKAGE:
+        where = "SBEXPORTD_NODE_CLIENT" if named else "no source checkout's clients/node"
+        return None, (f"no {NODE_CLIENT_PACKAGE} package at {folder} ({where}; SBEXPORTD_NODE_CLIENT names "
+                      f"one: clients/node, or node_modules/{NODE_CLIENT_PACKAGE} where it is installed)")
+    for package in NODE_RUNTIMES:
+        if node_package_dir(folder, package) is None:
+            return None, f"{package} is not installed for {folder} (run `make install`, or npm install there)"
     return folder, ""
 
 
+def node_package_dir(client: Path, package: str) -> Path | None:
+    """Where Node resolves `package` from inside the client's folder: node_modules/package
+    in the folder or the nearest ancestor that has it (a project's node_modules, where the
+    client itself is installed)."""
+    for folder in (client, *client.parents):
+        if folder.name == "node_modules":
+            continue
+        candidate = folder / "node_modules" / package
+        if (candidate / "package.json").is_file():
+            return candidate
+    return None
+
+
 def node_package_version(client: Path, package: str) -> str:
+    found = node_package_dir(client, package)
     try:
-        return json.loads((client / "node_modules" / package / "package.json").read_text())["version"]
+        return json.loads((found / "package.json").read_text())["version"] if found else "?"
     except (OSError, ValueError, KeyError):
         return "?"
+
+
+def node_manifest(spec: PolicySpec, target: str, adjust_io=None) -> dict[str, Any]:
+    """What loadExport reads of manifest.json (which the export gets only once verified):
+    the target, its inputs and outputs as the manifest will give them (`adjust_io`), the
+    spaces and the goal observation's keys."""
+    inputs, outputs = io(spec)
+    if adjust_io is not None:
+        inputs, outputs = adjust_io(spec, inputs, outputs)
+    goal = spec.goal_observation
+    return {"format": "sbexportd-export", "format_version": 1, "target": target, "inputs": inputs,
+            "outputs": outputs, "observation_space": spec.observation_space.describe(),
+            "action_space": spec.action_space.describe(),
+            "goal_observation": {"keys": [k for k, _ in goal.spaces]} if goal else None}
 
 
 def _encode(a: np.ndarray) -> dict[str, Any]:
@@ -159,23 +203,26 @@ def _decode(d: dict[str, Any]) -> np.ndarray:
     return np.frombuffer(base64.b64decode(d["data"]), dtype).reshape(d["shape"]).astype(dtype.newbyteorder("="))
 
 
-def run_node(kind: str, model_path: Path, feeds: dict[str, np.ndarray], client: Path) -> tuple[dict, str]:
-    """Run node_runner.mjs on one model: ({output: array}, runtime description)."""
+def run_node(kind: str, folder: Path, feeds: dict[str, np.ndarray], client: Path,
+             manifest: dict[str, Any]) -> tuple[dict, str]:
+    """Run the export in `folder` with the Node client's loadExport (node_runner.mjs):
+    ({output: array} under the convention's names, the loader's runtime description)."""
     with tempfile.TemporaryDirectory(prefix="sbexportd-node-") as tmp:
         request = Path(tmp) / "request.json"
         reply = Path(tmp) / "reply.json"
-        request.write_text(json.dumps({"kind": kind, "model": str(model_path), "modules": str(client),
-                                       "out": str(reply), "feeds": {k: _encode(v) for k, v in feeds.items()}}))
+        request.write_text(json.dumps({"kind": kind, "folder": str(folder), "client": str(client),
+                                       "manifest": manifest, "out": str(reply),
+                                       "feeds": {k: _encode(v) for k, v in feeds.items()}}))
         try:
             proc = subprocess.run(["node", str(NODE_RUNNER), str(request)], capture_output=True, text=True,
                                   timeout=NODE_TIMEOUT)
         except subprocess.TimeoutExpired as exc:
-            raise ExportError(f"node_runner.mjs ({kind}) did not finish in {NODE_TIMEOUT} s", model_path) from exc
+            raise ExportError(f"node_runner.mjs ({kind}) did not finish in {NODE_TIMEOUT} s", folder) from exc
         if proc.returncode != 0 or not reply.is_file():
             lines = (proc.stderr or proc.stdout).strip().splitlines()
             said = [ln for ln in lines if ln.startswith("node_runner: ")] or lines[-3:]
-            raise ExportError(f"node_runner.mjs ({kind}) failed (exit {proc.returncode}): " + " | ".join(said),
-                              model_path)
+            raise ExportError(f"node_runner.mjs ({kind}, {NODE_CLIENT_PACKAGE} at {client}) failed "
+                              f"(exit {proc.returncode}): " + " | ".join(said), folder)
         doc = json.loads(reply.read_text())
     return {k: _decode(v) for k, v in doc["outputs"].items()}, doc["runtime"]
 

@@ -26,8 +26,17 @@ from pathlib import Path
 import numpy as np
 
 from ..conventions import io
-from ._tf_common import (rename_state_out, SESSION_CONFIG_NOTE, STATE_OUT, conform, feed_arrays, import_tf, input_names, serving_module,
-                         session_config)
+from ._tf_common import (
+    SESSION_CONFIG_NOTE,
+    STATE_OUT,
+    conform,
+    feed_arrays,
+    import_tf,
+    input_names,
+    rename_state_out,
+    serving_module,
+    session_config,
+)
 
 GRAPH = "frozen_graph.pb"
 META = "model.meta"

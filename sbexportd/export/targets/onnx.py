@@ -13,10 +13,19 @@ from pathlib import Path
 
 from ... import __version__
 from ...errors import ExportError
-from ...parity import compare
+from ...parity import compare_all, discrete_names
 from ..conventions import io, meaning, output_names
-from ._tf_common import (rename_state_out, STATE_OUT, conform, feed_arrays, input_names, node_client, node_package_version, run_node,
-                         serving_module)
+from ._tf_common import (
+    STATE_OUT,
+    conform,
+    feed_arrays,
+    input_names,
+    node_client,
+    node_package_version,
+    rename_state_out,
+    run_node,
+    serving_module,
+)
 
 FILE = "policy.onnx"
 OPSET = 17
@@ -137,12 +146,14 @@ def load(folder: Path, spec):
     session = ort.InferenceSession(str(folder / FILE), options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     client, why = node_client()
+    from ._tf_common import node_manifest
+    manifest = node_manifest(spec, "onnx", adjust_io)
 
     def run(feeds):
         arrays = feed_arrays(spec, feeds)
-        got = conform(spec, dict(zip(names, session.run(names, arrays))))
-        if client is not None:
-            in_node, _ = run_node("onnx", folder / FILE, arrays, client)
+        got = conform(spec, dict(zip(names, session.run(names, arrays), strict=True)))
+        if client is not None:  # the Node client's loadExport, with onnxruntime-node
+            in_node, _ = run_node("onnx", folder, arrays, client, manifest)
             _agree(spec, conform(spec, in_node), got, folder)
         return got
     runtime = f"onnxruntime {ort.__version__} (python, CPU)"
@@ -157,14 +168,9 @@ def load(folder: Path, spec):
 def _agree(spec, node_out, py_out, folder) -> None:
     """onnxruntime-node must give what onnxruntime gives (the parity rule)."""
     from ...errors import ParityFailed
-    from ...understand.spec import Discrete, MultiBinary, MultiDiscrete
-    discrete = isinstance(spec.action_space, (Discrete, MultiDiscrete, MultiBinary))
-    for name, value in py_out.items():
-        if name not in node_out:
-            raise ParityFailed(f"onnx: onnxruntime-node gave no {name!r}", folder)
-        c = compare(name, node_out[name], value, discrete and name == "action")
-        if not c.passed:
-            raise ParityFailed(f"onnx: onnxruntime-node disagrees with onnxruntime: {c.describe()}", folder)
+    checks = compare_all(node_out, py_out, discrete_names(spec))
+    if not checks.passed:
+        raise ParityFailed(f"onnx: onnxruntime-node disagrees with onnxruntime: {checks.describe()}", folder)
 
 
 def adjust_io(spec, inputs, outputs):

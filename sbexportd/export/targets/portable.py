@@ -9,8 +9,18 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from ...understand.spec import (OPS, SPEC_VERSION, Box, Discrete, Distribution, MultiBinary, MultiDiscrete, Node,
-                                PolicySpec)
+from ...errors import InvalidSpec, ModelFileError, SbExportError
+from ...understand.spec import (
+    OPS,
+    SPEC_VERSION,
+    Box,
+    Discrete,
+    Distribution,
+    MultiBinary,
+    MultiDiscrete,
+    Node,
+    PolicySpec,
+)
 from ..conventions import export_name, output_names
 
 FORMAT = "sbexportd-portable"
@@ -70,27 +80,40 @@ def write(model, folder: Path) -> None:
 
 # --- the NumPy reader of the format ------------------------------------------------------
 def read(path: Path) -> PolicySpec:
-    """Parse a portable file into a spec (without trusting it: ops, dtypes and shapes
-    are checked before any array is built)."""
-    raw = Path(path).read_bytes()
+    """Parse a portable file into a spec without trusting it: ops, dtypes and shapes
+    are checked before any array is built. A file that is not a well-formed portable
+    document is a ModelFileError, a program that breaks the op contract InvalidSpec."""
+    path = Path(path)
+    raw = path.read_bytes()
     if len(raw) > MAX_FILE:
-        raise ValueError(f"{path}: larger than {MAX_FILE} bytes")
-    doc = msgpack.unpackb(raw, raw=False, strict_map_key=True)
-    if doc.get("format") != FORMAT or doc.get("format_version") != 1:
-        raise ValueError(f"{path}: not an {FORMAT} v1 file")
-    tensors = {}
-    for name, t in doc["tensors"].items():
-        try:
-            dtype = np.dtype(t["dtype"]).newbyteorder("<")
-        except TypeError as exc:
-            raise ValueError(f"{path}: tensor {name} has an unknown dtype {t['dtype']!r}") from exc
-        if dtype.kind not in "fiub":
-            raise ValueError(f"{path}: tensor {name} has dtype {t['dtype']}")
-        count = int(np.prod(t["shape"], dtype=np.int64))
-        if count * dtype.itemsize != len(t["data"]):
-            raise ValueError(f"{path}: tensor {name} has {len(t['data'])} bytes for shape {t['shape']}")
-        tensors[name] = np.frombuffer(t["data"], dtype).reshape(t["shape"]).astype(dtype.newbyteorder("="))
-    return spec_from_document(doc, tensors)
+        raise ModelFileError(f"larger than {MAX_FILE} bytes", path)
+    try:
+        doc = msgpack.unpackb(raw, raw=False, strict_map_key=True)
+    except Exception as exc:  # noqa: BLE001 - msgpack's errors for bytes that are not its format
+        raise ModelFileError(f"not msgpack: {type(exc).__name__}", path) from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("format_version") != 1:
+        raise ModelFileError(f"not an {FORMAT} v1 file", path)
+    try:
+        tensors = {name: _tensor(name, t, path) for name, t in doc["tensors"].items()}
+        return spec_from_document(doc, tensors, source=str(path))
+    except SbExportError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:  # a field missing or mistyped
+        what = f"field {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {str(exc)[:120]}"
+        raise ModelFileError(f"not a well-formed {FORMAT} v1 document ({what})", path) from None
+
+
+def _tensor(name: str, t: dict[str, Any], path: Path) -> np.ndarray:
+    try:
+        dtype = np.dtype(t["dtype"]).newbyteorder("<")
+    except TypeError:
+        raise ModelFileError(f"tensor {name} has an unknown dtype {t['dtype']!r:.40}", path) from None
+    if dtype.kind not in "fiub":
+        raise ModelFileError(f"tensor {name} has dtype {t['dtype']}", path)
+    count = int(np.prod(t["shape"], dtype=np.int64))
+    if count * dtype.itemsize != len(t["data"]):
+        raise ModelFileError(f"tensor {name} has {len(t['data'])} bytes for shape {t['shape']}", path)
+    return np.frombuffer(t["data"], dtype).reshape(t["shape"]).astype(dtype.newbyteorder("="))
 
 
 def _space(d: dict[str, Any]):
@@ -103,17 +126,17 @@ def _space(d: dict[str, Any]):
         return MultiBinary(int(d["n"]))
 
     def bound(v):
-        v = np.asarray([float(x) if not isinstance(x, str) else float(x) for x in np.ravel(v)]) \
+        v = np.asarray([float(x) for x in np.ravel(v)]) \
             if not isinstance(v, str) else np.asarray([float(v)])
         return np.broadcast_to(v, d["shape"]).astype(d.get("dtype", "float32"))
     return Box(low=bound(d.get("low", "-inf")), high=bound(d.get("high", "inf")), dtype=d.get("dtype", "float32"))
 
 
-def spec_from_document(doc: dict[str, Any], tensors: dict[str, np.ndarray]) -> PolicySpec:
+def spec_from_document(doc: dict[str, Any], tensors: dict[str, np.ndarray], source: str | None = None) -> PolicySpec:
     nodes = []
     for n in doc["nodes"]:
         if n["op"] not in OPS:
-            raise ValueError(f"unknown op {n['op']!r}")
+            raise InvalidSpec(f"unknown op {n['op']!r:.40}; the ops are {', '.join(OPS)}", source)
         nodes.append(Node(n["op"], tuple(n["inputs"]), tuple(n["outputs"]), dict(n["attrs"]), dict(n["params"])))
     outputs = {("actions" if k == "action" else k): v for k, v in doc["outputs"].items()}
     dist = doc["distribution"]
@@ -124,7 +147,7 @@ def spec_from_document(doc: dict[str, Any], tensors: dict[str, np.ndarray]) -> P
         input_dtype=doc["input"]["dtype"], recurrent=(doc["recurrent"] or {}).get("n_lstm", 0),
         frame_stack=(doc.get("frame_stack") or {}).get("n", 0),
         preprocessing=list(doc.get("preprocessing", [])), postprocessing=doc.get("postprocessing", ""))
-    spec.validate()
+    spec.validate(source)
     return spec
 
 

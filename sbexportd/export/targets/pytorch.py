@@ -21,16 +21,17 @@ import os
 import sys
 import threading
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from ... import __version__
 from ...errors import ExportError, ParityFailed
-from ...parity import compare
-from ...understand.spec import Discrete, MultiBinary, MultiDiscrete, PolicySpec
+from ...parity import compare_all, discrete_names
+from ...understand.spec import PolicySpec
 from ..codegen_torch import TORCH_DTYPES, generate
 
 SOURCE = "policy.py"
@@ -55,6 +56,8 @@ def import_source(path: Path) -> Iterator[Any]:
     with _lock:
         name = f"sbexportd_policy_{os.getpid()}_{next(_names)}"
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} cannot be imported as a module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
@@ -154,7 +157,7 @@ def load(folder: Path, spec: PolicySpec):
     folder = Path(folder)
     scripted = load_torchscript(folder)
     eager = load_source(folder)
-    discrete = isinstance(spec.action_space, (Discrete, MultiDiscrete, MultiBinary))
+    discrete = discrete_names(spec)
 
     def numpy(out) -> dict[str, np.ndarray]:
         return {k: v.detach().numpy() for k, v in out.items()}
@@ -166,12 +169,10 @@ def load(folder: Path, spec: PolicySpec):
         with torch.inference_mode():
             got = numpy(scripted(*args))
             mine = numpy(eager(*args))
-        failed = [c.describe() for name, value in got.items()
-                  if not (c := compare(name, mine.get(name, np.zeros((0,))), value,
-                                       discrete and name == "action")).passed]
-        if failed:
+        checks = compare_all(mine, got, discrete)
+        if not checks.passed:
             raise ParityFailed(f"pytorch: {SOURCE} + {WEIGHTS} (eager) disagrees with the TorchScript "
-                               "module: " + "; ".join(failed), folder)
+                               f"module: {checks.describe()}", folder)
         return got
 
     how = "traced" if (folder / NOTE).exists() else "scripted"

@@ -81,7 +81,7 @@ def write(model, folder: Path) -> None:
     sb2 = zoo_config(model)
     config: dict[str, Any] = {"policy": p.policy, "n_timesteps": int(sb2.get("n_timesteps", 0) or 0)}
     if vn is not None:
-        kwargs = {"norm_obs": True, "norm_reward": False}
+        kwargs: dict[str, Any] = {"norm_obs": True, "norm_reward": False}
         kwargs.update({k: v for k, v in sb3._zoo_normalize_kwargs(model).items() if isinstance(v, (bool, int, float))})
         config["normalize"] = str(kwargs)  # rl_zoo3 eval()s a string into VecNormalize's kwargs
     if spec.frame_stack:
@@ -107,8 +107,8 @@ def write(model, folder: Path) -> None:
             "frame_stack": spec.frame_stack or 0, "her": p.extra.get("her"), "rl_zoo3": {
                 "algo": algo, "env": succ.new, "trained_env": old, "command": command}, "notes": notes}
     (run / sb3.META).write_text(json.dumps(meta, indent=2) + "\n")
-    text = [f"rl-baselines3-zoo layout of {model.archive.path.name} ({spec.algo.upper()} {spec.policy}) as "
-            f"{p.module}.{p.algo}.", "", f"Run it from the folder that holds {FOLDER}/:", "", f"    {command}", ""]
+    text = [(f"rl-baselines3-zoo layout of {model.archive.path.name} ({spec.algo.upper()} {spec.policy}) as "
+             f"{p.module}.{p.algo}."), "", f"Run it from the folder that holds {FOLDER}/:", "", f"    {command}", ""]
     if succ.new != old:
         text.append(f"{old} is {succ.new} in gymnasium." + (f" What changed: {succ.changed}." if succ.changed
                                                              else " gymnasium says the dynamics are unchanged."))
@@ -166,7 +166,7 @@ def load(folder: Path, spec: PolicySpec):
     meta = json.loads((run / sb3.META).read_text())
     env = EnvironmentName(meta["rl_zoo3"]["env"])
     _, model_path, log_path = get_model_path(0, str(folder), algo_dir.name, env)
-    hyper, stats_path = get_saved_hyperparams(str(Path(log_path) / env), test_mode=True)
+    hyper, _stats_path = get_saved_hyperparams(str(Path(log_path) / env), test_mode=True)
     if bool(hyper.get("normalize")) != bool(meta.get("vecnormalize")):
         raise NotRepresentable("rl_zoo3 reads config.yml's normalize differently from the conversion",
                                why="config.yml", closest="none")

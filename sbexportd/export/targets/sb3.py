@@ -89,7 +89,7 @@ def spaces_env(observation_space, action_space, goal: bool = False, seed: int = 
     import gymnasium as gym
 
     class SpacesEnv(gym.Env):
-        metadata: dict[str, Any] = {"render_modes": []}
+        metadata = {"render_modes": []}  # noqa: RUF012 - gymnasium's Env declares it per instance
 
         def __init__(self):
             self.observation_space, self.action_space = observation_space, action_space
@@ -231,6 +231,7 @@ def _vecnormalize_node(spec: PolicySpec):
 
 def write_vecnormalize(model, node, path: Path, p: Sb3Plan) -> None:
     """SB3's VecNormalize (its own class, saved by its own save()) with SB2's statistics."""
+    from stable_baselines3.common.running_mean_std import RunningMeanStd
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     spec = model.spec
@@ -243,7 +244,9 @@ def write_vecnormalize(model, node, path: Path, p: Sb3Plan) -> None:
     vn = VecNormalize(env, training=False, norm_obs=True, norm_reward=bool(settings.get("norm_reward", False)),
                       clip_obs=float(node.attrs["clip"]), epsilon=float(node.attrs["eps"]),
                       gamma=float(p.hyperparameters.get("gamma", 0.99)))
-    vn.obs_rms.mean, vn.obs_rms.var = mean.copy(), var.copy()
+    rms = vn.obs_rms
+    assert isinstance(rms, RunningMeanStd)  # one Box observation: one set of statistics
+    rms.mean, rms.var = mean.copy(), var.copy()
     vn.save(str(path))
 
 
@@ -273,14 +276,15 @@ def load_folder(folder: Path, env=None, **overrides):
 
 
 def load(folder: Path, spec: PolicySpec):
-    import torch
     import stable_baselines3
+    import torch
     folder = Path(folder)
     meta = json.loads((folder / META).read_text())
     env = None
     if meta.get("her"):
         # SB3 builds HerReplayBuffer at load time, which needs the environment
         from stable_baselines3.common.vec_env import DummyVecEnv
+        assert spec.goal_observation is not None  # an HER agent's spec has its goal observation
         obs_space = gym_space(spec.goal_observation)
         act_space = gym_space(spec.action_space)
         env = DummyVecEnv([lambda: spaces_env(obs_space, act_space, goal=True)])
@@ -305,7 +309,7 @@ def runner(m, vn, meta: dict, spec: PolicySpec):
     goal = spec.goal_observation
 
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        obs = np.asarray(feeds["obs"])
+        obs: Any = np.asarray(feeds["obs"])  # a dict of arrays for a goal observation
         n = obs.shape[0]
         out: dict[str, np.ndarray] = {}
         if vn is not None:
@@ -402,7 +406,7 @@ def _learns(folder: Path, meta: dict, m, spec: PolicySpec) -> None:
         before = {k: v.clone() for k, v in trainee.policy.state_dict().items()}
         try:
             trainee.learn(total_timesteps=LEARN_STEPS + overrides.get("learning_starts", 0))
-        except Exception as exc:  # noqa: BLE001 - SB3's own failure, reported as the export's
+        except Exception as exc:  # SB3's own failure, reported as the export's
             raise ExportError(f"sb3: {meta['algorithm']}.learn() failed on the converted model: "
                               f"{type(exc).__name__}: {exc}", folder) from exc
     after = trainee.policy.state_dict()

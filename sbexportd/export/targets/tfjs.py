@@ -4,8 +4,9 @@ the convention's names (structured outputs).
 
 TensorFlow.js has neither float64 nor int64: this target computes VecNormalize in
 float32 (as tflite does), and integer outputs (the Discrete / MultiDiscrete action)
-come out as int32; NOTE.txt says so. Verified in Node with @tensorflow/tfjs (cpu
-backend) through node_runner.mjs when Node and clients/node's packages are there."""
+come out as int32; NOTE.txt says so. Verified in Node with the Node client's own
+loadExport (@tensorflow/tfjs, cpu backend) when Node and the client are there
+(_tf_common.node_client); else model.json and its shards run with TensorFlow."""
 from __future__ import annotations
 
 import contextlib
@@ -15,7 +16,15 @@ import threading
 from pathlib import Path
 
 from ...errors import ExportError
-from ._tf_common import conform, feed_arrays, import_tfjs_converter, node_client, node_package_version, run_node
+from ._tf_common import (
+    conform,
+    feed_arrays,
+    import_tfjs_converter,
+    node_client,
+    node_manifest,
+    node_package_version,
+    run_node,
+)
 from .savedmodel import save
 
 NOTE = "NOTE.txt"
@@ -83,7 +92,7 @@ def name_outputs(model_json: Path, saved: Path) -> None:
     from ._tf_common import import_tf
     tf = import_tf()
     fn = tf.saved_model.load(str(saved)).signatures["serving_default"]
-    by_tensor = dict(zip((t.name for t in fn.outputs), sorted(fn.structured_outputs)))
+    by_tensor = dict(zip((t.name for t in fn.outputs), sorted(fn.structured_outputs), strict=True))
     doc = json.loads(model_json.read_text())
     entries = doc["signature"]["outputs"].values()
     if sorted(e["name"] for e in entries) != sorted(by_tensor):
@@ -100,11 +109,13 @@ def load(folder: Path, spec):
     if client is None:
         return _python_fallback(folder, spec, why)
 
+    manifest = node_manifest(spec, "tfjs", adjust_io)
+
     def run(feeds):
-        got, _ = run_node("tfjs", folder / "model.json", feeds_for_tfjs(spec, feeds), client)
+        got, _ = run_node("tfjs", folder, feed_arrays(spec, feeds), client, manifest)
         return conform(spec, got)
     version = node_package_version(client, "@tensorflow/tfjs")
-    return run, f"@tensorflow/tfjs {version} in Node (cpu backend, node_runner.mjs)"
+    return run, f"@tensorflow/tfjs {version} in Node (cpu backend, sbexportd-client's loadExport)"
 
 
 def feeds_for_tfjs(spec, feeds):

@@ -318,6 +318,6 @@ def _replay_example(spec, servable: Servable, model_folder: Path) -> None:
 
 
 def manifest_notes(spec) -> list[str]:
-    return [f"TF Serving: mount this folder at {MOUNT} and start tensorflow_model_server with "
-            f"--model_config_file={MOUNT}/{CONFIG}; {EXAMPLE} beside the model holds REST predict requests "
-            "and their responses"]
+    return [(f"TF Serving: mount this folder at {MOUNT} and start tensorflow_model_server with "
+             f"--model_config_file={MOUNT}/{CONFIG}; {EXAMPLE} beside the model holds REST predict requests "
+             "and their responses")]

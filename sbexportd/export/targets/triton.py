@@ -189,7 +189,7 @@ def check_config(config, model_folder: Path) -> Path:
     model_file = versions[-1] / (config.default_model_filename or MODEL_FILE) if versions else None
     if model_file is None or not model_file.is_file():
         problems.append(f"no <version>/{config.default_model_filename or MODEL_FILE}")
-    if problems:
+    if problems or model_file is None:
         raise ExportError("triton: " + "; ".join(problems), model_folder / CONFIG)
     return model_file
 
@@ -217,13 +217,15 @@ def check_against_graph(config, session, model_folder: Path) -> None:
 
 
 def load(folder: Path, spec):
-    import onnxruntime as ort
     from importlib.metadata import version
 
-    (model_folder, *others) = model_folders(folder) or [None]
-    if model_folder is None or others:
+    import onnxruntime as ort
+
+    found = model_folders(folder)
+    if len(found) != 1:
         raise ExportError(f"triton: expected one model folder in the repository, found "
-                          f"{[p.name for p in model_folders(folder)]}", folder)
+                          f"{[p.name for p in found]}", folder)
+    (model_folder,) = found
     config = read_config(model_folder)
     model_file = check_config(config, model_folder)
     options = ort.SessionOptions()
@@ -240,7 +242,7 @@ def load(folder: Path, spec):
             raise ExportError(f"triton: a request of batch sizes {sorted({len(a) for a in feeds.values()})} "
                               f"(max_batch_size {config.max_batch_size})")
         names = [t.name for t in config.output]
-        outputs = dict(zip(names, session.run(names, feeds)))
+        outputs = dict(zip(names, session.run(names, feeds), strict=True))
         return json.dumps(v2_response(config, {t.name: outputs[t.name] for t in config.output}))
 
     def run(feeds):
@@ -287,6 +289,6 @@ def adjust_io(spec, inputs, outputs):
 
 
 def manifest_notes(spec) -> list[str]:
-    return ["Triton: start tritonserver with --model-repository at this folder; the model is the folder "
-            f"beside this manifest (config.pbtxt, 1/{MODEL_FILE}); {EXAMPLE} holds an Open Inference "
-            "Protocol v2 request and its response"]
+    return [("Triton: start tritonserver with --model-repository at this folder; the model is the folder "
+             f"beside this manifest (config.pbtxt, 1/{MODEL_FILE}); {EXAMPLE} holds an Open Inference "
+             "Protocol v2 request and its response")]

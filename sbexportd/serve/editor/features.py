@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from lsprotocol import types
 
@@ -88,6 +89,7 @@ async def hover(ls, params: types.HoverParams) -> types.Hover | None:
         stats = await ed.daemon.run(ed.daemon.work, read_vecnormalize, hit.ref.path)
         text = vecnormalize_file_hover(hit.ref.path, stats)
     else:
+        assert hit.model_id is not None  # checked without an error: it is open
         text = await ed.model_markdown(hit.model_id, model_hover)
     return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text),
                        range=state.range(hit.ref))
@@ -112,7 +114,9 @@ async def code_lens(ls, params: types.CodeLensParams) -> list[types.CodeLens]:
     uri = params.text_document.uri
     lenses: list[types.CodeLens] = []
     state = await ed.checked(uri, recheck_stale=True)
-    for c in state.checked if state is not None else ():
+    if state is None:
+        return lenses
+    for c in state.checked:
         if c.model_id is None:
             continue
         rng = state.range(c.ref)

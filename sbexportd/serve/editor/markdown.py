@@ -15,8 +15,8 @@ def model_hover(info: dict[str, Any], vecnormalize_setting: str) -> str:
     if policy.get("custom"):
         title += " (custom class, code not in file)"
     lines = [title, "",
-             f"`{Path(str(info.get('file', ''))).name}` ({info.get('format')}, sha256 "
-             f"`{str(info.get('sha256', ''))[:12]}`)", ""]
+             (f"`{Path(str(info.get('file', ''))).name}` ({info.get('format')}, sha256 "
+              f"`{str(info.get('sha256', ''))[:12]}`)"), ""]
     lines.append(f"- **observation** {space(info.get('observation_space'))}")
     if info.get("goal_observation"):
         lines.append(f"- **goal observation** {space(info['goal_observation'])}")
@@ -42,7 +42,7 @@ def model_hover(info: dict[str, Any], vecnormalize_setting: str) -> str:
         w_kind = max(len(str(layer.get("kind", ""))) for layer in layers)
         lines += ["", "```text"]
         for layer in layers:
-            lines.append(f"{str(layer.get('name', '')):<{w_name}}  {str(layer.get('kind', '')):<{w_kind}}  "
+            lines.append(f"{layer.get('name', '')!s:<{w_name}}  {layer.get('kind', '')!s:<{w_kind}}  "
                          f"{layer.get('shape', '')}  {layer.get('activation') or ''}".rstrip())
         lines.append("```")
     for note in info.get("notes") or []:

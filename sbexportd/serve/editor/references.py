@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 MAX_LINE = 4096  # longer lines (minified JSON, data) are not scanned
 MAX_REFERENCES = 200  # per document: a generated file must not make the daemon load hundreds of models

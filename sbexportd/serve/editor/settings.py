@@ -28,13 +28,12 @@ class Settings:
     problems: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
-    def parse(cls, raw: Any) -> "Settings":
+    def parse(cls, raw: Any) -> Settings:
         """From the `sbexportd` section (nested, as VS Code and Neovim send it, or with
         dotted keys)."""
         from ...export.targets import TARGETS
         if not isinstance(raw, dict):
-            return cls(problems=() if raw is None else (f"{SECTION}: expected an object, got "
-                                                        f"{type(raw).__name__}",))
+            return cls(problems=() if raw is None else (f"{SECTION}: expected an object, got {type(raw).__name__}",))
         flat = _flatten(raw)
         problems: list[str] = []
         default = cls()

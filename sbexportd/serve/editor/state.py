@@ -9,9 +9,10 @@ import asyncio
 import itertools
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from lsprotocol import types
 from pygls.uris import to_fs_path
@@ -162,7 +163,7 @@ class Editor:
             await asyncio.sleep(delay)
         try:
             await asyncio.wait_for(self._settings_ready.wait(), CLIENT_TIMEOUT)
-        except asyncio.TimeoutError:  # a client that never sends `initialized`: defaults
+        except TimeoutError:  # a client that never sends `initialized`: defaults
             self._settings_ready.set()
         try:
             doc = self.server.workspace.get_text_document(uri)
@@ -184,7 +185,7 @@ class Editor:
             stamps = {p: _stamp(p) for ref in refs for p in (ref.tried if not ref.exists else (ref.path,))}
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - a bug here must not end the connection
+        except Exception:  # a bug here must not end the connection
             log.exception("checking %s failed", uri)
             return
         before = self._docs.get(uri)

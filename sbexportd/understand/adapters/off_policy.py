@@ -72,12 +72,13 @@ def ddpg_obs_normalization(prog: Program, ctx: Context, x: str, steps: list[str]
         steps.append(f"DDPG observation_range: clip(obs, {lo:g}, {hi:g})")
         return prog.emit("clip_value", (x,), attrs={"lo": lo, "hi": hi})
     p = ctx.params
-    names = [next((k for k in p if k.endswith(f"obs_rms/{v}:0")), None)
+    found = [next((k for k in p if k.endswith(f"obs_rms/{v}:0")), None)
              for v in ("runningsum", "runningsumsq", "count")]
-    if None not in names:
+    names = [k for k in found if k is not None]
+    if len(names) == len(found):
         total, sumsq, count = (np.asarray(p[k], np.float64) for k in names)
         shape = tuple(ctx.observation_space.shape)
-        for name, value, want in zip(names, (total, sumsq, count), (shape, shape, ())):
+        for name, value, want in zip(names, (total, sumsq, count), (shape, shape, ()), strict=True):
             if value.shape != want:
                 raise InconsistentParameters(f"DDPG observation statistic {name!r} has shape {list(value.shape)}, "
                                              f"expected {list(want)}", ctx.source)
@@ -85,7 +86,7 @@ def ddpg_obs_normalization(prog: Program, ctx: Context, x: str, steps: list[str]
     elif ctx.archive.data.get("_params_unnamed"):
         # SB2 <= 2.4 saved no statistics: loading leaves RunningMeanStd at its
         # initial values (sum 0, sumsq and count epsilon=1e-2): mean 0, std 1.
-        count = np.float64(1e-2)
+        count = np.asarray(1e-2, np.float64)
         total = np.zeros(ctx.observation_space.shape)
         sumsq = np.full(ctx.observation_space.shape, 1e-2)
         ctx.notes.append("normalize_observations=True, but this release of SB2 did not save the "
@@ -192,7 +193,11 @@ def _ddpg_critic(prog: Program, ctx: Context, obs: str, shape: tuple[int, ...], 
     qf_output; clipped to return_range."""
     scope = "model/qf/"
     x, dim = trunk(prog, obs, shape, scope, "", act, joins=(action, n))
-    q, _ = _dense(prog, x, dim, critic_output(ctx.params, scope))
+    out = critic_output(ctx.params, scope)
+    if out is None:
+        raise InconsistentParameters(f"the DDPG critic has no output layer ({scope}qf_output/ or {scope}qf/)",
+                                     ctx.source)
+    q, _ = _dense(prog, x, dim, out)
     lo, hi = (float(v) for v in (ctx.archive.data.get("return_range") or (-np.inf, np.inf)))
     if np.isfinite(lo) or np.isfinite(hi):
         q = prog.emit("clip_value", (q,), attrs={"lo": lo, "hi": hi})
