@@ -76,7 +76,9 @@ def cmd_predict(args) -> int:
 def cmd_export(args) -> int:
     from .export import export
     from .model import load
-    model = load(args.file, args.vecnormalize, algo=args.algo, activation=args.activation,
+    if len(args.file) > 1 or Path(args.file[0]).is_dir() or args.ray or args.workers:
+        return cmd_export_many(args)
+    model = load(args.file[0], args.vecnormalize, algo=args.algo, activation=args.activation,
                  frame_stack=args.frame_stack)
     with quiet_native_stderr(enabled=not args.verbose) as stderr:
         bar = ProgressBar(stderr)
@@ -91,6 +93,24 @@ def cmd_export(args) -> int:
         print(f"sbexportd: error: {len(failed)} of {len(results)} targets failed: "
               f"{', '.join(r.target for r in failed)}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_export_many(args) -> int:
+    """Several agents (files, folders): a worker pool or Ray tasks, one summary."""
+    from .export.many import SUMMARY, export_many, table
+    workers = args.workers or min(4, os.cpu_count() or 1)
+    with quiet_native_stderr(enabled=not args.verbose) as stderr:
+        def on_agent(rows, done, total):
+            failed = [r for r in rows if not r["ok"]]
+            stderr.write(f"[{done}/{total}] {rows[0]['agent']}: "
+                         + (f"{len(failed)} of {len(rows)} targets failed\n" if failed else "ok\n"))
+        summary = export_many(args.file, args.to, args.out, workers=workers, ray_address=args.ray,
+                              force=args.force, verify=not args.no_verify, vecnormalize=args.vecnormalize,
+                              frame_stack=args.frame_stack, algo=args.algo, activation=args.activation,
+                              on_agent=on_agent)
+    print(table(summary))
+    print(f"summary: {Path(args.out) / SUMMARY}" + "".join(f"; {t}: {p}" for t, p in summary.repositories.items()))
+    return EXIT_FAILED if summary.failed else EXIT_OK
 
 
 @contextlib.contextmanager
@@ -197,9 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sbexportd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def model_args(p, policy=True, env=True):
-        p.add_argument("file", nargs="?", help="an SB2 save file (.zip or legacy .pkl); or the zoo's convention: "
-                                               "--algo ALGO --env ENV -f ZOO_DIR")
+    def model_args(p, policy=True, env=True, many=False):
+        if many:
+            p.add_argument("file", nargs="*", help="SB2 save files (.zip or legacy .pkl), or folders of them; or the "
+                                                   "zoo's convention: --algo ALGO --env ENV -f ZOO_DIR")
+        else:
+            p.add_argument("file", nargs="?", help="an SB2 save file (.zip or legacy .pkl); or the zoo's convention: "
+                                                   "--algo ALGO --env ENV -f ZOO_DIR")
         p.add_argument("-f", "--folder", metavar="ZOO_DIR",
                        help="an rl-baselines-zoo folder: the agent is ZOO_DIR/ALGO/ENV.zip|.pkl (or under agents/)")
         if env:
@@ -228,10 +252,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_params)
 
-    p = sub.add_parser("export", help="export to pytorch, onnx, savedmodel, graphdef, tfjs, tflite, portable, params")
-    model_args(p)
+    p = sub.add_parser("export", help="export to pytorch, onnx, savedmodel, graphdef, tfjs, tflite, portable, params, "
+                                      "tfserving, triton, sb3, rl-zoo3",
+                       description="One agent: OUT/<target>/. Several (files, "
+                       "folders searched recursively): OUT/<agent>/<target>/, the serving targets gathered in one "
+                       "repository each (OUT/tfserving/, OUT/triton/), and OUT/summary.json; the exit status is 5 "
+                       "when an agent or a target failed (the others are exported all the same).")
+    model_args(p, many=True)
     p.add_argument("--to", required=True, metavar="TARGET[,TARGET...]|all")
-    p.add_argument("--out", required=True, help="output folder: one subfolder per target")
+    p.add_argument("--out", required=True, help="output folder: one subfolder per target (per agent and target)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="several agents: worker processes on this machine (default: cpus, at most 4)")
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help="several agents: one Ray task per agent on the cluster at ADDRESS (host:port, or auto); "
+                        "agents and --out must be paths every node sees")
     p.add_argument("--force", action="store_true", help="replace existing outputs")
     p.add_argument("--no-verify", action="store_true", help="keep an export even if its parity check fails")
     p.add_argument("--all-or-nothing", action="store_true",
@@ -340,12 +374,13 @@ def resolve_zoo_path(args) -> None:
     """The zoo's convention, `--algo ALGO --env ENV -f ZOO_DIR`: args.file from the folder."""
     from .errors import InvalidArgument, ModelFileNotFound
     folder = getattr(args, "folder", None)
+    many = isinstance(getattr(args, "file", None), list)  # export: several files or folders
     if folder is None:
-        if getattr(args, "file", None) is None and args.command != "serve":
+        if not getattr(args, "file", None) and args.command != "serve":
             raise InvalidArgument("a model file is needed (or the zoo's convention: --algo ALGO --env ENV -f "
                                   "ZOO_DIR)")
         return
-    if args.file is not None:
+    if args.file:
         raise InvalidArgument("give either a model file or -f ZOO_DIR with --algo and --env, not both")
     if not getattr(args, "algo", None) or not getattr(args, "env", None):
         raise InvalidArgument("-f ZOO_DIR needs --algo and --env (the zoo keeps agents as ZOO_DIR/ALGO/ENV.zip)")
@@ -353,7 +388,7 @@ def resolve_zoo_path(args) -> None:
     for base in (root / args.algo, root / "agents" / args.algo):
         for ext in (".zip", ".pkl"):
             if (base / f"{args.env}{ext}").is_file():
-                args.file = str(base / f"{args.env}{ext}")
+                args.file = [str(base / f"{args.env}{ext}")] if many else str(base / f"{args.env}{ext}")
                 return
     raise ModelFileNotFound(f"no {args.algo} agent for {args.env} in this zoo folder (looked for "
                             f"{args.algo}/{args.env}.zip and .pkl, also under agents/)", root)

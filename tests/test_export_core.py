@@ -289,7 +289,8 @@ def test_progress_reports_every_stage(mlp, tmp_path):
 
 # --- target names ----------------------------------------------------------------------------
 def test_to_all_resolves_every_target():
-    everything = ["pytorch", "onnx", "savedmodel", "graphdef", "tfjs", "tflite", "portable", "params"]
+    everything = ["pytorch", "onnx", "savedmodel", "graphdef", "tfjs", "tflite", "portable", "params", "tfserving",
+                  "triton"]
     in_all = [n for n, t in TARGETS.items() if t.in_all]
     assert sorted(resolve_targets("all")) == sorted(everything) == sorted(in_all)
     assert resolve_targets(["all"]) == in_all

@@ -18,6 +18,33 @@ RENAME = {"actions": "action"}
 ORDER = ("action", "probs", "mean", "std", "values", "q_values", "state")
 
 
+# What each output means, for the files that describe themselves (ONNX metadata,
+# serving configurations); docs/export.md's table says the same.
+MEANINGS = {
+    "action": "SB2's predict(obs, deterministic=True)",
+    "probs": "action probabilities (Discrete: softmax, MultiBinary: sigmoid; DQN: softmax of Q)",
+    "mean": "the Gaussian's mean (SAC: before tanh)",
+    "std": "the Gaussian's standard deviation",
+    "values": "the critic's value (V(s); DDPG: Q(s, pi(s)))",
+    "q_values": "DQN's Q-values",
+    "state": "the next recurrent state: feed it back at the next step",
+}
+INPUT_MEANINGS = {
+    "obs": "the raw environment observation (preprocessing is inside the model)",
+    "state": "recurrent state [c, h] (zeros at the start) or the previous stacked frames",
+    "mask": "1.0 where an episode starts (the state is reset first)",
+}
+
+
+def meaning(name: str, is_input: bool = False) -> str:
+    """What the export's input or output `name` holds (`probs_<i>`, `state_out` too)."""
+    if is_input:
+        return INPUT_MEANINGS.get(name, "")
+    if name.startswith("probs_"):
+        return f"MultiDiscrete: the probabilities of sub-action {name.split('_', 1)[1]}"
+    return MEANINGS.get("state" if name == "state_out" else name, "")
+
+
 def export_name(spec_name: str) -> str:
     return RENAME.get(spec_name, spec_name)
 

@@ -194,12 +194,12 @@ def predict(conn, p: Params, req):
                                 f"{', '.join(BACKENDS)}", "backend_unavailable")
     ask = _Ask(p.encoding(), p.bool("deterministic", True), p.int("seed"), p.str_list("outputs"),
                req.encoding == MSGPACK if req is not None else False)
-    values = _count_values(p.raw.get("obs"), daemon.max_predict_values)
+    values = count_values(p.raw.get("obs"), daemon.max_predict_values)
     entry = daemon.lookup(mid)
     if entry is not None and values <= 1 << 16:
-        obs, state, mask = _array_params(p)
+        obs, state, mask = array_params(p)
         if daemon.predict_inline(entry, backend, _size(obs)):
-            outputs = _outputs(entry.model.spec, ask.wanted) if ask.wanted is not None else None
+            outputs = output_names(entry.model.spec, ask.wanted) if ask.wanted is not None else None
             result = entry.model.predict(obs, state, mask, ask.deterministic, backend, ask.seed, outputs)
             return _predict_result(entry, mid, backend, ask, result, outputs)
         return _predict_later(daemon, entry, mid, p, (obs, state, mask), backend, ask)
@@ -216,11 +216,11 @@ class _Ask:
 
 async def _predict_later(daemon, entry, mid, p, arrays, backend, ask: _Ask):
     if arrays is None:  # building a big array from nested lists takes a while: not on the loop
-        arrays = await daemon.run(daemon.work, _array_params, p)
+        arrays = await daemon.run(daemon.work, array_params, p)
     obs, state, mask = arrays
     if entry is None:
         entry = await daemon.use(mid)
-    outputs = _outputs(entry.model.spec, ask.wanted) if ask.wanted is not None else None
+    outputs = output_names(entry.model.spec, ask.wanted) if ask.wanted is not None else None
     result = await daemon.predict(entry, obs, state=state, mask=mask, deterministic=ask.deterministic,
                                   seed=ask.seed, backend=backend, outputs=outputs)
     return _predict_result(entry, mid, backend, ask, result, outputs)
@@ -298,12 +298,12 @@ def targets(conn, p: Params, req):
     return {"targets": [{"name": t.name, "summary": t.summary} for t in TARGETS.values()]}
 
 
-# -- helpers ------------------------------------------------------------------------------------
-def _count_values(value, limit: int) -> int:
+# -- the predict contract's params (also read by sbexportd.deploy.ray) -----------------------------
+def count_values(value, limit: int, setting: str = "--max-predict-values") -> int:
     """How many observation values a predict's `obs` holds, without decoding it: the
     shape of a binary array, or the nested lists' lengths along their first elements
-    (a ragged list is caught when it is decoded). Over `limit` (--max-predict-values):
-    refused before anything is allocated for it."""
+    (a ragged list is caught when it is decoded). Over `limit` (the daemon's
+    --max-predict-values, named by `setting`): refused before anything is allocated for it."""
     if is_encoded(value):
         shape = shape_of(value)
         data = value["data"]
@@ -312,15 +312,15 @@ def _count_values(value, limit: int) -> int:
         else:
             n = len(data) if isinstance(data, (list, str, bytes)) else 0
     elif type(value) is dict:  # HER: the goal dict
-        n = sum(_count_values(v, limit) for v in value.values())
+        n = sum(count_values(v, limit, setting) for v in value.values())
     else:
         n = 1
         while type(value) is list and value:
             n *= len(value)
             value = value[0]
     if n > limit:
-        raise errors.ServeError(errors.MESSAGE_TOO_LARGE, f"sbexport/predict: obs holds {n} values; the daemon "
-                                f"takes at most {limit} per predict (--max-predict-values)", "batch_too_large")
+        raise errors.ServeError(errors.MESSAGE_TOO_LARGE, f"sbexport/predict: obs holds {n} values; at most "
+                                f"{limit} are taken per predict ({setting})", "batch_too_large")
     return n
 
 
@@ -330,7 +330,8 @@ def _size(obs) -> int:
     return int(obs.size)
 
 
-def _array_params(p: Params):
+def array_params(p: Params):
+    """obs (required; a goal dict for HER), state and mask, decoded (bad_observation)."""
     arrays = _array_param(p, "obs", required=True, goal=True), _array_param(p, "state"), _array_param(p, "mask")
     for key in ("obs", "state", "mask"):  # decoded: nested lists (~32 bytes a number) are freed now
         if type(p.raw.get(key)) is list:
@@ -352,7 +353,7 @@ def _array_param(p: Params, key: str, required: bool = False, goal: bool = False
         raise errors.ServeError(errors.BAD_OBSERVATION, str(e), "bad_observation") from None
 
 
-def _outputs(spec, wanted: list[str]) -> tuple[str, ...]:
+def output_names(spec, wanted: list[str]) -> tuple[str, ...]:
     """Requested names -> the spec's output names; `probs` covers probs_<i>, and a
     recurrent policy always returns its state."""
     have = list(spec.outputs)

@@ -41,6 +41,8 @@ TARGETS: Registry[Target] = Registry("target", TargetUnavailable, [(t.name, t) f
     Target("tflite", "tflite", "TensorFlow Lite flatbuffer with a signature runner"),
     Target("portable", "portable", "versioned msgpack: the spec and little-endian weights"),
     Target("params", "params", "raw weights by SB2 name: .npz, .json and .msgpack"),
+    Target("tfserving", "tfserving", "TF Serving model repository: NAME/1/ SavedModel and models.config"),
+    Target("triton", "triton", "Triton model repository: NAME/config.pbtxt and NAME/1/model.onnx (ONNX Runtime)"),
     Target("sb3", "sb3", "a Stable-Baselines3 / sb3-contrib model.zip (+ vecnormalize.pkl) that loads, "
            "predicts and trains in SB3", in_all=False),
     Target("rl-zoo3", "rl_zoo3", "the sb3 model in rl-baselines3-zoo's layout (python -m rl_zoo3.enjoy runs it), "
