@@ -46,6 +46,8 @@ from typing import Any, cast
 import numpy as np
 from ray import serve
 
+from ..realize.backends import FAST_CANDIDATES, REFERENCE
+
 # Deterministic requests gathered into one forward pass: at most this many requests,
 # waiting at most this long for them (the user_config of each deployment can change both).
 MAX_BATCH_SIZE = 32
@@ -178,7 +180,7 @@ PREDICT_PARAMS = frozenset({"obs", "state", "mask", "deterministic", "seed", "ou
 # What a replica runs: the reference, and ONNX Runtime once verified on its agent (a
 # request for it is refused, backend_unavailable, when it was not). TensorFlow and torch,
 # which the daemon also offers, are not loaded on replicas.
-REPLICA_BACKENDS = ("numpy", "onnxruntime")
+REPLICA_BACKENDS = (REFERENCE, *FAST_CANDIDATES)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=256)

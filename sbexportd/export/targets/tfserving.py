@@ -310,11 +310,10 @@ def _replay_example(spec, servable: Servable, model_folder: Path) -> None:
             if not np.array_equal(documented[k], want):
                 raise ParityFailed(f"tfserving: the export does not reproduce the policy: {EXAMPLE} documents {k} "
                                    "unlike the reference", model_folder)
-        failed = [c.describe() for c in verdict.check(conform(spec, answered)).values() if not c.passed]
-        if failed:
+        checks = verdict.check(conform(spec, answered))
+        if not checks.passed:
             raise ParityFailed(f"tfserving: the export does not reproduce the policy: the {form} request of "
-                               f"{EXAMPLE} is not answered as documented: "
-                               + "; ".join(failed), model_folder)
+                               f"{EXAMPLE} is not answered as documented: {checks.describe()}", model_folder)
 
 
 def manifest_notes(spec) -> list[str]:

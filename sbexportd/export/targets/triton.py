@@ -277,11 +277,10 @@ def _replay_example(spec, config, model_folder: Path, infer) -> None:
         if got is None or not np.array_equal(got, np.asarray(want).astype(got.dtype)):
             raise ParityFailed(f"triton: the export does not reproduce the policy: {EXAMPLE} documents {name} "
                                "unlike the reference", model_folder)
-    failed = [c.describe() for c in verdict.check(answered).values() if not c.passed]
-    if failed:
+    checks = verdict.check(answered)
+    if not checks.passed:
         raise ParityFailed(f"triton: the export does not reproduce the policy: the model does not answer "
-                           f"{EXAMPLE}'s request as documented: "
-                           + "; ".join(failed), model_folder)
+                           f"{EXAMPLE}'s request as documented: {checks.describe()}", model_folder)
 
 
 def adjust_io(spec, inputs, outputs):
