@@ -42,8 +42,14 @@ def tree(tmp_path):
     return tmp_path
 
 
+# CI runs this suite from `make test`: a make inherited through MAKELEVEL/MAKEFLAGS prints
+# "Entering directory" lines and would pass on its flags, so the scratch make starts clean.
+MAKE_ENV = {k: v for k, v in os.environ.items() if k not in {"MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES"}}
+
+
 def dry_run(tree: Path, goal: str) -> str:
-    proc = subprocess.run(["make", "-n", goal], cwd=tree, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(["make", "--no-print-directory", "-n", goal], cwd=tree, env=MAKE_ENV,
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
