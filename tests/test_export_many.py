@@ -168,26 +168,32 @@ def test_a_dying_worker_stops_only_its_agent():
 
 def _kills_a_neighbour(job, options):
     """In a worker: 'culprit' waits until 'victim' (in the other worker) has installed
-    its portable export and is writing its params, then kills its own process; the
-    victim's first attempt never finishes params (the pool's end kills it)."""
+    its portable export and written its params (staged), then exports and kills its own
+    process once its own params are written (staged; its portable installed), every
+    time it is tried; the victim's first attempt never finishes params (the pool's end
+    kills it)."""
     import time
 
     from sbexportd.export import many
-    victim = Path(options["out"]) / "victim"
+    stalled = Path(options["out"]).parent / "victim-stalled"  # made once the victim's params are written, staged
+    from sbexportd.export.targets import TARGETS
+    module = TARGETS["params"].load_module()
+    write = module.write
     if job["id"] == "culprit":
         deadline = time.monotonic() + 300
-        while job["attempts"] == 0 and not any(victim.glob(".params.partial-*")) and time.monotonic() < deadline:
+        while job["attempts"] == 0 and not stalled.exists() and time.monotonic() < deadline:
             time.sleep(0.02)
-        os._exit(3)
-    if job["id"] == "victim" and job["attempts"] == 0:
-        from sbexportd.export.targets import TARGETS
-        module = TARGETS["params"].load_module()
-        write = module.write
 
-        def stalled(*args, **kwargs):
+        def write_then_die(*args, **kwargs):
             write(*args, **kwargs)
+            os._exit(3)
+        module.write = write_then_die
+    if job["id"] == "victim" and job["attempts"] == 0:
+        def write_then_stall(*args, **kwargs):
+            write(*args, **kwargs)
+            stalled.touch()
             time.sleep(600)
-        module.write = stalled
+        module.write = write_then_stall
     return many.export_agent(job, options)
 
 
@@ -196,7 +202,8 @@ def test_a_worker_killed_mid_export_costs_only_its_agent(tmp_path, monkeypatch):
     exported beside it (one target installed, one staged). The pool breaks; the agents
     not begun are exported in a fresh pool, the half-exported one again alone
     (replacing what its first attempt installed), the culprit is tried alone once more
-    and is the only agent lost. No staging folder is left behind."""
+    and is the only agent lost: nothing of it is left (its installed portable export is
+    taken out again; its staging swept). No staging folder is left behind."""
     from sbexportd.export import many
     folder = tmp_path / "in"
     folder.mkdir()
@@ -216,5 +223,6 @@ def test_a_worker_killed_mid_export_costs_only_its_agent(tmp_path, monkeypatch):
             assert manifest["parity"]["verified"]
             assert row.get("attempt") == (2 if agent == "victim" else None), row
     assert sorted(p.name for p in out.iterdir()) == ["a", "b", many.SUMMARY, "victim"]
-    assert sorted(p.name for p in (out / "victim").iterdir()) == ["params", "portable"]  # no stage left
+    assert sorted(p.name for p in (out / "victim").iterdir()) == ["params", "portable"]  # no staging left
+    assert (tmp_path / "victim-stalled").exists()  # the victim was caught half exported
     assert json.loads((out / many.SUMMARY).read_text())["failed"] == 2

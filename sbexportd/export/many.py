@@ -27,6 +27,7 @@ from typing import Any
 from .. import __version__
 from ..errors import ExportError, OutputExists
 from .core import resolve_targets
+from .transaction import sweep
 
 SUMMARY = "summary.json"
 AGENT_SUFFIXES = (".zip", ".pkl")
@@ -217,7 +218,7 @@ def export_many(inputs: list[str | Path], to: str | list[str], out: str | Path, 
     def finished(rows: list[dict[str, Any]]) -> None:
         nonlocal done
         done += 1
-        _drop_stages(out / rows[0]["agent"])
+        sweep(out / rows[0]["agent"])  # what a worker that died there left (its .txn staging)
         rows = _gather(rows, out, force)
         summary.rows.extend(rows)
         if on_agent:
@@ -282,13 +283,6 @@ def _replace(source: Path, final: Path, force: bool) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _drop_stages(folder: Path) -> None:
-    """Remove the staging folders export() left in an agent's folder: a worker that died
-    while exporting leaves its stage (called once the agent is done: no one writes there)."""
-    for stage in folder.glob(".*.partial-*"):
-        shutil.rmtree(stage, ignore_errors=True)
-
-
 def _prune(folder: Path, out: Path) -> None:
     """Remove folders left empty between out/ and folder (once every worker is done:
     a worker may be making a sibling's folders meanwhile)."""
@@ -351,7 +345,7 @@ def _run_pool(jobs: list[Job], options: dict[str, Any], workers: int, finished, 
         return [j for s, j in broken if not started[s]], [j for s, j in broken if started[s]]
 
     def give_up(job: Job, why: str) -> None:
-        finished([_row(asdict(job), t, None, ExportError(why), 0.0) for t in options["to"]])
+        finished(_lost(job, options, ExportError(why)))
 
     pending, begun = list(jobs), []
     while pending:
@@ -376,6 +370,17 @@ def _run_pool(jobs: list[Job], options: dict[str, Any], workers: int, finished, 
                 break
 
 
+def _lost(job: Job, options: dict[str, Any], error: ExportError) -> list[dict[str, Any]]:
+    """An agent whose every attempt died: a failed row per target, and nothing of it
+    left under out/ (an attempt may have installed a target before dying; outputs that
+    were there before the run are not touched)."""
+    folder = Path(options["out"]) / job.id
+    for target in options["to"]:
+        if target not in job.existed and (folder / target).is_dir():
+            shutil.rmtree(folder / target, ignore_errors=True)
+    return [_row(asdict(job), t, None, error, 0.0) for t in options["to"]]
+
+
 def _run_ray(jobs: list[Job], options: dict[str, Any], address: str, finished) -> None:
     """One Ray task per agent (1 CPU each) on the cluster at `address`. Agents and the
     out folder are paths every node must see alike (shared storage)."""
@@ -392,8 +397,7 @@ def _run_ray(jobs: list[Job], options: dict[str, Any], address: str, finished) -
             try:
                 finished(ray.get(ready[0]))
             except Exception as exc:  # noqa: BLE001 - the task or its worker failed
-                finished([_row(asdict(job), t, None, ExportError(f"the Ray task failed: {exc}"[:1000]), 0.0)
-                          for t in options["to"]])
+                finished(_lost(job, options, ExportError(f"the Ray task failed: {exc}"[:1000])))
     finally:
         ray.shutdown()
 
