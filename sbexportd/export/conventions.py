@@ -7,6 +7,7 @@ Outputs: action (exactly SB2's predict(deterministic=True)), then where they app
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,18 @@ INPUT_MEANINGS = {
     "state": "recurrent state [c, h] (zeros at the start) or the previous stacked frames",
     "mask": "1.0 where an episode starts (the state is reset first)",
 }
+
+
+IOSpecs = tuple[list[dict[str, Any]], list[dict[str, Any]]]
+
+
+def target_io(spec: PolicySpec, adjust_io: Callable[[PolicySpec, list, list], IOSpecs] | None = None) -> IOSpecs:
+    """The manifest's inputs and outputs as a target gives them: io(spec), renamed or
+    retyped by the target's `adjust_io` where it has one (graphdef's `state_out`, tfjs's
+    int32). Written into manifest.json, and handed to the Node client's loader when it
+    checks an export before that manifest exists."""
+    inputs, outputs = io(spec)
+    return adjust_io(spec, inputs, outputs) if adjust_io is not None else (inputs, outputs)
 
 
 def meaning(name: str, is_input: bool = False) -> str:

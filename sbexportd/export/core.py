@@ -17,7 +17,7 @@ import numpy as np
 from .. import __version__
 from ..errors import Cancelled, ExportError, ParityFailed, SbExportError, TargetUnavailable
 from ..parity import judge
-from .conventions import export_name, io, sample_inputs
+from .conventions import export_name, sample_inputs, target_io
 from .targets import TARGETS, Target
 from .transaction import Transaction
 
@@ -221,9 +221,7 @@ def write_manifest(model, target: Target, folder: Path, files: list[dict[str, An
     graphdef's `state_out`, tfjs's int32) and add notes (`manifest_notes`)."""
     spec, archive = model.spec, model.archive
     mod = target.load_module()
-    inputs, outputs = io(spec)
-    if hasattr(mod, "adjust_io"):
-        inputs, outputs = mod.adjust_io(spec, inputs, outputs)
+    inputs, outputs = target_io(spec, getattr(mod, "adjust_io", None))
     notes = list(spec.notes) + (list(mod.manifest_notes(spec)) if hasattr(mod, "manifest_notes") else [])
     vn = model.vecnormalize
     manifest = {

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from ...errors import ExportError, TargetUnavailable
 from ...understand.spec import PolicySpec
-from ..conventions import action_dtype, io, output_names
+from ..conventions import action_dtype, output_names, target_io
 
 NODE_RUNNER = Path(__file__).with_name("node_runner.mjs")
 # The Node client (the sbexportd-client package) whose loadExport checks tfjs and ONNX
@@ -178,13 +179,11 @@ def node_package_version(client: Path, package: str) -> str:
         return "?"
 
 
-def node_manifest(spec: PolicySpec, target: str, adjust_io=None) -> dict[str, Any]:
+def node_manifest(spec: PolicySpec, target: str, adjust_io: Callable[..., Any] | None = None) -> dict[str, Any]:
     """What loadExport reads of manifest.json (which the export gets only once verified):
     the target, its inputs and outputs as the manifest will give them (`adjust_io`), the
     spaces and the goal observation's keys."""
-    inputs, outputs = io(spec)
-    if adjust_io is not None:
-        inputs, outputs = adjust_io(spec, inputs, outputs)
+    inputs, outputs = target_io(spec, adjust_io)
     goal = spec.goal_observation
     return {"format": "sbexportd-export", "format_version": 1, "target": target, "inputs": inputs,
             "outputs": outputs, "observation_space": spec.observation_space.describe(),

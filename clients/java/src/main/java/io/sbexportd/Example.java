@@ -13,7 +13,7 @@ import java.util.Random;
  * print both answers side by side.
  *
  * <pre>
- * java -cp sbexportd-client.jar:gson.jar:msgpack-core.jar io.sbexportd.Example \
+ * java -cp sbexportd-client-0.1.0.jar:gson.jar:msgpack-core.jar io.sbexportd.Example \
  *     [--python .venv/bin/python | --connect HOST:PORT] [--out DIR] [--batch N] MODEL
  * </pre>
  *
