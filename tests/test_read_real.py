@@ -20,6 +20,7 @@ from sbexportd.read import (
     read_zoo_config,
     zoo_settings,
 )
+from sbexportd.read.safe_pickle import safe_loads
 from sbexportd.read.standins import InertFunction
 from zoo import EXPECTED, ROOTS, ZOO, agents, missing_zoos
 
@@ -152,6 +153,10 @@ def test_vecnormalize(obs_rms):
         assert vn.epsilon == 1e-8 and vn.clip_obs == 10.0 and vn.norm_obs
         assert np.all(vn.var > 0)
         assert vn.source == str(obs_rms)
+        # the counts continued training needs, as the files hold them (safe reader, inert)
+        for name, got in (("obs_rms.pkl", vn.count), ("ret_rms.pkl", vn.returns and vn.returns.count)):
+            held = safe_loads((obs_rms.parent / name).read_bytes(), name).sb_get("count")
+            assert isinstance(held, float) and got == held
 
 
 def test_find_vecnormalize_none():

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sbexportd.errors import ForbiddenPickleGlobal
+from sbexportd.errors import ForbiddenPickleGlobal, VecNormalizeError
 from sbexportd.read import InertDescriptor, InertFunction, find_vecnormalize, read_model, read_vecnormalize
 from sbexportd.read.safe_pickle import safe_loads
 from sbexportd.read.standins import standin_class
@@ -115,8 +115,15 @@ def test_obs_rms_with_config_normalize_kwargs(tmp_path):
     np.testing.assert_array_equal(vn.mean, rms.mean + 1)
     np.testing.assert_array_equal(vn.var, rms.var * 2)
     assert (vn.clip_obs, vn.epsilon, vn.norm_obs) == (3.0, 1e-8, True)
+    assert vn.count == 7 and vn.returns is None  # the pickle's count; no ret_rms.pkl beside it
     vn = read_vecnormalize(folder / "obs_rms.pkl", config={"normalize": "dict(norm_obs=False)"})
     assert vn.norm_obs is False and vn.clip_obs == 10.0
+    # a count that is not a positive number is refused, naming it
+    for bad in (make.s("seven"), make.i(0)):
+        (folder / "ret_rms.pkl").write_bytes(make.pickle_of(obj.replace(make.s("count") + make.i(7),
+                                                                        make.s("count") + bad)))
+        with pytest.raises(VecNormalizeError, match=r"ret_rms\.count"):
+            read_vecnormalize(folder)
 
 
 def test_cloudpickle_16_by_value_class():

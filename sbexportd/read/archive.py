@@ -30,9 +30,22 @@ class Archive:
 
 
 @dataclass
+class RunningMoments:
+    """One SB2 RunningMeanStd: mean, var and the number of samples behind them. The count
+    matters only to training: a new batch moves the statistics by batch / (count + batch)."""
+
+    mean: np.ndarray
+    var: np.ndarray
+    count: float
+
+
+@dataclass
 class VecNormalizeStats:
     """VecNormalize running statistics as SB2 applies them at predict time:
-    obs' = clip((obs - mean) / sqrt(var + epsilon), -clip_obs, clip_obs)."""
+    obs' = clip((obs - mean) / sqrt(var + epsilon), -clip_obs, clip_obs).
+
+    `count` (obs_rms.count) and `returns` (ret_rms, the statistics SB2 scaled rewards
+    by) are what continuing training needs; None where the file did not hold them."""
 
     mean: np.ndarray
     var: np.ndarray
@@ -40,3 +53,5 @@ class VecNormalizeStats:
     clip_obs: float = 10.0
     norm_obs: bool = True
     source: str = ""
+    count: float | None = None
+    returns: RunningMoments | None = None

@@ -6,6 +6,9 @@ Two layouts:
 - older zoo agents: `obs_rms.pkl` (and ret_rms.pkl), a pickled RunningMeanStd
   (mean, var, count). epsilon / clip_obs / norm_obs then come from the zoo's
   config.yml `normalize` entry when it gives them (else 1e-8, 10.0, True).
+
+Besides what predict applies, the counts and the return statistics (ret_rms) are read
+too: a conversion that continues training (sb3, rl-zoo3) needs them.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from sbexportd.errors import SbExportError, VecNormalizeError, ZooConfigError, reason, shown
-from sbexportd.read.archive import VecNormalizeStats
+from sbexportd.read.archive import RunningMoments, VecNormalizeStats
 from sbexportd.read.files import is_regular, read_regular
 from sbexportd.read.safe_pickle import safe_loads
 from sbexportd.read.standins import StandIn
@@ -27,6 +30,7 @@ __all__ = ["read_vecnormalize", "find_vecnormalize", "vecnormalize_kwargs"]
 
 MAX_VECNORMALIZE_BYTES = 64 << 20
 NAMES = ("vecnormalize.pkl", "obs_rms.pkl")
+RET_RMS = "ret_rms.pkl"  # beside obs_rms.pkl: the return statistics of the same run
 
 
 def find_vecnormalize(model_path: str | os.PathLike) -> Path | None:
@@ -106,17 +110,43 @@ def read_vecnormalize(path: str | os.PathLike, *,
         p = found
     source = str(p)
     try:
-        raw = read_regular(p, MAX_VECNORMALIZE_BYTES, what="VecNormalize statistics (vecnormalize.pkl, "
-                           "obs_rms.pkl or their folder)", error=VecNormalizeError)
-        if not raw:
-            raise VecNormalizeError("empty file; expected a pickled VecNormalize or "
-                                    "RunningMeanStd", source)
-        obj = safe_loads(raw, source, MAX_VECNORMALIZE_BYTES)
-        return _stats(obj, p, source, config)
+        return _stats(_unpickle(p), p, source, config)
     except SbExportError:
         raise
     except Exception as e:
         raise VecNormalizeError(f"cannot read VecNormalize statistics: {reason(e)}", source) from e
+
+
+def _unpickle(p: Path) -> Any:
+    raw = read_regular(p, MAX_VECNORMALIZE_BYTES, what="VecNormalize statistics (vecnormalize.pkl, "
+                       "obs_rms.pkl, ret_rms.pkl or their folder)", error=VecNormalizeError)
+    if not raw:
+        raise VecNormalizeError("empty file; expected a pickled VecNormalize or RunningMeanStd", str(p))
+    return safe_loads(raw, str(p), MAX_VECNORMALIZE_BYTES)
+
+
+def _count(rms: Any, what: str, source: str) -> float | None:
+    """rms.count: the samples behind the statistics (SB2 starts it at 1e-4); None if absent."""
+    value = rms.sb_get("count")
+    if value is None:
+        return None
+    count = _number(value, 0.0, f"{what}.count", source)
+    if not (np.isfinite(count) and count > 0):
+        raise VecNormalizeError(f"{what}.count is {count}, expected a positive number", source)
+    return count
+
+
+def _moments(rms: Any, what: str, source: str) -> RunningMoments | None:
+    """A RunningMeanStd (ret_rms) as RunningMoments; None when it has no count."""
+    if not isinstance(rms, StandIn) or "mean" not in rms.__dict__ or "var" not in rms.__dict__:
+        raise VecNormalizeError(f"{what} is not a RunningMeanStd (mean, var, count)", source)
+    mean = _array(rms.sb_get("mean"), f"{what}.mean", source)
+    var = _array(rms.sb_get("var"), f"{what}.var", source)
+    if mean.shape != var.shape or np.any(var < 0):
+        raise VecNormalizeError(f"{what}: mean {mean.shape} and var {var.shape} must have equal shapes and "
+                                "var no negative values", source)
+    count = _count(rms, what, source)
+    return None if count is None else RunningMoments(mean=mean, var=var, count=count)
 
 
 def _stats(obj: Any, p: Path, source: str, config: dict | None) -> VecNormalizeStats:
@@ -134,6 +164,8 @@ def _stats(obj: Any, p: Path, source: str, config: dict | None) -> VecNormalizeS
         if not isinstance(norm_obs, (bool, np.bool_)):
             raise VecNormalizeError("VecNormalize.norm_obs is not a bool", source)
         norm_obs = bool(norm_obs)
+        ret = obj.sb_get("ret_rms")
+        returns = None if ret is None else _moments(ret, "VecNormalize.ret_rms", source)
     elif "mean" in obj.__dict__ and "var" in obj.__dict__:  # RunningMeanStd (obs_rms.pkl)
         rms = obj
         kwargs: dict[str, Any] = {}
@@ -150,6 +182,10 @@ def _stats(obj: Any, p: Path, source: str, config: dict | None) -> VecNormalizeS
         epsilon = _number(kwargs.get("epsilon"), 1e-8, "config normalize epsilon", source)
         clip_obs = _number(kwargs.get("clip_obs"), 10.0, "config normalize clip_obs", source)
         norm_obs = bool(kwargs.get("norm_obs", True))
+        returns = None
+        if is_regular(p.parent / RET_RMS):
+            ret_source = str(p.parent / RET_RMS)
+            returns = _moments(_unpickle(p.parent / RET_RMS), "ret_rms", ret_source)
     else:
         raise VecNormalizeError(f"pickle holds {type(obj).sb_module}.{name}, expected a "
                                 "VecNormalize or a RunningMeanStd (mean, var)", source)
@@ -164,4 +200,5 @@ def _stats(obj: Any, p: Path, source: str, config: dict | None) -> VecNormalizeS
         raise VecNormalizeError(f"epsilon={epsilon}, clip_obs={clip_obs}: expected "
                                 "epsilon >= 0 and clip_obs > 0", source)
     return VecNormalizeStats(mean=mean, var=var, epsilon=epsilon, clip_obs=clip_obs,
-                             norm_obs=norm_obs, source=source)
+                             norm_obs=norm_obs, source=source, count=_count(rms, "obs_rms", source),
+                             returns=returns)
