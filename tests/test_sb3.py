@@ -244,6 +244,100 @@ def test_rl_zoo3_enjoy_runs_the_export(tmp_path):
     assert abs(mean - 93.659) <= 0.199 * 3, proc.stdout[-500:]  # the zoo's 93.659 +- 0.199
 
 
+# --- VecNormalize counts: continuing training in SB3 weighs new batches as SB2 would ----------
+SB3_INITIAL_COUNT = 1e-4  # SB3's RunningMeanStd(epsilon=1e-4): where a count-less conversion starts
+
+
+def _sb2_moments(rms) -> tuple:
+    """(mean, var, count) of SB2's pickled RunningMeanStd, as the file holds them (read
+    by the safe reader as an inert stand-in: nothing in the pickle is executed)."""
+    return tuple(np.asarray(rms.sb_get(k), np.float64) for k in ("mean", "var", "count"))
+
+
+def _sb2_file(path):
+    from sbexportd.read.safe_pickle import safe_loads
+    return safe_loads(path.read_bytes(), str(path), 1 << 26)
+
+
+def _running(moments: tuple, batch: np.ndarray) -> tuple:
+    """(mean, var, count) after `batch`: the parallel update (Chan et al.) that SB2's and
+    SB3's RunningMeanStd both implement, done here on the given count."""
+    mean, var, count = moments
+    n = batch.shape[0]
+    delta, total = batch.mean(axis=0) - mean, count + n
+    m2 = var * count + batch.var(axis=0) * n + np.square(delta) * count * n / total
+    return mean + delta * n / total, m2 / total, total
+
+
+def _assert_moved(rms, before: tuple, batch: np.ndarray) -> None:
+    """SB3's RunningMeanStd `rms` holds `before` moved by `batch` with before's count, which
+    a restart at SB3's initial count would not give (so this check can fail)."""
+    mean, var, count = _running(before, batch)
+    assert rms.count == count
+    np.testing.assert_allclose(rms.mean, mean, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(rms.var, var, rtol=1e-12, atol=0)
+    restarted = _running((before[0], before[1], SB3_INITIAL_COUNT), batch)
+    assert not np.allclose(restarted[0], mean, rtol=1e-6, atol=0)
+
+
+def _assert_holds(rms, moments: tuple) -> None:
+    assert rms.count == moments[2]
+    assert np.array_equal(rms.mean, moments[0]) and np.array_equal(rms.var, moments[1])
+
+
+COUNTED = ["zoo/a2c/MountainCarContinuous-v0.pkl", "zoo-more/ppo2/Acrobot-v1.pkl",
+           "zoo-more/acktr/MountainCarContinuous-v0.zip"]
+
+
+@needs_zoo
+@pytest.mark.parametrize("agent", COUNTED)
+def test_sb3_vecnormalize_carries_sb2_counts(tmp_path, agent):
+    """A zoo agent's obs_rms.pkl / ret_rms.pkl become SB3's VecNormalize with their counts:
+    VecNormalize.load, in the agent's gymnasium environment, holds SB2's mean, var and
+    count; training on (reset, one step) moves them as a running mean with SB2's count."""
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    zoo, rest = agent.split("/", 1)
+    path = ZOO.parent / zoo / "agents" / rest
+    obs_rms = _sb2_moments(_sb2_file(path.parent / path.stem / "obs_rms.pkl"))
+    ret_rms = _sb2_moments(_sb2_file(path.parent / path.stem / "ret_rms.pkl"))
+    (res,) = export(sbexportd.load(path, "auto"), "sb3", tmp_path)
+    venv = DummyVecEnv([lambda: gym.make(path.stem)])
+    venv.seed(0)
+    vn = VecNormalize.load(str(res.path / "vecnormalize.pkl"), venv)
+    _assert_holds(vn.obs_rms, obs_rms)
+    _assert_holds(vn.ret_rms, ret_rms)
+    vn.training = True
+    vn.reset()  # training: obs_rms takes the first observation
+    _assert_moved(vn.obs_rms, obs_rms, vn.get_original_obs().astype(np.float64))
+    after_reset = (vn.obs_rms.mean.copy(), vn.obs_rms.var.copy(), vn.obs_rms.count)
+    vn.step(np.zeros((1, *venv.action_space.shape), venv.action_space.dtype))
+    _assert_moved(vn.obs_rms, after_reset, vn.get_original_obs().astype(np.float64))
+    # the discounted return after one step from reset is that step's reward
+    _assert_moved(vn.ret_rms, ret_rms, vn.get_original_reward().astype(np.float64))
+
+
+def test_sb3_vecnormalize_carries_a_vecnormalize_pkl_count(exported):
+    """SB2 2.10's vecnormalize.pkl (a pickled VecNormalize) layout: obs_rms and ret_rms
+    counts carried; SB3's VecNormalize.load reads them and updates from them."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from sbexportd.export.targets.sb3 import load_folder, spaces_env
+    case = "ppo2_mlp_vecnormalize"
+    sb2 = _sb2_file(FIXTURES / case / "vecnormalize.pkl")
+    res = exported(case)
+    model, _, _ = load_folder(res.path)
+    vn = VecNormalize.load(str(res.path / "vecnormalize.pkl"),
+                           DummyVecEnv([lambda: spaces_env(model.observation_space, model.action_space)]))
+    batch = np.random.default_rng(0).normal(size=(32, *vn.obs_rms.mean.shape)) * 3.0
+    for rms, name, data in ((vn.obs_rms, "obs_rms", batch), (vn.ret_rms, "ret_rms", batch[:, 0])):
+        before = _sb2_moments(sb2.sb_get(name))
+        _assert_holds(rms, before)
+        rms.update(data)
+        _assert_moved(rms, before, data)
+
+
 CLASSIC = ["a2c/CartPole-v1.pkl", "acer/CartPole-v1.pkl", "acktr/CartPole-v1.pkl", "dqn/CartPole-v1.pkl",
            "ppo2/CartPole-v1.pkl", "trpo/CartPole-v1.pkl", "a2c/MountainCarContinuous-v0.pkl",
            "acktr/Pendulum-v0.zip", "ddpg/Pendulum-v0.pkl", "ppo2/Pendulum-v0.pkl", "sac/Pendulum-v0.pkl",

@@ -4,7 +4,8 @@
                        from stable_baselines3; TRPO, RecurrentPPO from sb3_contrib) reads it with
                        no sbexportd installed; `predict(obs, deterministic=True)` gives SB2's action
     vecnormalize.pkl   SB3's VecNormalize with SB2's observation statistics (when the agent
-                       was trained under VecNormalize): `VecNormalize.load(path, venv)`
+                       was trained under VecNormalize), and the counts and return statistics
+                       that continued training goes on from: `VecNormalize.load(path, venv)`
     sb3.json           which class loads model.zip, how to wrap the env (VecNormalize, frame
                        stack), and the notes of the conversion
 
@@ -247,6 +248,15 @@ def write_vecnormalize(model, node, path: Path, p: Sb3Plan) -> None:
     rms = vn.obs_rms
     assert isinstance(rms, RunningMeanStd)  # one Box observation: one set of statistics
     rms.mean, rms.var = mean.copy(), var.copy()
+    # The counts: without them SB3 starts at 1e-4 and the first update of a continued
+    # training replaces SB2's statistics with that batch's.
+    stats = model.vecnormalize
+    if stats is not None and stats.count is not None:
+        rms.count = float(stats.count)
+    if stats is not None and stats.returns is not None and stats.returns.mean.shape == vn.ret_rms.mean.shape:
+        vn.ret_rms.mean = stats.returns.mean.copy()
+        vn.ret_rms.var = stats.returns.var.copy()
+        vn.ret_rms.count = float(stats.returns.count)
     vn.save(str(path))
 
 
