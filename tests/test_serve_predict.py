@@ -5,6 +5,7 @@ cache (stable ids, reload on change, LRU eviction)."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -300,6 +301,129 @@ def test_a_changed_file_is_reloaded_on_next_use(client, tmp_path):
     with pytest.raises(RpcError) as e:
         client.request("sbexport/predict", {"modelId": mid, "obs": obs.tolist()})
     assert e.value.code == -33001 and e.value.data["file"] == str(path)
+
+
+def _answers(client, path, obs) -> tuple[dict, dict]:
+    """(open's summary, predict's outputs) for the zoo's "auto" VecNormalize and frame stacking."""
+    opened = client.request("sbexport/open", {"path": str(path), "vecnormalize": "auto", "frameStack": "auto"})
+    got = client.request("sbexport/predict", {"modelId": opened["modelId"], "obs": raw(obs)}, encoding="msgpack")
+    return opened, outputs(got)
+
+
+def _fresh_daemon_answers(path, obs) -> tuple[dict, dict]:
+    d = Daemon()
+    try:
+        c = d.client()
+        try:
+            return _answers(c, path, obs)
+        finally:
+            c.close()
+    finally:
+        d.stop()
+
+
+def _copy_agent(zoo_root, agent: str, to) -> object:
+    """A copy of a zoo agent and the folder the zoo keeps beside it (config.yml, statistics)."""
+    src = zoo_root / "agents" / agent
+    if not src.is_file():
+        pytest.skip(f"{src} not found (set SBEXPORTD_ZOO / SBEXPORTD_ZOO_MORE): NOT tested")
+    shutil.copy(src, to / src.name)
+    if (src.parent / src.stem).is_dir():
+        shutil.copytree(src.parent / src.stem, to / src.stem)
+    return to / src.name
+
+
+@pytest.mark.zoo
+def test_a_changed_zoo_config_or_statistics_file_is_reloaded(client, tmp_path):
+    """A model opened with "auto" VecNormalize depends on config.yml and obs_rms.pkl beside
+    it: a touched but unchanged config keeps the warm entry; a config that no longer asks
+    for VecNormalize, and other statistics, each give what a fresh daemon answers."""
+    from zoo import ZOO, ZOO_MORE
+    path = _copy_agent(ZOO, "a2c/MountainCarContinuous-v0.pkl", tmp_path)
+    config, stats = tmp_path / path.stem / "config.yml", tmp_path / path.stem / "obs_rms.pkl"
+    obs = np.load(ZOO / "goldens" / "a2c" / "MountainCarContinuous-v0.npz")["obs"][:16]
+    opened, normalized = _answers(client, path, obs)
+    assert opened["summary"]["vecnormalize"] is True
+    status = client.request("sbexport/status")["cache"]
+    config.touch()  # a new stamp, the same bytes: kept warm
+    again, same = _answers(client, path, obs)
+    assert again["cached"] is True and again["modelId"] == opened["modelId"]
+    assert_same(same, normalized)
+    assert client.request("sbexport/status")["cache"]["reloads"] == status["reloads"]
+
+    text = config.read_text()
+    assert "[normalize, true]" in text
+    config.write_text(text.replace("  - [normalize, true]\n", ""))  # trained without VecNormalize
+    opened, plain = _answers(client, path, obs)
+    assert opened["cached"] is False and opened["summary"]["vecnormalize"] is False
+    fresh, want = _fresh_daemon_answers(path, obs)
+    assert fresh["summary"] == opened["summary"]
+    assert_same(plain, want)
+    assert not np.array_equal(plain["actions"], normalized["actions"])
+    assert client.request("sbexport/status")["cache"]["reloads"] == status["reloads"] + 1
+
+    config.write_text(text)  # VecNormalize again, with another agent's statistics of the same env
+    shutil.copy(ZOO_MORE / "agents" / "ppo2" / "MountainCarContinuous-v0" / "obs_rms.pkl", stats)
+    _, other = _answers(client, path, obs)
+    assert_same(other, _fresh_daemon_answers(path, obs)[1])
+    assert not np.array_equal(other["actions"], normalized["actions"])
+    assert not np.array_equal(other["actions"], plain["actions"])
+
+
+@pytest.mark.zoo
+def test_an_sb3_export_follows_a_changed_ret_rms(client, tmp_path):
+    """ret_rms.pkl changes no prediction but does change the sb3 export (SB3's VecNormalize
+    carries it for continued training): the export cache does not serve the old one."""
+    pytest.importorskip("stable_baselines3", reason="stable-baselines3 not installed (run `make install`)")
+    import pickle
+
+    from sbexportd.read.safe_pickle import safe_loads
+    from zoo import ZOO, ZOO_MORE
+    path = _copy_agent(ZOO, "a2c/MountainCarContinuous-v0.pkl", tmp_path)
+    ret = path.parent / path.stem / "ret_rms.pkl"
+    mid = client.request("sbexport/open", {"path": str(path), "vecnormalize": "auto", "frameStack": "auto"})["modelId"]
+
+    def exported(out: str) -> tuple[bool, float]:
+        params = {"modelId": mid, "to": "sb3", "out": str(tmp_path / out)}
+        (result,) = client.request("sbexport/export", params)["results"]
+        with open(Path(result["path"]) / "vecnormalize.pkl", "rb") as f:  # SB3's own save, as SB3 loads it
+            return result["cached"], pickle.load(f).ret_rms.count
+
+    def held() -> float:  # what SB2's file holds, read inert
+        return safe_loads(ret.read_bytes(), str(ret)).sb_get("count")
+
+    assert exported("first") == (False, held())
+    assert exported("again") == (True, held())
+    shutil.copy(ZOO_MORE / "agents" / "ppo2" / "MountainCarContinuous-v0" / "ret_rms.pkl", ret)
+    cached, count = exported("after")
+    assert cached is False and count == held()
+
+
+@pytest.mark.zoo
+def test_a_zoo_config_appearing_or_going_changes_the_frame_stack(client, tmp_path):
+    """"auto" frame stacking watches for a config.yml that is not there yet: one that
+    appears with frame_stack 2 makes the 4-value CartPole policy take frames of 2, as a
+    fresh daemon does; its removal brings back the plain policy."""
+    from zoo import ZOO
+    path = _copy_agent(ZOO, "ppo2/CartPole-v1.pkl", tmp_path)
+    obs = np.load(ZOO / "goldens" / "ppo2" / "CartPole-v1.npz")["obs"][:16]
+    opened, plain = _answers(client, path, obs)
+    assert opened["summary"]["frame_stack"] is None and opened["summary"]["input"]["shape"] == [None, 4]
+    (tmp_path / path.stem).mkdir()
+    (tmp_path / path.stem / "config.yml").write_text(
+        "!!python/object/apply:collections.OrderedDict\n- - [frame_stack, 2]\n  - [policy, MlpPolicy]\n")
+    frames = obs.reshape(32, 2)
+    opened, stacked = _answers(client, path, frames)
+    assert opened["cached"] is False and opened["summary"]["frame_stack"]["n"] == 2
+    fresh, want = _fresh_daemon_answers(path, frames)
+    assert fresh["summary"] == opened["summary"]
+    assert_same(stacked, want)
+    with pytest.raises(RpcError):  # no longer the 4-value policy
+        client.request("sbexport/predict", {"modelId": opened["modelId"], "obs": raw(obs)}, encoding="msgpack")
+    (tmp_path / path.stem / "config.yml").unlink()
+    opened, back = _answers(client, path, obs)
+    assert opened["summary"]["frame_stack"] is None
+    assert_same(back, plain)
 
 
 def test_lru_eviction_under_max_models():

@@ -5,6 +5,8 @@
     find_vecnormalize(model)    the zoo's statistics file for a model, or None
     read_zoo_config(path)       the zoo's config.yml -> dict
     zoo_settings(model)         what the zoo's enjoy.py wrapped around the agent (VecNormalize, frame stack)
+    zoo_sidecars(model), statistics_sidecars(stats)
+                                the files beside them those decisions read, present or not
 
 Pickled objects come back as inert stand-ins: see `sbexportd.read.standins`.
 """
@@ -25,13 +27,19 @@ from sbexportd.read.standins import (
     is_standin_class,
     qualified_name,
 )
-from sbexportd.read.vecnormalize import find_vecnormalize, read_vecnormalize, vecnormalize_kwargs
+from sbexportd.read.vecnormalize import (
+    find_vecnormalize,
+    read_vecnormalize,
+    statistics_sidecars,
+    vecnormalize_kwargs,
+)
 from sbexportd.read.zoo_config import read_zoo_config
-from sbexportd.read.zoo_settings import ZooSettings, zoo_settings
+from sbexportd.read.zoo_settings import ZooSettings, zoo_settings, zoo_sidecars
 
 __all__ = [
     "Archive", "VecNormalizeStats", "Limits", "read_model", "read_vecnormalize",
     "find_vecnormalize", "read_zoo_config", "vecnormalize_kwargs", "ZooSettings", "zoo_settings", "safe_loads", "sniff",
+    "statistics_sidecars", "zoo_sidecars",
     "StandIn", "is_standin", "is_standin_class", "qualified_name", "InertFunction",
     "InertCode", "InertCell", "InertModule", "InertDescriptor", "InertObject", "EMPTY_CELL",
 ]

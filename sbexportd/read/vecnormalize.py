@@ -26,22 +26,33 @@ from sbexportd.read.safe_pickle import safe_loads
 from sbexportd.read.standins import StandIn
 from sbexportd.read.zoo_config import read_zoo_config
 
-__all__ = ["read_vecnormalize", "find_vecnormalize", "vecnormalize_kwargs"]
+__all__ = ["read_vecnormalize", "find_vecnormalize", "vecnormalize_kwargs", "statistics_candidates",
+           "statistics_sidecars"]
 
 MAX_VECNORMALIZE_BYTES = 64 << 20
 NAMES = ("vecnormalize.pkl", "obs_rms.pkl")
 RET_RMS = "ret_rms.pkl"  # beside obs_rms.pkl: the return statistics of the same run
 
 
-def find_vecnormalize(model_path: str | os.PathLike) -> Path | None:
-    """The zoo convention: <dir>/<model stem>/vecnormalize.pkl or obs_rms.pkl, else
-    <dir>/vecnormalize.pkl beside the model; None when there is none."""
+def statistics_candidates(model_path: str | os.PathLike) -> tuple[Path, ...]:
+    """Where the zoo convention looks for a model's statistics, first found wins:
+    <dir>/<model stem>/vecnormalize.pkl or obs_rms.pkl, else <dir>/vecnormalize.pkl."""
     p = Path(model_path)
     folder = p.parent / p.stem
-    for cand in (folder / NAMES[0], folder / NAMES[1], p.parent / NAMES[0]):
-        if is_regular(cand):
-            return cand
-    return None
+    return folder / NAMES[0], folder / NAMES[1], p.parent / NAMES[0]
+
+
+def find_vecnormalize(model_path: str | os.PathLike) -> Path | None:
+    """The first of statistics_candidates(model_path) that is a regular file, or None."""
+    return next((c for c in statistics_candidates(model_path) if is_regular(c)), None)
+
+
+def statistics_sidecars(path: str | os.PathLike) -> tuple[Path, ...]:
+    """The files beside a statistics file that read_vecnormalize(path) reads when they
+    exist (for an obs_rms.pkl: the config.yml giving epsilon / clip_obs, and ret_rms.pkl),
+    present or not: one appearing, changing or going can change what it returns."""
+    p = Path(path)
+    return p.parent / "config.yml", p.parent / RET_RMS
 
 
 def _literal_kwargs(text: str) -> dict | None:

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from sbexportd.errors import VecNormalizeError, ZooConfigError
-from sbexportd.read.vecnormalize import find_vecnormalize, vecnormalize_kwargs
+from sbexportd.read.vecnormalize import find_vecnormalize, statistics_candidates, vecnormalize_kwargs
 from sbexportd.read.zoo_config import read_zoo_config
 
-__all__ = ["ZooSettings", "zoo_settings"]
+__all__ = ["ZooSettings", "zoo_settings", "zoo_sidecars"]
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,21 @@ class ZooSettings:
     reason: str = ""                     # why `auto` normalizes or not, citing the file
 
 
+def _config_path(model_path: Path) -> Path:
+    return model_path.parent / model_path.stem / "config.yml"
+
+
 def _config_of(model_path: Path) -> Path | None:
-    cand = model_path.parent / model_path.stem / "config.yml"
+    cand = _config_path(model_path)
     return cand if cand.is_file() else None
+
+
+def zoo_sidecars(model_path: str | os.PathLike) -> tuple[Path, ...]:
+    """Every file zoo_settings(model_path) looks at, present or not: its config.yml and
+    the statistics candidates. One appearing, changing or going can change what "auto"
+    VecNormalize and frame stacking decide (a cache of loaded models watches these)."""
+    p = Path(model_path)
+    return (_config_path(p), *statistics_candidates(p))
 
 
 def zoo_settings(model_path: str | os.PathLike) -> ZooSettings:

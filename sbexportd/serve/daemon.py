@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..errors import Cancelled
+from ..errors import Cancelled, SbExportError
 from . import errors
 from .arrays import ENCODINGS
 from .auth import Throttle
@@ -180,11 +180,46 @@ def _stamp(path: str) -> tuple[int, int, int, int, int]:
     return st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev
 
 
+def _probe(path: str) -> tuple[int, int, int, int, int] | None:
+    """A watched file's stamp, None while it does not exist (its appearing is a change)."""
+    try:
+        return _stamp(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
 def _same(path: str, stamp) -> bool:
     try:
-        return _stamp(path) == stamp
+        return _probe(path) == stamp
     except OSError:
         return False
+
+
+def _digest(path: str) -> str | None:
+    """(sidecar files) The sha256 of a regular file, None when there is none, so that a
+    touched but unchanged config.yml keeps the warm entry."""
+    from ..read.files import is_regular
+    if not is_regular(path):
+        return None
+    try:
+        return _file_sha256(path)
+    except (OSError, SbExportError) as e:  # unreadable: never equal to a digest
+        return f"unreadable: {type(e).__name__}"
+
+
+def _sidecars(opts: OpenOptions, stats_source: str | None) -> list[str]:
+    """The files beside the model that this load read or would have read had they
+    existed: with "auto" VecNormalize or frame stacking, the zoo's config.yml and the
+    statistics candidates; for the statistics used, the config.yml and ret_rms.pkl
+    beside them. A change to any (one appearing or going included) can change the model."""
+    from ..read import statistics_sidecars, zoo_sidecars
+    from ..read.vecnormalize import NAMES
+    paths = [str(p) for p in zoo_sidecars(opts.path)] if "auto" in (opts.vecnormalize, opts.frame_stack) else []
+    if opts.vecnormalize not in (None, "auto") and os.path.isdir(opts.vecnormalize):
+        paths += [os.path.join(opts.vecnormalize, n) for n in NAMES]  # the folder's first found is read
+    if stats_source:
+        paths += [stats_source, *(str(p) for p in statistics_sidecars(stats_source))]
+    return list(dict.fromkeys(p for p in paths if p != opts.path))
 
 
 def _file_sha256(path: str) -> str:
@@ -203,9 +238,11 @@ def _file_sha256(path: str) -> str:
 class Entry:
     """A loaded model in the cache: the Model keeps its spec and warm backends."""
 
-    def __init__(self, model_id: str, options: OpenOptions, model, stamps: dict[str, Any], seconds: float):
+    def __init__(self, model_id: str, options: OpenOptions, model, stamps: dict[str, Any], seconds: float,
+                 digests: dict[str, str | None] | None = None):
         self.model_id, self.options, self.model = model_id, options, model
-        self.stamps = stamps
+        self.stamps = stamps  # path -> stamp (None: absent) of the model file and its sidecars
+        self.digests = dict(digests or {})  # sidecar path -> sha256 (None: absent), as loaded
         self.sha256 = model.archive.sha256
         self.load_seconds = seconds
         self.loaded_at = time.time()
@@ -222,6 +259,8 @@ class Entry:
             h.update(np.ascontiguousarray(vn.mean, np.float64).tobytes())
             h.update(np.ascontiguousarray(vn.var, np.float64).tobytes())
             h.update(repr((vn.epsilon, vn.clip_obs, vn.norm_obs, vn.source)).encode())
+        if self.digests:  # config.yml and the statistics as read: the sb3 and rl-zoo3 targets read them too
+            h.update(json.dumps(sorted(self.digests.items())).encode())
         self.identity = h.hexdigest()  # what an export of this model depends on
 
     def fresh(self) -> bool:
@@ -431,14 +470,15 @@ class Daemon:
                 fut = self.work.submit(self._load, mid, opts, e, progress)
                 self._loading[mid] = fut
                 fut.add_done_callback(lambda f: self._loading.pop(mid, None))
-        return await asyncio.shield(asyncio.wrap_future(fut)), False
+        entry = await asyncio.shield(asyncio.wrap_future(fut))
+        return entry, e is not None and entry is e  # kept warm: only stamps changed, not bytes
 
     def _load(self, mid: str, opts: OpenOptions, old: Entry | None, progress) -> Entry:
         """(work thread) Read and understand the file; keep the old entry if only its
         mtime changed, not its bytes."""
         start = time.perf_counter()
         try:
-            stamps = {opts.path: _stamp(opts.path)}  # FileNotFoundError -> file_not_found
+            stamps: dict[str, Any] = {opts.path: _stamp(opts.path)}  # FileNotFoundError -> file_not_found
         except OSError:
             with self._lock:  # gone from disk: the stale entry must not linger as if loaded
                 if self.cache.get(mid) is old:
@@ -447,8 +487,10 @@ class Daemon:
         if opts.vecnormalize not in (None, "auto"):
             os.stat(opts.vecnormalize)
         if old is not None:
-            same_aux = all(_same(p, s) for p, s in old.stamps.items() if p != opts.path)
+            same_aux = all(_same(p, s) or _digest(p) == old.digests.get(p)
+                           for p, s in old.stamps.items() if p != opts.path)
             if same_aux and _file_sha256(opts.path) == old.sha256:
+                old.stamps.update({p: _probe(p) for p in old.stamps if p != opts.path})
                 old.stamps[opts.path] = stamps[opts.path]
                 with self._lock:
                     self.cache[mid] = old
@@ -458,14 +500,19 @@ class Daemon:
             self.counters["reloads"] += 1
         progress.report("reading and understanding the file", 10)
         from ..model import load
+        # stamped and hashed before the load, so that a change while it reads shows at the next use
+        stamps.update({p: _probe(p) for p in _sidecars(opts, None)})
+        digests = {p: _digest(p) for p in stamps if p != opts.path}
         model = load(opts.path, opts.vecnormalize, algo=opts.algo, activation=opts.activation,
                      frame_stack=opts.frame_stack)
         vn = model.vecnormalize
-        if vn is not None and vn.source:
-            self.roots.check(vn.source, "the VecNormalize statistics found beside the model")
-            if os.path.isfile(vn.source):
-                stamps[vn.source] = _stamp(vn.source)
-        entry = Entry(mid, opts, model, stamps, 0.0)
+        source = vn.source if vn is not None and vn.source else None
+        if source:
+            self.roots.check(source, "the VecNormalize statistics found beside the model")
+        for p in _sidecars(opts, source):
+            if p not in stamps:
+                stamps[p], digests[p] = _probe(p), _digest(p)
+        entry = Entry(mid, opts, model, stamps, 0.0, digests)
         progress.report("building the numpy backend", 40)
         entry.backend("numpy")
         progress.report("building and verifying the fast path", 60)
