@@ -338,6 +338,22 @@ def test_sb3_vecnormalize_carries_a_vecnormalize_pkl_count(exported):
         _assert_moved(rms, before, data)
 
 
+def test_sb3_vecnormalize_says_when_sb2_kept_no_count(tmp_path):
+    """Statistics without counts (given as VecNormalizeStats, not read from SB2's files):
+    SB3's initial count stands, and sb3.json's notes say so."""
+    import dataclasses
+    import pickle
+
+    from sbexportd.read import read_vecnormalize
+    case = FIXTURES / "ppo2_mlp_vecnormalize"
+    stats = dataclasses.replace(read_vecnormalize(case / "vecnormalize.pkl"), count=None, returns=None)
+    (res,) = export(sbexportd.load(case / "model.zip", stats), "sb3", tmp_path)
+    notes = json.loads((res.path / "sb3.json").read_text())["notes"]
+    assert any("did not hold obs_rms.count or ret_rms" in n for n in notes), notes
+    with open(res.path / "vecnormalize.pkl", "rb") as f:
+        assert pickle.load(f).obs_rms.count == SB3_INITIAL_COUNT
+
+
 CLASSIC = ["a2c/CartPole-v1.pkl", "acer/CartPole-v1.pkl", "acktr/CartPole-v1.pkl", "dqn/CartPole-v1.pkl",
            "ppo2/CartPole-v1.pkl", "trpo/CartPole-v1.pkl", "a2c/MountainCarContinuous-v0.pkl",
            "acktr/Pendulum-v0.zip", "ddpg/Pendulum-v0.pkl", "ppo2/Pendulum-v0.pkl", "sac/Pendulum-v0.pkl",

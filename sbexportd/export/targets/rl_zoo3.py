@@ -78,6 +78,7 @@ def write(model, folder: Path) -> None:
     vn = sb3._vecnormalize_node(spec)
     if vn is not None:
         sb3.write_vecnormalize(model, vn, stats / sb3.VECNORMALIZE, p)
+        notes += [n for n in p.notes if n not in notes]  # what writing the statistics noted
     sb2 = zoo_config(model)
     config: dict[str, Any] = {"policy": p.policy, "n_timesteps": int(sb2.get("n_timesteps", 0) or 0)}
     if vn is not None:

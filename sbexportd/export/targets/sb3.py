@@ -251,12 +251,20 @@ def write_vecnormalize(model, node, path: Path, p: Sb3Plan) -> None:
     # The counts: without them SB3 starts at 1e-4 and the first update of a continued
     # training replaces SB2's statistics with that batch's.
     stats = model.vecnormalize
+    missing = []
     if stats is not None and stats.count is not None:
         rms.count = float(stats.count)
+    else:
+        missing.append("obs_rms.count")
     if stats is not None and stats.returns is not None and stats.returns.mean.shape == vn.ret_rms.mean.shape:
         vn.ret_rms.mean = stats.returns.mean.copy()
         vn.ret_rms.var = stats.returns.var.copy()
         vn.ret_rms.count = float(stats.returns.count)
+    else:
+        missing.append("ret_rms")
+    if missing:
+        p.notes.append(f"vecnormalize.pkl: SB2's statistics did not hold {' or '.join(missing)}; SB3's initial "
+                       "values stand there (count 1e-4: continued training starts those statistics afresh)")
     vn.save(str(path))
 
 
