@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from sbexportd.errors import VecNormalizeError, ZooConfigError
+from sbexportd.read.files import Confine
 from sbexportd.read.vecnormalize import find_vecnormalize, vecnormalize_kwargs
 from sbexportd.read.zoo_config import read_zoo_config
 
-__all__ = ["ZooSettings", "zoo_settings"]
+__all__ = ["ZooSettings", "zoo_settings", "config_of"]
 
 
 @dataclass(frozen=True)
@@ -37,21 +38,25 @@ class ZooSettings:
     reason: str = ""                     # why `auto` normalizes or not, citing the file
 
 
-def _config_of(model_path: Path) -> Path | None:
-    cand = model_path.parent / model_path.stem / "config.yml"
+def config_of(model_path: str | os.PathLike) -> Path | None:
+    """The zoo's <dir>/<model stem>/config.yml, if it exists."""
+    p = Path(model_path)
+    cand = p.parent / p.stem / "config.yml"
     return cand if cand.is_file() else None
 
 
-def zoo_settings(model_path: str | os.PathLike) -> ZooSettings:
+def zoo_settings(model_path: str | os.PathLike, *, confine: Confine | None = None) -> ZooSettings:
+    """confine: checks the config.yml before it is read (sbexportd.read.files); the
+    statistics are only located here, and checked by whoever reads them."""
     p = Path(model_path)
     stats = find_vecnormalize(p)
-    config = _config_of(p)
+    config = config_of(p)
     if config is None:
         if stats is None:
             return ZooSettings(None, None, False, reason="no config.yml and no statistics beside the agent")
         return ZooSettings(None, stats, True, {}, 0,
                            f"{stats} exists and there is no config.yml to say otherwise (the zoo's rule)")
-    hyper = read_zoo_config(config)
+    hyper = read_zoo_config(config, confine=confine)
     try:
         kwargs = vecnormalize_kwargs(hyper)
     except ValueError as exc:

@@ -459,12 +459,10 @@ class Daemon:
         progress.report("reading and understanding the file", 10)
         from ..model import load
         model = load(opts.path, opts.vecnormalize, algo=opts.algo, activation=opts.activation,
-                     frame_stack=opts.frame_stack)
+                     frame_stack=opts.frame_stack, confine=self.roots.confine)  # sidecars: inside --root
         vn = model.vecnormalize
-        if vn is not None and vn.source:
-            self.roots.check(vn.source, "the VecNormalize statistics found beside the model")
-            if os.path.isfile(vn.source):
-                stamps[vn.source] = _stamp(vn.source)
+        if vn is not None and vn.source and os.path.isfile(vn.source):
+            stamps[vn.source] = _stamp(vn.source)
         entry = Entry(mid, opts, model, stamps, 0.0)
         progress.report("building the numpy backend", 40)
         entry.backend("numpy")
