@@ -46,7 +46,11 @@ class Roots:
         """Raise PathNotAllowed (-33021 path_not_allowed) unless `path` (resolved) is
         inside a root. The message shows the path as given, never where it leads."""
         if not self.allows(path):
-            raise PathNotAllowed(f"{what} {str(path)[:300]!r} is outside the folders this daemon serves (--root)")
+            raise self.refusal(path, what)
+
+    @staticmethod
+    def refusal(path: str | os.PathLike, what: str) -> PathNotAllowed:
+        return PathNotAllowed(f"{what} {str(path)[:300]!r} is outside the folders this daemon serves (--root)")
 
     @property
     def confine(self):
