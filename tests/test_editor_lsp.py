@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -375,6 +376,14 @@ def test_root_keeps_documents_from_looking_outside(tmp_path):
             links = await ed.client.text_document_document_link_async(
                 T.DocumentLinkParams(text_document=T.TextDocumentIdentifier(uri=uri)))
             assert [link.range.start.line for link in links] == [2]  # the one file inside: nothing outside
+            # a document the client did not open has no text: it is not read from disk (outside the
+            # roots, or a FIFO that would stop the daemon)
+            (outside / "notes.md").write_text(f"see {ws / 'agents' / 'stats' / 'obs_rms.pkl'}\n")
+            os.mkfifo(ws / "pipe.md")
+            for unopened in (outside / "notes.md", ws / "pipe.md"):
+                links = await asyncio.wait_for(ed.client.text_document_document_link_async(
+                    T.DocumentLinkParams(text_document=T.TextDocumentIdentifier(uri=unopened.as_uri()))), 20)
+                assert list(links or ()) == [], unopened
         async with Editor(ws) as ed:  # without roots: as before, every file read and linked
             uri = ed.open(ws / "cfg.py", text)
             p = await ed.wait_diagnostics(uri)

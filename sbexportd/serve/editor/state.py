@@ -287,7 +287,12 @@ class Editor:
 
 
 def document_references(server, uri: str) -> tuple[DocState, list[Reference]]:
-    """The references in the document's current text, without reading any model."""
+    """The references in the document's current text, without reading any model.
+    Only an open document has a text: for any other URI pygls would read the file
+    from disk (any file, unbounded, on the event loop: a FIFO there stops the
+    daemon; outside --root too), so it has none."""
+    if not server.editor._is_open(uri):
+        return DocState(uri, None, [], [], {}, server.workspace.position_codec), []
     doc = server.workspace.get_text_document(uri)
     lines = doc.lines
     roots = server.editor.daemon.roots
