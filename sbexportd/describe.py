@@ -6,13 +6,12 @@ from typing import Any
 import numpy as np
 
 from .errors import SbExportError
-from .read import zoo_settings
 
 
-def _auto(path) -> dict[str, Any]:
+def _auto(model) -> dict[str, Any]:
     """What `--vecnormalize auto` and `--frame-stack auto` would do, and why."""
     try:
-        s = zoo_settings(path)
+        s = model.zoo_settings()  # (a config.yml outside serve --root: PathNotAllowed, said below)
     except SbExportError as exc:
         return {"vecnormalize": False, "frame_stack": 0, "reason": f"cannot decide: {exc}",
                 "statistics": None, "config": None}
@@ -25,7 +24,7 @@ def describe(model) -> dict[str, Any]:
     spec, archive = model.spec, model.archive
     used = set(spec.used_tensors())
     trained = [k for k in spec.sb2_params if k in used]
-    auto = _auto(archive.path)
+    auto = _auto(model)
     return {
         "file": str(archive.path),
         "format": archive.format,

@@ -165,6 +165,13 @@ class UnknownActivation(InvalidArgument):
     code = "unknown_activation"
 
 
+class PathNotAllowed(SbExportError):
+    """A file or folder outside what the caller confined reading and writing to
+    (`serve --root`): one a client named, or a sidecar (config.yml, VecNormalize
+    statistics) found beside a model that leads out of the roots."""
+    code = "path_not_allowed"
+
+
 class ObservationFileError(SbExportError):
     """A file of observations that cannot be read (format, syntax, not numbers)."""
     code = "bad_observation_file"

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import BackendUnavailable, BadObservation, InvalidArgument
-from .read import read_model, read_vecnormalize, zoo_settings
+from .read import ZooSettings, read_model, read_vecnormalize, read_zoo_config, zoo_settings
 from .read.archive import Archive, VecNormalizeStats
+from .read.files import Confine
 from .realize.backends import BACKENDS, FAST_CANDIDATES
 from .understand import understand
 from .understand.spec import DictSpace, PolicySpec
@@ -27,7 +28,8 @@ MAX_FRAME_STACK = 64  # frames a VecFrameStack in front of the policy may hold
 
 
 def load(path: str | Path, vecnormalize: str | Path | VecNormalizeStats | None = None, *,
-         algo: str | None = None, activation: str | None = None, frame_stack: int | str | None = None) -> Model:
+         algo: str | None = None, activation: str | None = None, frame_stack: int | str | None = None,
+         confine: Confine | None = None) -> Model:
     """Read an SB2 .zip or .pkl safely and understand its policy.
 
     vecnormalize: a vecnormalize.pkl / obs_rms.pkl path (or its folder), "auto" to
@@ -36,19 +38,24 @@ def load(path: str | Path, vecnormalize: str | Path | VecNormalizeStats | None =
 
     frame_stack: n > 1 puts SB2's VecFrameStack(n) in front of the policy, so that it
     takes single observations and carries the previous n - 1 as state; "auto" takes n
-    from the zoo's config.yml (`frame_stack`); None or 0: the policy's own input."""
+    from the zoo's config.yml (`frame_stack`); None or 0: the policy's own input.
+
+    confine(path, what): run on every sidecar file (config.yml, statistics) before it
+    is opened, now and whenever the model reads one later (inspect, exports); it raises
+    PathNotAllowed for one that may not be read (`serve --root`). `path` itself is the
+    caller's to check."""
     archive = read_model(path)
-    stats = _resolve_vecnormalize(archive.path, vecnormalize)
-    frames = _resolve_frame_stack(archive.path, frame_stack)
+    stats = _resolve_vecnormalize(archive.path, vecnormalize, confine)
+    frames = _resolve_frame_stack(archive.path, frame_stack, confine)
     spec = understand(archive, algo=algo, activation=activation, vecnormalize=stats, frame_stack=frames)
-    return Model(archive, spec, stats)
+    return Model(archive, spec, stats, confine)
 
 
-def _resolve_frame_stack(model_path: Path, frame_stack) -> int:
+def _resolve_frame_stack(model_path: Path, frame_stack, confine: Confine | None) -> int:
     if frame_stack is None:
         return 0
     if str(frame_stack) == "auto":
-        return zoo_settings(model_path).frame_stack
+        return zoo_settings(model_path, confine=confine).frame_stack
     try:
         n = int(frame_stack)
     except (TypeError, ValueError):
@@ -59,15 +66,15 @@ def _resolve_frame_stack(model_path: Path, frame_stack) -> int:
     return n
 
 
-def _resolve_vecnormalize(model_path: Path, vn) -> VecNormalizeStats | None:
+def _resolve_vecnormalize(model_path: Path, vn, confine: Confine | None) -> VecNormalizeStats | None:
     if vn is None or isinstance(vn, VecNormalizeStats):
         return vn
     if str(vn) == "auto":
-        settings = zoo_settings(model_path)
+        settings = zoo_settings(model_path, confine=confine)
         if not settings.normalize or settings.statistics is None:
             return None
-        return read_vecnormalize(settings.statistics)
-    return read_vecnormalize(vn)
+        return read_vecnormalize(settings.statistics, confine=confine)
+    return read_vecnormalize(vn, confine=confine)
 
 
 def _is_seed(value: object) -> bool:
@@ -76,10 +83,12 @@ def _is_seed(value: object) -> bool:
 
 
 class Model:
-    def __init__(self, archive: Archive, spec: PolicySpec, vecnormalize: VecNormalizeStats | None = None):
+    def __init__(self, archive: Archive, spec: PolicySpec, vecnormalize: VecNormalizeStats | None = None,
+                 confine: Confine | None = None):
         self.archive = archive
         self.spec = spec
         self.vecnormalize = vecnormalize
+        self.confine = confine  # load's check of the sidecar files, for those read later
         self._backends: dict[str, Any] = {}
         self._lock = threading.Lock()  # one build per backend, whichever thread asks first
         self._fast: FastPath | None = None  # once chosen
@@ -88,6 +97,16 @@ class Model:
     @property
     def path(self) -> Path:
         return self.archive.path
+
+    def zoo_settings(self) -> ZooSettings:
+        """read.ZooSettings of the zoo's files beside this model (under load's confine)."""
+        return zoo_settings(self.archive.path, confine=self.confine)
+
+    def zoo_config(self) -> dict[str, Any]:
+        """The zoo's config.yml beside this model (under load's confine), {} without one."""
+        from .read.zoo_settings import config_of
+        cand = config_of(self.archive.path)
+        return read_zoo_config(cand, confine=self.confine) if cand is not None else {}
 
     # -- backends (built once, kept warm) ----------------------------------------
     def backend(self, name: str = "numpy", *, verified: bool = True):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -344,6 +345,51 @@ def test_root_confines_the_files_documents_name(tmp_path):
             assert "--root" in p.diagnostics[0].message
             hover = await ed.hover(uri, 0, 8)
             assert hover is not None and "PPO2" in hover.contents.value  # the model inside is read
+    run(go())
+
+
+def test_root_keeps_documents_from_looking_outside(tmp_path):
+    """serve --root: a document cannot learn which files exist outside the roots (a
+    path there gets path_not_allowed whether or not it exists, and no link), nor have
+    a sidecar beside a file it names read from outside them (an obs_rms.pkl inside,
+    whose config.yml leads out); a model symlinked from inside to outside is refused."""
+    ws, outside = tmp_path / "ws", tmp_path / "outside"
+    (ws / "agents" / "stats").mkdir(parents=True)
+    outside.mkdir()
+    zoo = FIXTURES / "ppo2_mlp_vecnormalize"
+    shutil.copy(zoo / "model.zip", outside / "there.zip")
+    shutil.copy(zoo / "obs_rms.pkl", ws / "agents" / "stats" / "obs_rms.pkl")
+    (outside / "config.yml").write_text("normalize: \"{'norm_obs': True, 'clip_obs': 5.0}\"\n")
+    (ws / "agents" / "stats" / "config.yml").symlink_to(outside / "config.yml")
+    (ws / "agents" / "link.zip").symlink_to(outside / "there.zip")
+    text = (f'a = "{outside / "there.zip"}"\nb = "{outside / "nowhere.zip"}"\n'
+            'c = "agents/stats/obs_rms.pkl"\nd = "agents/link.zip"\n')
+
+    async def go():
+        async with Editor(ws, args=("--root", str(ws))) as ed:
+            uri = ed.open(ws / "cfg.py", text)
+            p = await ed.wait_diagnostics(uri)
+            assert [(d.range.start.line, d.code) for d in p.diagnostics] == [
+                (0, "path_not_allowed"), (1, "path_not_allowed"), (2, "path_not_allowed"), (3, "path_not_allowed")]
+            assert "config.yml" in p.diagnostics[2].message  # the sidecar is named, not where it leads
+            assert all(str(outside) not in d.message for d in p.diagnostics[2:])
+            links = await ed.client.text_document_document_link_async(
+                T.DocumentLinkParams(text_document=T.TextDocumentIdentifier(uri=uri)))
+            assert [link.range.start.line for link in links] == [2]  # the one file inside: nothing outside
+            # a document the client did not open has no text: it is not read from disk (outside the
+            # roots, or a FIFO that would stop the daemon)
+            (outside / "notes.md").write_text(f"see {ws / 'agents' / 'stats' / 'obs_rms.pkl'}\n")
+            os.mkfifo(ws / "pipe.md")
+            for unopened in (outside / "notes.md", ws / "pipe.md"):
+                links = await asyncio.wait_for(ed.client.text_document_document_link_async(
+                    T.DocumentLinkParams(text_document=T.TextDocumentIdentifier(uri=unopened.as_uri()))), 20)
+                assert list(links or ()) == [], unopened
+        async with Editor(ws) as ed:  # without roots: as before, every file read and linked
+            uri = ed.open(ws / "cfg.py", text)
+            p = await ed.wait_diagnostics(uri)
+            assert [(d.range.start.line, d.code) for d in p.diagnostics] == [(1, "file_not_found")]
+            hover = await ed.hover(uri, 2, 8)
+            assert hover is not None and "clip_obs 5," in hover.contents.value  # from the config outside
     run(go())
 
 

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import sbexportd
 from conftest import FIXTURES, ROOT
-from rpc_client import Client, Daemon, RpcError, find_connection, frame
+from rpc_client import Client, Daemon, RpcError, b64, find_connection, frame, to_array
 from tests.hostile import bombs as B
 from tests.hostile import make
 
@@ -493,6 +494,111 @@ def test_root_confines_what_clients_open_and_where_they_write(tmp_path):
         assert r["complete"] and (root / "exports" / "params" / "manifest.json").is_file()
     finally:
         d.stop()
+
+
+def _zoo_layout(folder: Path, config: Path, stats: Path) -> Path:
+    """zoo-more's a2c BipedalWalkerHardcore (config.yml: normalize true, frame_stack 4;
+    obs_rms.pkl) in `folder`, its config.yml and obs_rms.pkl symlinks to `config`, `stats`."""
+    from zoo import ZOO_MORE
+    src = ZOO_MORE / "agents" / "a2c" / "BipedalWalkerHardcore-v2.pkl"
+    if not src.is_file():
+        pytest.skip(f"{src} not found (set SBEXPORTD_ZOO_MORE): sidecar confinement NOT tested")
+    (folder / src.stem).mkdir(parents=True)
+    shutil.copy(src, folder / src.name)
+    for name, target in (("config.yml", config), ("obs_rms.pkl", stats)):
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src.parent / src.stem / name, target)
+        (folder / src.stem / name).symlink_to(target)
+    return folder / src.name
+
+
+@pytest.mark.zoo
+def test_root_confines_the_sidecars_found_beside_a_model(client, tmp_path):
+    """serve --root: the zoo's config.yml and the VecNormalize statistics the daemon
+    finds by itself beside a model are held to the roots like a path a client names:
+    a symlink leading out is refused with -33021 naming the sidecar, before it is read
+    (not skipped: the agent would run without its normalization / frame stack), and
+    the daemon carries on. The same layout with the targets inside the root opens as
+    it does without roots: same frame stack, same normalization, same actions."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    cfg_out = _zoo_layout(root / "cfg-out", outside / "config.yml", root / "store" / "obs_rms.pkl")
+    stats_out = _zoo_layout(root / "stats-out", root / "store" / "config.yml", outside / "obs_rms.pkl")
+    inside = _zoo_layout(root / "inside", root / "store" / "config.yml", root / "store" / "obs_rms.pkl")
+    # SB2 >= 2.10's vecnormalize.pkl beside the model, and a folder a client names holding one
+    (root / "vn").mkdir()
+    shutil.copy(MLP, root / "vn" / "model.zip")
+    (root / "vn" / "vecnormalize.pkl").symlink_to(outside / "vecnormalize.pkl")
+    shutil.copy(FIXTURES / "ppo2_mlp_vecnormalize" / "vecnormalize.pkl", outside / "vecnormalize.pkl")
+    auto = {"vecnormalize": "auto", "frameStack": "auto"}
+    d = Daemon("--root", str(root))
+    try:
+        c = d.client()
+        refused = [({"path": str(cfg_out), "frameStack": "auto"}, "config.yml"),
+                   ({"path": str(cfg_out), "vecnormalize": "auto"}, "config.yml"),
+                   ({"path": str(stats_out), **auto}, "obs_rms.pkl"),
+                   ({"path": str(root / "vn" / "model.zip"), "vecnormalize": "auto"}, "vecnormalize.pkl"),
+                   ({"path": str(root / "vn" / "model.zip"), "vecnormalize": str(root / "vn")}, "vecnormalize.pkl")]
+        for params, sidecar in refused:
+            e = error_of(c, "sbexport/open", params)
+            assert (e.code, e.kind) == (-33021, "path_not_allowed"), params
+            assert sidecar in e.error["message"] and "--root" in e.error["message"], e.error["message"]
+            assert str(outside) not in e.error["message"]  # where the symlink leads is not told
+        # the model itself is inside: opened without "auto", nothing beside it is read...
+        plain = c.request("sbexport/open", {"path": str(cfg_out)})
+        assert plain["summary"]["frame_stack"] is None and not plain["summary"]["vecnormalize"]
+        # ...and inspect's account of what "auto" would do does not read the config either
+        said = c.request("sbexport/inspect", {"modelId": plain["modelId"]})["auto"]
+        assert said["frame_stack"] == 0 and "config.yml" in said["reason"] and "--root" in said["reason"]
+        # the daemon carries on: the same agent, its sidecars inside the root
+        ok = c.request("sbexport/open", {"path": str(inside), **auto})
+        stacked = c.request("sbexport/open", {"path": str(stats_out), "frameStack": "auto"})  # stats not read
+        # without roots (the module's daemon) the same layouts open, the outside ones included
+        free = {name: client.request("sbexport/open", {"path": str(path), **auto})
+                for name, path in (("inside", inside), ("cfg_out", cfg_out), ("stats_out", stats_out))}
+        from zoo import ZOO_MORE
+        zoo = client.request("sbexport/open", {"path": str(ZOO_MORE / "agents" / "a2c" / cfg_out.name), **auto})
+        for r in (ok, *free.values(), zoo):
+            assert r["summary"]["frame_stack"] == {"n": 4, "state_shape": [None, 72]}
+            assert r["summary"]["vecnormalize"] is True and r["summary"]["input"]["shape"] == [None, 24]
+        assert stacked["summary"]["frame_stack"] == ok["summary"]["frame_stack"]
+        assert not stacked["summary"]["vecnormalize"]
+        g = np.load(ZOO_MORE / "goldens" / "a2c" / "BipedalWalkerHardcore-v2.npz")
+        obs = np.ascontiguousarray(g["obs"].reshape(len(g["obs"]), 4, 24)[:, -1], np.float32)
+        want = sbexportd.load(ZOO_MORE / "agents" / "a2c" / cfg_out.name, "auto", frame_stack="auto").predict(
+            obs, backend="numpy")
+        answers = [(c, ok), *((client, r) for r in (*free.values(), zoo))]
+        for conn, r in answers:
+            got = conn.request("sbexport/predict", {"modelId": r["modelId"], "obs": b64(obs), "encoding": "base64",
+                                                    "backend": "numpy"})
+            assert np.array_equal(to_array(got["outputs"]["actions"]), want["actions"]), r["summary"]["file"]
+            assert np.array_equal(to_array(got["outputs"]["state"]), want["state"]), r["summary"]["file"]
+        assert c.request("sbexport/status")["security"]["roots"] == [str(root)]
+    finally:
+        d.stop()
+
+
+def test_sidecars_read_after_load_keep_the_confinement(tmp_path):
+    """The model keeps load's confine for the sidecars read later: inspect's account
+    of "auto", and the sb3 / rl-zoo3 exports' reading of config.yml (refused, not
+    guessed: their normalize and env_wrapper shape the export)."""
+    from sbexportd.errors import PathNotAllowed
+    from sbexportd.export.targets.sb3 import _zoo_normalize_kwargs
+    from sbexportd.serve.roots import Roots
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "model").mkdir(parents=True)
+    outside.mkdir()
+    shutil.copy(MLP, root / "model.zip")
+    (outside / "config.yml").write_text("normalize: false\nframe_stack: 2\nn_timesteps: 1000\n")
+    (root / "model" / "config.yml").symlink_to(outside / "config.yml")
+    confined = sbexportd.load(root / "model.zip", confine=Roots([root]).confine)
+    for read in (confined.zoo_config, confined.zoo_settings, lambda: _zoo_normalize_kwargs(confined)):
+        with pytest.raises(PathNotAllowed, match=r"config\.yml"):
+            read()
+    assert "--root" in confined.inspect()["auto"]["reason"]
+    free = sbexportd.load(root / "model.zip")  # no confine: as before
+    assert free.zoo_config()["n_timesteps"] == 1000 and free.zoo_settings().frame_stack == 2
+    assert sbexportd.load(root / "model.zip", confine=Roots([tmp_path]).confine).zoo_config() == free.zoo_config()
 
 
 # -- 8. errors leak nothing ------------------------------------------------------------------------

@@ -84,16 +84,12 @@ def export(model, to: str | list[str], out: str | Path, *, force: bool = False, 
         for name in names:
             _check_cancel(cancelled)
             start = time.perf_counter()
-            try:
+            with txn.attempt(name):
                 result = build_target(model, name, txn.stage(name), verify=verify, progress=progress,
                                       cancelled=cancelled, shown_as=txn.out / name)
-            except Cancelled:
-                raise
-            except SbExportError as e:
-                if all_or_nothing:
-                    raise
-                txn.failed(name, e)
-                results[name] = TargetResult(name, txn.out / name, seconds=time.perf_counter() - start, error=e)
+            if name in txn.errors:
+                results[name] = TargetResult(name, txn.out / name, seconds=time.perf_counter() - start,
+                                             error=txn.errors[name])
                 progress(name, "failed", 1.0)
                 continue
             txn.ready(name)

@@ -4,6 +4,8 @@ Python API (export/core.py) and the daemon (serve/exports.py) alike.
     with Transaction(out, ["onnx", "tfjs"], force=False) as txn:
         folder = txn.stage("onnx")      # an empty folder: write and verify the target there
         txn.ready("onnx")               # or txn.failed("onnx", error)
+        with txn.attempt("tfjs"):       # or: a typed error fails this target only
+            ...
         ...
         installed = txn.commit()        # {name: out/name} of the targets now in place
 
@@ -30,10 +32,11 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import ExportError, OutputExists, SbExportError
+from ..errors import Cancelled, ExportError, OutputExists, SbExportError
 
 PREFIX = ".sbexportd-"
 SUFFIX = ".txn"
@@ -109,6 +112,20 @@ class Transaction:
         self.errors[name] = error
         if self.txn is not None and os.path.lexists(self.txn / "new" / name):
             _remove(self.txn / "new" / name)
+
+    @contextmanager
+    def attempt(self, name: str) -> Iterator[None]:
+        """A step of one target (writing, verifying, copying it): a typed error fails
+        that target only (`failed`, then `name in errors`), unless all_or_nothing,
+        where it fails the whole export; a cancellation always does."""
+        try:
+            yield
+        except Cancelled:
+            raise
+        except SbExportError as e:
+            if self.all_or_nothing:
+                raise
+            self.failed(name, e)
 
     # -- installing ---------------------------------------------------------------------
     def commit(self) -> dict[str, Path]:

@@ -6,17 +6,28 @@ huge sparse file costs minutes of hashing before its size is even looked at. So
 every file sbexportd reads is opened with O_NONBLOCK (a FIFO opens at once), its
 type and size are taken with fstat on the opened descriptor (not a path a third
 party could swap), and anything but a regular file under the size limit is
-refused before a byte is read."""
+refused before a byte is read.
+
+A caller that confines what may be read (`serve --root`) passes `confine`: a check
+run on the path before it is opened, raising errors.PathNotAllowed for a file
+outside what is allowed. The readers of sidecar files (config.yml, VecNormalize
+statistics) take it and hand it here, so a file the reader finds by itself beside a
+model is checked like one a client named; the reading layer knows nothing of roots."""
 from __future__ import annotations
 
 import fcntl
 import os
 import stat
+from collections.abc import Callable
+from pathlib import Path
 from typing import BinaryIO
 
 from sbexportd.errors import MemberTooLarge, ModelFileError, ModelFileNotFound
 
-__all__ = ["open_regular", "read_regular", "is_regular", "kind_of"]
+__all__ = ["open_regular", "read_regular", "is_regular", "kind_of", "Confine"]
+
+Confine = Callable[[Path, str], None]
+"""confine(path, what): raise PathNotAllowed unless `path` (`what`, in words) may be read."""
 
 _FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
 
@@ -31,11 +42,14 @@ def kind_of(mode: int) -> str:
 
 
 def open_regular(path: str | os.PathLike, max_bytes: int, *, what: str = "an SB2 .zip or .pkl model",
-                 error: type[ModelFileError] = ModelFileError) -> tuple[BinaryIO, int]:
+                 error: type[ModelFileError] = ModelFileError, confine: Confine | None = None,
+                 named: str = "") -> tuple[BinaryIO, int]:
     """(binary file object, size) of a regular file of at most max_bytes. Raises
     `error` (missing (ModelFileNotFound for a model), not a regular file, unreadable)
-    or MemberTooLarge."""
+    or MemberTooLarge; PathNotAllowed from `confine(path, named or what)`, before the open."""
     source = str(path)
+    if confine is not None:
+        confine(Path(path), named or what)
     try:
         fd = os.open(path, _FLAGS)
     except FileNotFoundError as e:
@@ -60,10 +74,11 @@ def open_regular(path: str | os.PathLike, max_bytes: int, *, what: str = "an SB2
 
 
 def read_regular(path: str | os.PathLike, max_bytes: int, *, what: str,
-                 error: type[ModelFileError] = ModelFileError) -> bytes:
+                 error: type[ModelFileError] = ModelFileError, confine: Confine | None = None,
+                 named: str = "") -> bytes:
     """The whole content of a regular file of at most max_bytes (see open_regular);
     a file that grows while it is read is cut at max_bytes + 1 and refused."""
-    fp, _ = open_regular(path, max_bytes, what=what, error=error)
+    fp, _ = open_regular(path, max_bytes, what=what, error=error, confine=confine, named=named)
     with fp:
         try:
             raw = fp.read(max_bytes + 1)

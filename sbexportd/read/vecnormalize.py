@@ -21,7 +21,7 @@ import numpy as np
 
 from sbexportd.errors import SbExportError, VecNormalizeError, ZooConfigError, reason, shown
 from sbexportd.read.archive import RunningMoments, VecNormalizeStats
-from sbexportd.read.files import is_regular, read_regular
+from sbexportd.read.files import Confine, is_regular, read_regular
 from sbexportd.read.safe_pickle import safe_loads
 from sbexportd.read.standins import StandIn
 from sbexportd.read.zoo_config import read_zoo_config
@@ -107,11 +107,13 @@ def _number(value: Any, default: float, what: str, source: str) -> float:
     raise VecNormalizeError(f"{what} is {shown(value, 40)}, expected a number", source)
 
 
-def read_vecnormalize(path: str | os.PathLike, *,
-                      config: dict[str, Any] | None = None) -> VecNormalizeStats:
+def read_vecnormalize(path: str | os.PathLike, *, config: dict[str, Any] | None = None,
+                      confine: Confine | None = None) -> VecNormalizeStats:
     """Read vecnormalize.pkl, obs_rms.pkl, or a folder holding either.
 
-    `config` (a zoo config dict) overrides looking for config.yml beside an obs_rms.pkl."""
+    `config` (a zoo config dict) overrides looking for config.yml beside an obs_rms.pkl.
+    confine: checks the statistics file (the one found in a folder too) and the
+    config.yml beside it before they are opened (sbexportd.read.files)."""
     p = Path(path)
     if p.is_dir():
         found = next((p / n for n in NAMES if is_regular(p / n)), None)
@@ -121,16 +123,18 @@ def read_vecnormalize(path: str | os.PathLike, *,
         p = found
     source = str(p)
     try:
-        return _stats(_unpickle(p), p, source, config)
+        obj = _unpickle(p, confine, "the VecNormalize statistics (their mean and variance normalize every observation)")
+        return _stats(obj, p, source, config, confine)
     except SbExportError:
         raise
     except Exception as e:
         raise VecNormalizeError(f"cannot read VecNormalize statistics: {reason(e)}", source) from e
 
 
-def _unpickle(p: Path) -> Any:
+def _unpickle(p: Path, confine: Confine | None, named: str) -> Any:
     raw = read_regular(p, MAX_VECNORMALIZE_BYTES, what="VecNormalize statistics (vecnormalize.pkl, "
-                       "obs_rms.pkl, ret_rms.pkl or their folder)", error=VecNormalizeError)
+                       "obs_rms.pkl, ret_rms.pkl or their folder)", error=VecNormalizeError, confine=confine,
+                       named=named)
     if not raw:
         raise VecNormalizeError("empty file; expected a pickled VecNormalize or RunningMeanStd", str(p))
     return safe_loads(raw, str(p), MAX_VECNORMALIZE_BYTES)
@@ -160,7 +164,7 @@ def _moments(rms: Any, what: str, source: str) -> RunningMoments | None:
     return None if count is None else RunningMoments(mean=mean, var=var, count=count)
 
 
-def _stats(obj: Any, p: Path, source: str, config: dict | None) -> VecNormalizeStats:
+def _stats(obj: Any, p: Path, source: str, config: dict | None, confine: Confine | None) -> VecNormalizeStats:
     if not isinstance(obj, StandIn):
         raise VecNormalizeError(f"pickle holds a {type(obj).__name__}, expected a pickled "
                                 "VecNormalize or RunningMeanStd", source)
@@ -182,7 +186,7 @@ def _stats(obj: Any, p: Path, source: str, config: dict | None) -> VecNormalizeS
         kwargs: dict[str, Any] = {}
         if config is None and is_regular(p.parent / "config.yml"):
             try:
-                config = read_zoo_config(p.parent / "config.yml")
+                config = read_zoo_config(p.parent / "config.yml", confine=confine)
             except ZooConfigError:
                 config = None
         if config is not None:
@@ -195,8 +199,9 @@ def _stats(obj: Any, p: Path, source: str, config: dict | None) -> VecNormalizeS
         norm_obs = bool(kwargs.get("norm_obs", True))
         returns = None
         if is_regular(p.parent / RET_RMS):
-            ret_source = str(p.parent / RET_RMS)
-            returns = _moments(_unpickle(p.parent / RET_RMS), "ret_rms", ret_source)
+            ret_path = p.parent / RET_RMS
+            returns = _moments(_unpickle(ret_path, confine, "the VecNormalize return statistics (ret_rms.pkl)"),
+                               "ret_rms", str(ret_path))
     else:
         raise VecNormalizeError(f"pickle holds {type(obj).sb_module}.{name}, expected a "
                                 "VecNormalize or a RunningMeanStd (mean, var)", source)

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from sbexportd.errors import ZooConfigError, reason, shown
-from sbexportd.read.files import read_regular
+from sbexportd.read.files import Confine, read_regular
 
 __all__ = ["read_zoo_config", "ZooConfigLoader"]
 
@@ -77,14 +77,18 @@ ZooConfigLoader.add_constructor(
 ZooConfigLoader.add_constructor("tag:yaml.org,2002:python/tuple", _construct_tuple)
 
 
-def read_zoo_config(path: str | os.PathLike) -> dict[str, Any]:
-    """The hyperparameters in a zoo config.yml (or in <folder>/config.yml) as a dict."""
+def read_zoo_config(path: str | os.PathLike, *, confine: Confine | None = None) -> dict[str, Any]:
+    """The hyperparameters in a zoo config.yml (or in <folder>/config.yml) as a dict.
+
+    confine: see sbexportd.read.files (PathNotAllowed before the file is opened)."""
     p = Path(path)
     if p.is_dir():
         p = p / "config.yml"
     source = str(p)
     raw = read_regular(p, MAX_CONFIG_BYTES, what="the zoo's config.yml (a small YAML file of hyperparameters)",
-                       error=ZooConfigError)
+                       error=ZooConfigError, confine=confine,
+                       named="the zoo's config.yml beside the model (its normalize and frame_stack decide how the "
+                             "agent runs)")
     try:
         text = raw.decode("utf-8")
         loader = ZooConfigLoader(text)

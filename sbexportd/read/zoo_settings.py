@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from sbexportd.errors import VecNormalizeError, ZooConfigError
+from sbexportd.read.files import Confine
 from sbexportd.read.vecnormalize import find_vecnormalize, statistics_candidates, vecnormalize_kwargs
 from sbexportd.read.zoo_config import read_zoo_config
 
-__all__ = ["ZooSettings", "zoo_settings", "zoo_sidecars"]
+__all__ = ["ZooSettings", "zoo_settings", "config_of", "zoo_sidecars"]
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,9 @@ def _config_path(model_path: Path) -> Path:
     return model_path.parent / model_path.stem / "config.yml"
 
 
-def _config_of(model_path: Path) -> Path | None:
-    cand = _config_path(model_path)
+def config_of(model_path: str | os.PathLike) -> Path | None:
+    """The zoo's <dir>/<model stem>/config.yml, if it exists."""
+    cand = _config_path(Path(model_path))
     return cand if cand.is_file() else None
 
 
@@ -54,16 +56,18 @@ def zoo_sidecars(model_path: str | os.PathLike) -> tuple[Path, ...]:
     return (_config_path(p), *statistics_candidates(p))
 
 
-def zoo_settings(model_path: str | os.PathLike) -> ZooSettings:
+def zoo_settings(model_path: str | os.PathLike, *, confine: Confine | None = None) -> ZooSettings:
+    """confine: checks the config.yml before it is read (sbexportd.read.files); the
+    statistics are only located here, and checked by whoever reads them."""
     p = Path(model_path)
     stats = find_vecnormalize(p)
-    config = _config_of(p)
+    config = config_of(p)
     if config is None:
         if stats is None:
             return ZooSettings(None, None, False, reason="no config.yml and no statistics beside the agent")
         return ZooSettings(None, stats, True, {}, 0,
                            f"{stats} exists and there is no config.yml to say otherwise (the zoo's rule)")
-    hyper = read_zoo_config(config)
+    hyper = read_zoo_config(config, confine=confine)
     try:
         kwargs = vecnormalize_kwargs(hyper)
     except ValueError as exc:

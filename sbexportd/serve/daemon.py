@@ -195,15 +195,15 @@ def _same(path: str, stamp) -> bool:
         return False
 
 
-def _digest(path: str) -> str | None:
+def _digest(path: str, confine) -> str | None:
     """(sidecar files) The sha256 of a regular file, None when there is none, so that a
-    touched but unchanged config.yml keeps the warm entry."""
+    touched but unchanged config.yml keeps the warm entry. Read only inside --root."""
     from ..read.files import is_regular
     if not is_regular(path):
         return None
     try:
-        return _file_sha256(path)
-    except (OSError, SbExportError) as e:  # unreadable: never equal to a digest
+        return _file_sha256(path, confine, "a file beside the model")
+    except (OSError, SbExportError) as e:  # unreadable or outside --root: never equal to a digest
         return f"unreadable: {type(e).__name__}"
 
 
@@ -222,12 +222,12 @@ def _sidecars(opts: OpenOptions, stats_source: str | None) -> list[str]:
     return list(dict.fromkeys(p for p in paths if p != opts.path))
 
 
-def _file_sha256(path: str) -> str:
+def _file_sha256(path: str, confine=None, what: str = "an SB2 .zip or .pkl model") -> str:
     """(reload check) Regular files only, size first: see sbexportd.read.files."""
     from ..read import Limits
     from ..read.files import open_regular
     lim = Limits()
-    fp, _ = open_regular(path, max(lim.max_total_bytes, lim.max_pickle_bytes))
+    fp, _ = open_regular(path, max(lim.max_total_bytes, lim.max_pickle_bytes), confine=confine, what=what)
     h = hashlib.sha256()
     with fp:
         for chunk in iter(lambda: fp.read(1 << 20), b""):
@@ -487,7 +487,7 @@ class Daemon:
         if opts.vecnormalize not in (None, "auto"):
             os.stat(opts.vecnormalize)
         if old is not None:
-            same_aux = all(_same(p, s) or _digest(p) == old.digests.get(p)
+            same_aux = all(_same(p, s) or _digest(p, self.roots.confine) == old.digests.get(p)
                            for p, s in old.stamps.items() if p != opts.path)
             if same_aux and _file_sha256(opts.path) == old.sha256:
                 old.stamps.update({p: _probe(p) for p in old.stamps if p != opts.path})
@@ -502,16 +502,14 @@ class Daemon:
         from ..model import load
         # stamped and hashed before the load, so that a change while it reads shows at the next use
         stamps.update({p: _probe(p) for p in _sidecars(opts, None)})
-        digests = {p: _digest(p) for p in stamps if p != opts.path}
+        digests = {p: _digest(p, self.roots.confine) for p in stamps if p != opts.path}
         model = load(opts.path, opts.vecnormalize, algo=opts.algo, activation=opts.activation,
-                     frame_stack=opts.frame_stack)
+                     frame_stack=opts.frame_stack, confine=self.roots.confine)  # sidecars: inside --root
         vn = model.vecnormalize
-        source = vn.source if vn is not None and vn.source else None
-        if source:
-            self.roots.check(source, "the VecNormalize statistics found beside the model")
+        source = vn.source if vn is not None and vn.source else None  # read under the confine: inside --root
         for p in _sidecars(opts, source):
             if p not in stamps:
-                stamps[p], digests[p] = _probe(p), _digest(p)
+                stamps[p], digests[p] = _probe(p), _digest(p, self.roots.confine)
         entry = Entry(mid, opts, model, stamps, 0.0, digests)
         progress.report("building the numpy backend", 40)
         entry.backend("numpy")

@@ -152,6 +152,7 @@ def none_exported(failed: list, failures: list[dict]) -> JsonRpcException:
 # sbexportd error class -> JSON-RPC code, most specific first
 _FAMILIES: tuple[tuple[type, int], ...] = (
     (E.Cancelled, REQUEST_CANCELLED),
+    (E.PathNotAllowed, PATH_NOT_ALLOWED),
     (E.OutputExists, OUTPUT_EXISTS),
     (E.ParityFailed, PARITY_FAILED),
     (E.ExportError, EXPORT_FAILED),

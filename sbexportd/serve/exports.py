@@ -25,7 +25,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from ..errors import Cancelled, ExportError, SbExportError
+from ..errors import ExportError, SbExportError
 from ..export.transaction import Transaction, process_alive, start_time
 
 _CACHE_NAME = re.compile(r"^exports-(\d+)-(\d+|x)-")
@@ -60,28 +60,19 @@ class ExportCache:
                 # first every target in the cache (minutes for some), then into `out` at once
                 for i, name in enumerate(names):
                     token.check("export")
-                    try:
+                    with txn.attempt(name):
                         made[name] = self._make_or_find(entry, name, i, len(names), txn, verify, progress, token)
-                    except Cancelled:
-                        raise
-                    except SbExportError as e:
-                        if all_or_nothing:
-                            raise
-                        txn.failed(name, e)
                 token.check("export")
                 infos = {}
                 for name, (folder, hit, seconds) in made.items():
                     try:
-                        infos[name] = self._copy(name, folder, hit, seconds, txn)
-                    except SbExportError as e:
-                        if all_or_nothing:
-                            raise
-                        txn.failed(name, e)
-                        continue
+                        with txn.attempt(name):
+                            infos[name] = self._copy(name, folder, hit, seconds, txn)
                     finally:
                         if self.max == 0:
                             shutil.rmtree(folder.parent, ignore_errors=True)
-                    txn.ready(name)
+                    if name not in txn.errors:
+                        txn.ready(name)
                 token.check("export")
                 installed = txn.commit()
         except BaseException:

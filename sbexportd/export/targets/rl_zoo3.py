@@ -52,12 +52,6 @@ def layout(folder: Path, algo: str, env: str) -> tuple[Path, Path]:
     return run, run / env
 
 
-def zoo_config(model) -> dict[str, Any]:
-    from ...read.zoo_config import read_zoo_config
-    cand = model.archive.path.parent / model.archive.path.stem / "config.yml"
-    return read_zoo_config(cand) if cand.is_file() else {}
-
-
 def write(model, folder: Path) -> None:
     spec: PolicySpec = model.spec
     old = env_id_of(model)
@@ -79,7 +73,7 @@ def write(model, folder: Path) -> None:
     if vn is not None:
         sb3.write_vecnormalize(model, vn, stats / sb3.VECNORMALIZE, p)
         notes += [n for n in p.notes if n not in notes]  # what writing the statistics noted
-    sb2 = zoo_config(model)
+    sb2 = model.zoo_config()  # (under the model's confine: serve --root)
     config: dict[str, Any] = {"policy": p.policy, "n_timesteps": int(sb2.get("n_timesteps", 0) or 0)}
     if vn is not None:
         kwargs: dict[str, Any] = {"norm_obs": True, "norm_reward": False}

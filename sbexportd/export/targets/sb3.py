@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import ExportError
+from ...errors import ExportError, PathNotAllowed
 from ...understand.spec import Box, DictSpace, Discrete, MultiBinary, MultiDiscrete, PolicySpec, Space
 from ..conventions import action_dtype, output_names
 from ..sb3_mapping import Sb3Plan, plan
@@ -270,8 +270,9 @@ def write_vecnormalize(model, node, path: Path, p: Sb3Plan) -> None:
 
 def _zoo_normalize_kwargs(model) -> dict[str, Any]:
     try:
-        from ...read import zoo_settings
-        return dict(zoo_settings(model.archive.path).normalize_kwargs or {})
+        return dict(model.zoo_settings().normalize_kwargs or {})
+    except PathNotAllowed:  # a config.yml leading out of serve --root: refused, not guessed
+        raise
     except Exception:  # noqa: BLE001 - settings are a convenience here
         return {}
 

@@ -8,6 +8,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from lsprotocol import types
@@ -86,7 +87,8 @@ async def hover(ls, params: types.HoverParams) -> types.Hover | None:
     if hit.error is not None:
         text = problem_hover(hit.error.message, hit.error.data.get("hint"))
     elif hit.ref.is_vecnormalize:
-        stats = await ed.daemon.run(ed.daemon.work, read_vecnormalize, hit.ref.path)
+        stats = await ed.daemon.run(ed.daemon.work, partial(read_vecnormalize, hit.ref.path,
+                                                            confine=ed.daemon.roots.confine))
         text = vecnormalize_file_hover(hit.ref.path, stats)
     else:
         assert hit.model_id is not None  # checked without an error: it is open

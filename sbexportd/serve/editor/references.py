@@ -3,12 +3,15 @@ in .zip or .pkl, in any language (Python, YAML, JSON, Java, JavaScript, Markdown
 resolved relative to the document's folder, then to each workspace folder.
 
 Only the text is scanned: nothing here reads a model (features.py does, through the
-daemon's cache)."""
+daemon's cache). With `serve --root`, `allowed` (Roots.allows) keeps the lookup in:
+a candidate outside the roots is not even looked for (no stat: a document must not
+learn which files exist elsewhere), and a reference whose only candidates lie
+outside is marked `allowed=False` (its diagnostic says path_not_allowed)."""
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +39,7 @@ class Reference:
     path: Path  # the file it resolves to (the first candidate when none exists)
     exists: bool
     tried: tuple[Path, ...]  # every place looked, in order
+    allowed: bool = True  # False: every candidate lies outside serve --root (none was looked for)
 
     @property
     def is_vecnormalize(self) -> bool:
@@ -45,17 +49,19 @@ class Reference:
         return line == self.line and self.start <= character <= self.end
 
 
-def find(lines: Sequence[str], doc_dir: Path | None, roots: Sequence[Path]) -> list[Reference]:
-    """Every reference in the document, in order, at most MAX_REFERENCES."""
+def find(lines: Sequence[str], doc_dir: Path | None, roots: Sequence[Path],
+         allowed: Callable[[Path], bool] | None = None) -> list[Reference]:
+    """Every reference in the document, in order, at most MAX_REFERENCES. `roots` are
+    the workspace folders; `allowed` the daemon's --root test (None: anywhere)."""
     refs: list[Reference] = []
     for lineno, line in enumerate(lines):
         if len(line) > MAX_LINE or ("." not in line):
             continue
         for start, end, text in _spans(line):
-            path, exists, tried = resolve(text, doc_dir, roots)
+            path, exists, tried, ok = resolve(text, doc_dir, roots, allowed)
             if path is None:
                 continue
-            refs.append(Reference(lineno, start, end, text, path, exists, tried))
+            refs.append(Reference(lineno, start, end, text, path, exists, tried, ok))
             if len(refs) >= MAX_REFERENCES:
                 return refs
     return refs
@@ -79,25 +85,34 @@ def _unescape(text: str) -> str:
     return text.replace("\\\\", "\\").replace('\\"', '"').replace("\\'", "'") if "\\" in text else text
 
 
-def resolve(text: str, doc_dir: Path | None, roots: Sequence[Path]) -> tuple[Path | None, bool, tuple[Path, ...]]:
-    """(the file, whether it exists, every candidate tried): relative paths against
-    the document's folder first, then each workspace folder."""
+def resolve(text: str, doc_dir: Path | None, roots: Sequence[Path], allowed: Callable[[Path], bool] | None = None
+            ) -> tuple[Path | None, bool, tuple[Path, ...], bool]:
+    """(the file, whether it exists, every candidate tried, whether it is allowed):
+    relative paths against the document's folder first, then each workspace folder.
+    Candidates `allowed` refuses are skipped unlooked; if no other one exists and one
+    was refused, that one is the answer, marked not allowed."""
     try:
         p = Path(os.path.expanduser(text))
     except (ValueError, RuntimeError):
-        return None, False, ()
+        return None, False, (), True
     if p.is_absolute():
         candidates = [p]
     else:
         bases = ([doc_dir] if doc_dir is not None else []) + [r for r in roots if r != doc_dir]
         candidates = [b / p for b in bases]
     if not candidates:
-        return None, False, ()
+        return None, False, (), True
     candidates = [Path(os.path.normpath(c)) for c in candidates]
+    refused = None
     for c in candidates:
         try:
+            if allowed is not None and not allowed(c):
+                refused = refused or c
+                continue
             if c.is_file():
-                return c, True, tuple(candidates)
-        except OSError:  # a name too long, a permission problem: not this one
+                return c, True, tuple(candidates), True
+        except (OSError, ValueError):  # a name too long, a NUL, a permission problem: not this one
             continue
-    return candidates[0], False, tuple(candidates)
+    if refused is not None:
+        return refused, False, tuple(candidates), False
+    return candidates[0], False, tuple(candidates), True

@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +169,8 @@ class Editor:
         try:
             doc = self.server.workspace.get_text_document(uri)
             lines, version = doc.lines, doc.version
-            refs = await self.daemon.run(self.daemon.work, find, lines, _doc_dir(doc), self.roots())
+            allowed = self.daemon.roots.allows if self.daemon.roots else None
+            refs = await self.daemon.run(self.daemon.work, find, lines, _doc_dir(doc), self.roots(), allowed)
             vn = self.settings.vecnormalize_option(self.base_folder(uri))
             by_path: dict[tuple[Path, bool], asyncio.Future] = {}
             for ref in refs:
@@ -177,12 +179,15 @@ class Editor:
                         self._check_file(ref.path, ref.is_vecnormalize, vn))
             checked = []
             for ref in refs:
-                if not ref.exists:
+                if not ref.allowed:
+                    checked.append(Checked(ref, None, self._refused(ref)))
+                elif not ref.exists:
                     checked.append(Checked(ref, None, _missing(ref)))
                 else:
                     mid, err = await by_path[(ref.path, ref.is_vecnormalize)]
                     checked.append(Checked(ref, mid, err))
-            stamps = {p: _stamp(p) for ref in refs for p in (ref.tried if not ref.exists else (ref.path,))}
+            stamps = {p: _stamp(p) for ref in refs for p in (ref.tried if not ref.exists else (ref.path,))
+                      if allowed is None or allowed(p)}  # (nothing outside --root is looked at)
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug here must not end the connection
@@ -202,9 +207,9 @@ class Editor:
             roots.check(path, "the file")
             if vn not in (None, "auto") and not is_vecnormalize:
                 roots.check(vn, "the sbexportd.vecnormalize setting")
-            if is_vecnormalize:
+            if is_vecnormalize:  # (the config.yml beside an obs_rms.pkl: inside the roots too)
                 from ...read import read_vecnormalize
-                await self.daemon.run(self.daemon.work, read_vecnormalize, path)
+                await self.daemon.run(self.daemon.work, partial(read_vecnormalize, path, confine=roots.confine))
                 return None, None
             result = await self.daemon.open(self.server.conn.id, OpenOptions.make(str(path), vn))
             return result["modelId"], None
@@ -214,6 +219,12 @@ class Editor:
             err = errors.map_exception(e)
             return None, err if isinstance(err, errors.ServeError) else errors.ServeError(
                 errors.ERROR, str(err), "internal")
+
+    def _refused(self, ref: Reference) -> errors.ServeError:
+        """path_not_allowed for a reference outside --root, as sbexport/open answers it."""
+        err = errors.map_exception(self.daemon.roots.refusal(ref.path, "the file"))
+        assert isinstance(err, errors.ServeError)
+        return err
 
     def _publish(self, state: DocState) -> None:
         diags = []
@@ -276,10 +287,16 @@ class Editor:
 
 
 def document_references(server, uri: str) -> tuple[DocState, list[Reference]]:
-    """The references in the document's current text, without reading any model."""
+    """The references in the document's current text, without reading any model.
+    Only an open document has a text: for any other URI pygls would read the file
+    from disk (any file, unbounded, on the event loop: a FIFO there stops the
+    daemon; outside --root too), so it has none."""
+    if not server.editor._is_open(uri):
+        return DocState(uri, None, [], [], {}, server.workspace.position_codec), []
     doc = server.workspace.get_text_document(uri)
     lines = doc.lines
-    refs = find(lines, _doc_dir(doc), server.editor.roots())
+    roots = server.editor.daemon.roots
+    refs = find(lines, _doc_dir(doc), server.editor.roots(), roots.allows if roots else None)
     return DocState(uri, doc.version, lines, [], {}, server.workspace.position_codec), refs
 
 
