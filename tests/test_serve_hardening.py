@@ -525,6 +525,11 @@ def test_root_confines_the_sidecars_found_beside_a_model(client, tmp_path):
     cfg_out = _zoo_layout(root / "cfg-out", outside / "config.yml", root / "store" / "obs_rms.pkl")
     stats_out = _zoo_layout(root / "stats-out", root / "store" / "config.yml", outside / "obs_rms.pkl")
     inside = _zoo_layout(root / "inside", root / "store" / "config.yml", root / "store" / "obs_rms.pkl")
+    # ret_rms.pkl (read for the counts an sb3 export carries) is a sidecar like the others
+    ret_out = _zoo_layout(root / "ret-out", root / "store" / "config.yml", root / "store" / "obs_rms.pkl")
+    (ret_out.parent / ret_out.stem / "ret_rms.pkl").symlink_to(outside / "ret_rms.pkl")
+    from zoo import ZOO_MORE
+    shutil.copy(ZOO_MORE / "agents" / "a2c" / ret_out.stem / "ret_rms.pkl", outside / "ret_rms.pkl")
     # SB2 >= 2.10's vecnormalize.pkl beside the model, and a folder a client names holding one
     (root / "vn").mkdir()
     shutil.copy(MLP, root / "vn" / "model.zip")
@@ -537,6 +542,7 @@ def test_root_confines_the_sidecars_found_beside_a_model(client, tmp_path):
         refused = [({"path": str(cfg_out), "frameStack": "auto"}, "config.yml"),
                    ({"path": str(cfg_out), "vecnormalize": "auto"}, "config.yml"),
                    ({"path": str(stats_out), **auto}, "obs_rms.pkl"),
+                   ({"path": str(ret_out), **auto}, "ret_rms.pkl"),
                    ({"path": str(root / "vn" / "model.zip"), "vecnormalize": "auto"}, "vecnormalize.pkl"),
                    ({"path": str(root / "vn" / "model.zip"), "vecnormalize": str(root / "vn")}, "vecnormalize.pkl")]
         for params, sidecar in refused:
