@@ -5,6 +5,10 @@ with a note where gymnasium's own version history says the dynamics or observati
 changed (the notes quote gymnasium's env docstrings). PyBullet environments come from
 pybullet_envs_gymnasium, registered when it is installed.
 
+`env_wrappers(config)` reads the wrappers a zoo config.yml's `env_wrapper` put around
+the environment in training (the policy saw their observations: TimeFeatureWrapper
+appends the remaining time), as their gymnasium-era counterparts; `wrap` applies them.
+
 `published(algo, env)` is rl-baselines-zoo's published mean return of an agent
 (benchmark.md: `|algo|env_id|mean_reward|std_reward|n_timesteps|n_episodes|`), from a
 benchmark.md beside the agent's zoo (or the one given).
@@ -15,6 +19,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import SbExportError
 
@@ -47,6 +52,80 @@ SUCCESSORS: dict[str, tuple[str, str]] = {
 }
 
 PYBULLET_PREFIXES = ("Bullet",)
+
+# rl-baselines-zoo's wrappers (config.yml `env_wrapper`) -> the class rl_zoo3 names for
+# them today. sb3_contrib's TimeFeatureWrapper is the zoo's, ported: the same feature
+# (1 - step / max_steps, max_steps from the env's TimeLimit, else 1000).
+ENV_WRAPPERS: dict[str, str] = {"utils.wrappers.TimeFeatureWrapper": "sb3_contrib.common.wrappers.TimeFeatureWrapper"}
+
+
+@dataclass(frozen=True)
+class EnvWrapper:
+    trained_with: str         # the zoo's own name in config.yml
+    name: str | None          # its counterpart, as rl_zoo3 imports it (None: none known)
+    kwargs: dict              # its keyword arguments from config.yml ({} for most)
+
+    def as_dict(self) -> dict:
+        return {"trained_with": self.trained_with, "name": self.name, "kwargs": dict(self.kwargs)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EnvWrapper:
+        """(a manifest's entry: hostile input) ValueError unless it has the shape as_dict gives."""
+        name, kwargs = d.get("name"), d.get("kwargs") or {}
+        if not isinstance(d.get("trained_with"), str) or not (name is None or isinstance(name, str)) \
+                or not _plain(kwargs):
+            raise ValueError("not an env wrapper entry")
+        return cls(d["trained_with"], name, {str(k): v for k, v in kwargs.items()})
+
+
+def _plain(kwargs: object) -> bool:
+    """Keyword arguments of numbers, booleans and strings only."""
+    return isinstance(kwargs, dict) and all(isinstance(v, (bool, int, float, str)) for v in kwargs.values())
+
+
+def env_wrappers(config: dict) -> list[EnvWrapper]:
+    """The wrappers of a zoo config.yml's `env_wrapper`, in the order the zoo applied
+    them: a name, {name: kwargs}, or a list of those (rl-baselines-zoo's
+    get_wrapper_class), each with its counterpart (None where sbexportd knows none)."""
+    value = config.get("env_wrapper")
+    if not value:
+        return []
+    out = []
+    for item in value if isinstance(value, list) else [value]:
+        name: object = item
+        kwargs: dict[str, Any] = {}
+        if isinstance(item, dict) and len(item) == 1:
+            name, args = next(iter(item.items()))
+            kwargs = args or {}
+        if not isinstance(name, str) or not _plain(kwargs):
+            raise UnknownEnvironment(f"config.yml env_wrapper {str(item)[:80]!r}: expected a wrapper's name or "
+                                     "{name: {keyword: number or string}}")
+        out.append(EnvWrapper(name, ENV_WRAPPERS.get(name), {str(k): v for k, v in kwargs.items()}))
+    return out
+
+
+def wrap(env, wrappers: list[EnvWrapper]):
+    """`env` inside `wrappers`, the first innermost (as the zoo built it). One without a
+    counterpart is refused: the agent would be fed observations it never saw."""
+    import importlib
+    for w in wrappers:
+        if w.name not in ENV_WRAPPERS.values():  # (never a class a file names: only the known counterparts)
+            raise UnknownEnvironment(f"the agent was trained inside the zoo wrapper {w.trained_with[:80]!r} "
+                                     "(config.yml env_wrapper), which has no gymnasium counterpart sbexportd "
+                                     f"knows (it knows {', '.join(ENV_WRAPPERS)})")
+        module, _, cls = str(w.name).rpartition(".")
+        try:
+            factory = getattr(importlib.import_module(module), cls)
+        except ImportError as exc:
+            package = module.split(".")[0]
+            raise UnknownEnvironment(f"the agent's env wrapper {w.name} needs {package} (pip install "
+                                     f"{package.replace('_', '-')}): {exc}") from exc
+        try:
+            env = factory(env, **w.kwargs)
+        except (TypeError, ValueError, AssertionError) as exc:
+            raise UnknownEnvironment(f"{w.name}({', '.join(f'{k}={v!r:.20}' for k, v in w.kwargs.items())}) "
+                                     f"cannot wrap this environment: {str(exc)[:200]}") from exc
+    return env
 
 
 def successor(env_id: str) -> Successor:

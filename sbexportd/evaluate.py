@@ -4,7 +4,9 @@ playing episodes of its environment in gymnasium.
 What the agent saw in training is reproduced: for an SB2 file, VecNormalize and frame
 stacking are decided as the zoo's enjoy.py did (`auto`) and built into the policy;
 an export carries them inside its graph (state for the stacked frames), and an sb3 /
-rl-zoo3 export runs inside SB3's own VecNormalize and VecFrameStack wrappers. Episodes
+rl-zoo3 export runs inside SB3's own VecNormalize and VecFrameStack wrappers. The
+zoo's env wrappers (config.yml `env_wrapper`, e.g. TimeFeatureWrapper; recorded in an
+export's manifest) wrap the environment, as the zoo's enjoy.py did. Episodes
 are seeded (env.reset(seed=seed) first, then the environment's own sequence), actions
 deterministic; returns are the environment's raw rewards, as the zoo's benchmark
 reported them.
@@ -21,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .environments import Published, make, published, successor
+from .environments import EnvWrapper, Published, make, published, successor, wrap
 from .errors import BadObservation, ExportError, ExportFolderError, SbExportError
 from .registry import Registry
 
@@ -99,6 +101,13 @@ class Agent:
     algo = ""
     trained_env = ""
     notes: list[str]  # each agent's own (set in __init__)
+    wrappers: list[EnvWrapper]  # the zoo's env wrappers it was trained inside (set in __init__)
+
+    def wrapped(self, env_id: str):
+        """The environment, inside the agent's training wrappers."""
+        for w in self.wrappers:
+            self.notes.append(f"inside {w.name} (config.yml env_wrapper {w.trained_with})")
+        return wrap(make(env_id), self.wrappers)
 
     def reset(self) -> None:
         ...
@@ -116,6 +125,7 @@ class StatefulAgent(Agent):
         self.run, self.state_size, self.goal_keys, self.obs_dtype = run, state_size, goal_keys, obs_dtype
         self.obs_shape = obs_shape  # per observation, as the export's manifest gives it (None: not checked)
         self.notes = []
+        self.wrappers = []
         self.reset()
 
     def check(self, env, env_id: str) -> None:
@@ -161,6 +171,7 @@ def sb2_agent(path: Path, backend: str, vecnormalize, frame_stack, algo: str | N
         if spec.vecnormalize and model.vecnormalize is not None else []
     if spec.frame_stack:
         agent.notes.append(f"{spec.frame_stack} frames stacked")
+    agent.wrappers = model.env_wrappers()
     return agent
 
 
@@ -189,6 +200,11 @@ def export_agent(folder: Path) -> Agent:
     except Exception as exc:
         raise ExportFolderError(f"this {target} export cannot be loaded in its runtime: {type(exc).__name__}: "
                                 f"{str(exc)[:200]}", folder) from exc
+    try:
+        agent.wrappers = [EnvWrapper.from_dict(w) for w in manifest.get("env_wrappers") or []]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ExportFolderError("manifest.json's env_wrappers is not what `sbexportd export` writes (a list of "
+                                "{trained_with, name, kwargs})", folder) from None
     source = manifest.get("source") or {}
     agent.algo = str(source.get("algorithm", ""))
     agent.trained_env = Path(str(source.get("file", ""))).stem
@@ -296,6 +312,7 @@ class Sb3Agent(Agent):
         self.runtime = (f"{self.meta['module']}.{self.meta['algorithm']} (stable_baselines3 "
                         f"{stable_baselines3.__version__})")
         self.notes = []
+        self.wrappers = []
 
     def wrap(self, env_fn):
         from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack, VecNormalize
@@ -306,7 +323,7 @@ class Sb3Agent(Agent):
             norm = VecNormalize.load(str(self.folder / self.meta["vecnormalize"]), venv)
             norm.training, norm.norm_reward = False, False
             venv = norm
-            self.notes = ["SB3 VecNormalize (training=False, norm_reward=False)"]
+            self.notes.append("SB3 VecNormalize (training=False, norm_reward=False)")
         if self.meta.get("frame_stack"):
             venv = VecFrameStack(venv, int(self.meta["frame_stack"]))
             self.notes.append(f"SB3 VecFrameStack({self.meta['frame_stack']})")
@@ -370,7 +387,7 @@ def _check(cancelled) -> None:
 
 
 def _run(agent: Agent, env_id: str, episodes: int, seed: int, max_steps: int, cancelled) -> tuple[list, list]:
-    env = make(env_id)
+    env = agent.wrapped(env_id)
     returns, lengths = [], []
     try:
         if isinstance(agent, StatefulAgent):
@@ -397,7 +414,7 @@ def _run(agent: Agent, env_id: str, episodes: int, seed: int, max_steps: int, ca
 
 
 def _run_vec(agent: Sb3Agent, env_id: str, episodes: int, seed: int, max_steps: int, cancelled) -> tuple[list, list]:
-    venv = agent.wrap(lambda: make(env_id))
+    venv = agent.wrap(lambda: agent.wrapped(env_id))
     returns: list[float] = []
     lengths: list[int] = []
     try:

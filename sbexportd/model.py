@@ -16,6 +16,7 @@ from .understand import understand
 from .understand.spec import DictSpace, PolicySpec
 
 if TYPE_CHECKING:
+    from .environments import EnvWrapper
     from .realize.fast import FastPath
 
 # Backends that do not bound their own memory get batches in chunks of at most this
@@ -101,6 +102,12 @@ class Model:
     def zoo_settings(self) -> ZooSettings:
         """read.ZooSettings of the zoo's files beside this model (under load's confine)."""
         return zoo_settings(self.archive.path, confine=self.confine)
+
+    def env_wrappers(self) -> list[EnvWrapper]:
+        """The zoo's wrappers this agent was trained inside (config.yml `env_wrapper`,
+        under load's confine): what an environment must be wrapped in to run it."""
+        from .environments import env_wrappers
+        return env_wrappers(self.zoo_config())
 
     def zoo_config(self) -> dict[str, Any]:
         """The zoo's config.yml beside this model (under load's confine), {} without one."""

@@ -18,13 +18,14 @@ import textwrap
 
 import numpy as np
 import pytest
+import yaml
 
 import sbexportd
 from conftest import FIXTURES, ROOT
 from sbexportd.errors import NotRepresentable
 from sbexportd.export import export
 from sbexportd.export.conventions import sample_inputs
-from zoo import ZOO
+from zoo import ZOO, ZOO_MORE
 
 pytest.importorskip("stable_baselines3", reason="stable-baselines3 not installed (run `make install`)")
 
@@ -375,6 +376,57 @@ def test_evaluate_reproduces_the_zoo(tmp_path, agent):
         assert result.published is not None and result.published.env == path.stem
         assert result.within_published(), (target, result.mean, result.std, result.published)
         assert result.env == {"Pendulum-v0": "Pendulum-v1"}.get(path.stem, path.stem)
+
+
+WRAPPED = "td3/ReacherBulletEnv-v0.pkl"  # zoo-more: trained inside the zoo's TimeFeatureWrapper (config.yml)
+
+
+@needs_zoo
+def test_evaluate_wraps_the_env_as_the_zoo_trained_it(tmp_path):
+    """An agent trained inside the zoo's env_wrapper (TimeFeatureWrapper: one more
+    observation, the remaining time) is run inside its counterpart, from the SB2 file
+    and from its exports (the manifest and rl-zoo3's config name it), and scores the
+    zoo's published mean within its std over 10 seeded episodes."""
+    from sbexportd.evaluate import evaluate
+    path = ZOO_MORE / "agents" / WRAPPED
+    model = sbexportd.load(path, "auto", frame_stack="auto")
+    (wrapper,) = model.env_wrappers()
+    assert (wrapper.trained_with, wrapper.name) == ("utils.wrappers.TimeFeatureWrapper",
+                                                    "sb3_contrib.common.wrappers.TimeFeatureWrapper")
+    export(model, ["onnx", "sb3", "rl-zoo3"], tmp_path)
+    assert json.loads((tmp_path / "onnx" / "manifest.json").read_text())["env_wrappers"] == [wrapper.as_dict()]
+    (config,) = (tmp_path / "rl-zoo3").rglob("config.yml")
+    assert yaml.safe_load(config.read_text())["env_wrapper"] == wrapper.name
+    runs = {"sb2": evaluate(path, episodes=10, seed=0, backend="onnxruntime"),
+            **{t: evaluate(tmp_path / t, episodes=10, seed=0) for t in ("onnx", "sb3", "rl-zoo3")}}
+    for name, result in runs.items():
+        assert any(wrapper.name in n for n in result.notes), (name, result.notes)
+        assert result.lengths == [150] * 10, name  # ReacherBulletEnv's TimeLimit: the feature's max_steps
+        assert result.published is not None and result.within_published(), (name, result.mean, result.published)
+
+
+@needs_zoo
+def test_evaluate_refuses_an_env_wrapper_it_cannot_build(tmp_path):
+    """A manifest is a file like any other: its env_wrappers may name only the known
+    counterparts (a class path from a file is never imported), in the shape export writes."""
+    from sbexportd.environments import UnknownEnvironment
+    from sbexportd.errors import ExportFolderError
+    from sbexportd.evaluate import evaluate
+    export(sbexportd.load(ZOO_MORE / "agents" / WRAPPED), "onnx", tmp_path)
+    manifest = tmp_path / "onnx" / "manifest.json"
+    original = json.loads(manifest.read_text())
+    for wrappers, error, words in [
+            ([{"trained_with": "utils.wrappers.TimeFeatureWrapper", "name": "os.system", "kwargs": {}}],
+             UnknownEnvironment, "no gymnasium counterpart"),
+            ([{"trained_with": "utils.wrappers.Other", "name": None, "kwargs": {}}], UnknownEnvironment,
+             "utils.wrappers.Other"),
+            ([{"name": "sb3_contrib.common.wrappers.TimeFeatureWrapper"}], ExportFolderError, "env_wrappers"),
+            ([{"trained_with": "utils.wrappers.TimeFeatureWrapper",
+               "name": "sb3_contrib.common.wrappers.TimeFeatureWrapper", "kwargs": {"max_step": 5}}],
+             UnknownEnvironment, "cannot wrap")]:
+        manifest.write_text(json.dumps({**original, "env_wrappers": wrappers}))
+        with pytest.raises(error, match=words):
+            evaluate(tmp_path / "onnx", episodes=1, seed=0)
 
 
 def test_evaluate_cli_json_with_the_zoo_convention(tmp_path):

@@ -212,6 +212,22 @@ def verify_export(model, target: Target, folder: Path) -> dict[str, Any]:
     return parity
 
 
+def _env_wrappers(model, notes: list[str]) -> list[dict[str, Any]] | None:
+    """The zoo's env wrappers the agent was trained inside (evaluate applies them); None,
+    with a note, when its config.yml cannot be read: the policy itself does not need it."""
+    from ..environments import UnknownEnvironment
+    from ..errors import PathNotAllowed, ZooConfigError
+    try:
+        wrappers = model.env_wrappers()
+    except (ZooConfigError, PathNotAllowed, UnknownEnvironment) as e:
+        notes.append(f"env_wrappers unknown: the zoo's config.yml beside the model could not be read ({e})")
+        return None
+    for w in wrappers:
+        notes.append(f"trained inside the zoo's {w.trained_with}: run the policy on observations wrapped in "
+                     + (f"{w.name}" if w.name else "it (no gymnasium counterpart known)"))
+    return [w.as_dict() for w in wrappers]
+
+
 def write_manifest(model, target: Target, folder: Path, files: list[dict[str, Any]], parity: dict[str, Any]) -> None:
     """manifest.json. A target module may rename or retype its I/O (`adjust_io`, e.g.
     graphdef's `state_out`, tfjs's int32) and add notes (`manifest_notes`)."""
@@ -237,6 +253,7 @@ def write_manifest(model, target: Target, folder: Path, files: list[dict[str, An
                              if spec.goal_observation else None),
         "vecnormalize": ({"applied": True, "source": vn.source, "epsilon": vn.epsilon, "clip_obs": vn.clip_obs}
                          if spec.vecnormalize else {"applied": False}),
+        "env_wrappers": _env_wrappers(model, notes),
         "source": {"file": archive.path.name, "sha256": archive.sha256, "format": archive.format,
                    "algorithm": spec.algo, "policy": spec.policy},
         "parity": parity,

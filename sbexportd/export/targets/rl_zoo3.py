@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ...environments import make, successor
+from ...environments import env_wrappers, make, successor
 from ...errors import NotRepresentable
 from ...understand.spec import Box, PolicySpec
 from ..sb3_mapping import Sb3Plan, is_sb3_image, plan
@@ -35,7 +35,6 @@ from . import sb3
 ZOO_ALGOS = {"PPO": "ppo", "A2C": "a2c", "TRPO": "trpo", "RecurrentPPO": "ppo_lstm", "SAC": "sac", "TD3": "td3",
              "DQN": "dqn"}
 # SB2 rl-baselines-zoo wrappers -> their SB3-side classes
-WRAPPERS = {"utils.wrappers.TimeFeatureWrapper": "sb3_contrib.common.wrappers.TimeFeatureWrapper"}
 NOTE = "NOTE.txt"
 FOLDER = "rl-zoo3"  # the export's folder name (out/rl-zoo3), which enjoy's -f names
 
@@ -81,14 +80,15 @@ def write(model, folder: Path) -> None:
         config["normalize"] = str(kwargs)  # rl_zoo3 eval()s a string into VecNormalize's kwargs
     if spec.frame_stack:
         config["frame_stack"] = int(spec.frame_stack)
-    wrapper = sb2.get("env_wrapper")
-    if wrapper:
-        if wrapper in WRAPPERS:
-            config["env_wrapper"] = WRAPPERS[wrapper]
-        else:
-            raise NotRepresentable(f"the agent was trained inside the zoo wrapper {wrapper!r}, which has no "
-                                   "rl_zoo3 counterpart sbexportd knows", why=f"env_wrapper {wrapper}",
+    wrappers = env_wrappers(sb2)
+    for w in wrappers:
+        if w.name is None:
+            raise NotRepresentable(f"the agent was trained inside the zoo wrapper {w.trained_with!r}, which has no "
+                                   "rl_zoo3 counterpart sbexportd knows", why=f"env_wrapper {w.trained_with}",
                                    closest="the sb3 target, wrapping the env yourself")
+    if wrappers:  # rl_zoo3 reads the zoo's forms: a name, {name: kwargs}, or a list of them
+        forms = [{w.name: w.kwargs} if w.kwargs else w.name for w in wrappers]
+        config["env_wrapper"] = forms[0] if len(forms) == 1 else forms
     if "her" in p.extra:
         config["replay_buffer_class"] = "HerReplayBuffer"
         config["replay_buffer_kwargs"] = str(p.extra["her"])
