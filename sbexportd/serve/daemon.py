@@ -209,12 +209,15 @@ def _digest(path: str, confine) -> str | None:
 
 def _sidecars(opts: OpenOptions, stats_source: str | None) -> list[str]:
     """The files beside the model that this load read or would have read had they
-    existed: with "auto" VecNormalize or frame stacking, the zoo's config.yml and the
-    statistics candidates; for the statistics used, the config.yml and ret_rms.pkl
-    beside them. A change to any (one appearing or going included) can change the model."""
+    existed: the zoo's config.yml (exports read it whatever the options: the manifest's
+    env_wrappers, the sb3 and rl-zoo3 settings), with "auto" VecNormalize or frame
+    stacking the statistics candidates too; for the statistics used, the config.yml and
+    ret_rms.pkl beside them. A change to any (one appearing or going included) can
+    change the model or its exports."""
     from ..read import statistics_sidecars, zoo_sidecars
     from ..read.vecnormalize import NAMES
-    paths = [str(p) for p in zoo_sidecars(opts.path)] if "auto" in (opts.vecnormalize, opts.frame_stack) else []
+    zoo = [str(p) for p in zoo_sidecars(opts.path)]  # config.yml first, then the statistics candidates
+    paths = zoo if "auto" in (opts.vecnormalize, opts.frame_stack) else zoo[:1]
     if opts.vecnormalize not in (None, "auto") and os.path.isdir(opts.vecnormalize):
         paths += [os.path.join(opts.vecnormalize, n) for n in NAMES]  # the folder's first found is read
     if stats_source:
