@@ -1,9 +1,12 @@
 """clients/java: `clients/java/build.sh test` compiles the Java client with javac against
 Debian's jars (gson, msgpack-core; `clients/java/install-deps.sh`), makes the reference
 data (every fixture and synthetic spec exported to `portable`, with the NumPy
-reference's outputs) and runs the JUnit 5 suite: PortablePolicy parity on 83 cases,
-and SbExportClient against a real `sbexportd serve --tcp` daemon (JSON and msgpack,
-errors, concurrency, the Example program). And the packaged jar on its own: the Maven
+reference's outputs) and runs the JUnit 5 suite: PortablePolicy parity on 83 cases;
+PortablePolicy on the portable export of every zoo agent (../shared/zoo and zoo-more, 54
+at their real sizes, data from tests/zoo_reference.py) against SB2's goldens under
+parity.judge's rule and float32 bound, and a nudged export rejected; and SbExportClient
+against a real `sbexportd serve --tcp` daemon (JSON and msgpack, errors, concurrency, the
+Example program). And the packaged jar on its own: the Maven
 artifact of pom.xml, used by a program of another package with only the jar and its
 Debian dependency jars on the classpath."""
 from __future__ import annotations
@@ -18,6 +21,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from zoo import agents
 
 ROOT = Path(__file__).resolve().parents[1]
 JAVA = ROOT / "clients" / "java"
@@ -37,6 +42,10 @@ def test_java_client():
     failed = re.search(r"\[\s*(\d+) tests failed\s*\]", out)
     assert found and int(found.group(1)) > 90, out[-4000:]
     assert failed and int(failed.group(1)) == 0, out[-4000:]
+    # every zoo agent ran (a missing zoo fails zoo_reference.py, and so build.sh, above)
+    ran = set(re.findall(r"^[│ ]*[├└]─ (\S+/\S+\.(?:pkl|zip)) ✔$", out, re.M))
+    assert ran == {a.id for a in agents()}, sorted(ran ^ {a.id for a in agents()})
+    assert re.search(r"^[│ ]*[├└]─ aNudgedExportIsRejected\(\) ✔$", out, re.M), out[-4000:]
 
 
 def _pom() -> tuple[dict[str, str], list[dict[str, str]]]:

@@ -7,13 +7,15 @@
 #                       build/sbexportd-client-VERSION.jar: the Maven artifact
 #                       io.sbexportd:sbexportd-client:VERSION of pom.xml (its pom inside, as Maven
 #                       puts it), which needs gson and msgpack-core beside it at run time
-#   build.sh test       + reference data (build/testdata, from sbexportd) and the JUnit suite
+#   build.sh test       + reference data (build/testdata, from sbexportd; the zoo agents' from
+#                       tests/zoo_reference.py, shared with the Node client) and the JUnit suite
 #   build.sh bench      + the latency benchmark (a table on stdout)
 #   build.sh example [MODEL]   + run io.sbexportd.Example against a daemon it starts
 #   build.sh clean
 #
 # Environment: SBEXPORTD_PYTHON (default: the repo's .venv/bin/python), SBEXPORTD_JARS
-# (default /usr/share/java), SBEXPORTD_JAVA_TESTS (a JUnit --select-* argument, e.g.
+# (default /usr/share/java), SBEXPORTD_ZOO_REFERENCE (default: the repo's build/zoo-reference),
+# SBEXPORTD_JAVA_TESTS (a JUnit --select-* argument, e.g.
 # --select-class=io.sbexportd.PortablePolicyTest).
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -21,6 +23,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 PY=${SBEXPORTD_PYTHON:-$ROOT/.venv/bin/python}
 JARS=${SBEXPORTD_JARS:-/usr/share/java}
 BUILD=$HERE/build
+ZOOREF=${SBEXPORTD_ZOO_REFERENCE:-$ROOT/build/zoo-reference}
 CP="$JARS/gson.jar:$JARS/msgpack-core.jar"
 JUNIT=$JARS/junit-platform-console-standalone.jar
 cmd=${1:-compile}
@@ -72,8 +75,10 @@ test)
     main
     compile "$BUILD/test-classes" "$BUILD/classes:$CP:$JUNIT" "$HERE/src/test/java"
     "$PY" "$HERE/src/test/resources/make_reference.py" "$BUILD/testdata"
+    "$PY" "$ROOT/tests/zoo_reference.py" "$ZOOREF"
     # shellcheck disable=SC2086
-    java -Dsbexportd.testdata="$BUILD/testdata" -Dsbexportd.python="$PY" -Dsbexportd.root="$ROOT" \
+    java -Dsbexportd.testdata="$BUILD/testdata" -Dsbexportd.zoodata="$ZOOREF" -Dsbexportd.python="$PY" \
+        -Dsbexportd.root="$ROOT" \
         -Dsbexportd.classpath="$BUILD/classes:$CP" \
         -jar "$JUNIT" --disable-banner --disable-ansi-colors --details=tree --fail-if-no-tests \
         --class-path "$BUILD/classes:$BUILD/test-classes:$CP" \

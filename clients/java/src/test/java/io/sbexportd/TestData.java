@@ -154,6 +154,56 @@ final class TestData {
         return maxScaled <= 1e-5 ? null : name + ": max scaled error " + maxScaled;
     }
 
+    /**
+     * The judge of sbexportd.parity.compare with a float32 bound (parity.judge's 2E of the
+     * output): discrete actions equal; continuous actions |err| <= 1e-5 + bound; every other
+     * output |err| <= 1e-5 * max(1, |ref|) + bound, element by element. null when it holds,
+     * else why not. measured: {worst |err| (discrete: entries that differ), worst |err| / allowed}.
+     */
+    static String judge(String name, NdArray mine, NdArray ref, boolean discreteAction, double bound,
+            double[] measured) {
+        if (mine == null) {
+            return name + ": missing";
+        }
+        if (!java.util.Arrays.equals(mine.shape(), ref.shape())) {
+            return name + ": shape " + java.util.Arrays.toString(mine.shape()) + " vs reference "
+                    + java.util.Arrays.toString(ref.shape());
+        }
+        boolean action = name.equals("action") || name.equals("actions");
+        double maxAbs = 0, ratio = 0;
+        int mismatches = 0;
+        boolean holds = true;
+        for (int i = 0; i < ref.size(); i++) {
+            double a = mine.getDouble(i), b = ref.getDouble(i);
+            if (discreteAction) {
+                mismatches += a != b ? 1 : 0;
+                continue;
+            }
+            double d = Math.abs(a - b);
+            if (Double.isNaN(d)) {
+                d = Double.isNaN(a) && Double.isNaN(b) ? 0 : Double.POSITIVE_INFINITY;
+            }
+            double allowed = (action ? TOL : TOL * Math.max(1.0, Math.abs(b))) + bound;
+            holds &= d <= allowed;
+            maxAbs = Math.max(maxAbs, d);
+            ratio = Math.max(ratio, d / allowed);
+        }
+        if (discreteAction) {
+            measured[0] = mismatches;
+            measured[1] = mismatches;
+            if (!mine.dtype().equals(ref.dtype())) {
+                return name + ": dtype " + mine.dtype().numpyName + " vs reference " + ref.dtype().numpyName;
+            }
+            return mismatches == 0 ? null : name + ": " + mismatches + " entries differ";
+        }
+        measured[0] = maxAbs;
+        measured[1] = ratio;
+        return holds ? null : String.format("%s: max abs error %.3g, %.2f times what the rule + float32 bound"
+                + " %.2g allow", name, maxAbs, ratio, bound);
+    }
+
+    static final double TOL = 1e-5;
+
     private TestData() {
     }
 }
