@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo import agents
+from zoo import KNOWN_FAILURES, agents
 
 ROOT = Path(__file__).resolve().parents[1]
 JAVA = ROOT / "clients" / "java"
@@ -44,7 +44,8 @@ def test_java_client():
     assert failed and int(failed.group(1)) == 0, out[-4000:]
     # every zoo agent ran (a missing zoo fails zoo_reference.py, and so build.sh, above)
     ran = set(re.findall(r"^[│ ]*[├└]─ (\S+/\S+\.(?:pkl|zip)) ✔$", out, re.M))
-    assert ran == {a.id for a in agents()}, sorted(ran ^ {a.id for a in agents()})
+    exported = {a.id for a in agents() if (a.id, "portable") not in KNOWN_FAILURES}
+    assert ran == exported, sorted(ran ^ exported)
     assert re.search(r"^[│ ]*[├└]─ aNudgedExportIsRejected\(\) ✔$", out, re.M), out[-4000:]
 
 

@@ -115,6 +115,41 @@ export function compare(name, got, ref, discreteAction) {
     why: ok ? "" : `${name}: ${discreteAction ? `${mismatches} entries differ` : `max abs ${maxAbs}, scaled ${scaled}`}` };
 }
 
+/**
+ * The judge of sbexportd.parity.compare with a float32 bound (parity.judge's 2E of the
+ * output): discrete actions equal; continuous actions |err| <= 1e-5 + bound; every other
+ * output |err| <= 1e-5 * max(1, |ref|) + bound, element by element.
+ * Returns {ok, maxAbs, share (worst |err| / allowed), mismatches, why}.
+ */
+export function judge(name, got, ref, discreteAction, bound) {
+  if (!got) return { ok: false, why: `${name}: missing` };
+  if (got.shape.join(",") !== ref.shape.join(",")) {
+    return { ok: false, why: `${name}: shape [${got.shape}] != [${ref.shape}]` };
+  }
+  const action = name === "action" || name === "actions";
+  let maxAbs = 0, share = 0, mismatches = 0, ok = true;
+  for (let i = 0; i < ref.data.length; i++) {
+    const a = Number(got.data[i]), b = Number(ref.data[i]);
+    if (discreteAction) {
+      if (a !== b) mismatches++;
+      continue;
+    }
+    let d = Math.abs(a - b);
+    if (Number.isNaN(d)) d = Number.isNaN(a) && Number.isNaN(b) ? 0 : Infinity;
+    const allowed = (action ? TOL : TOL * Math.max(1, Math.abs(b))) + bound;
+    ok &&= d <= allowed;
+    maxAbs = Math.max(maxAbs, d);
+    share = Math.max(share, d / allowed);
+  }
+  if (discreteAction) {
+    ok = mismatches === 0 && got.dtype === ref.dtype;
+    return { ok, maxAbs: 0, share: 0, mismatches,
+      why: ok ? "" : `${name}: ${mismatches} entries differ (dtype ${got.dtype}, reference ${ref.dtype})` };
+  }
+  return { ok, maxAbs, share, mismatches: 0,
+    why: ok ? "" : `${name}: max abs error ${maxAbs.toPrecision(3)}, ${share.toFixed(2)} times what the rule + float32 bound ${bound.toPrecision(2)} allow` };
+}
+
 export function isDiscreteSpace(space) {
   return ["Discrete", "MultiDiscrete", "MultiBinary"].includes(space.type);
 }

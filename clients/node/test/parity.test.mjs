@@ -3,7 +3,7 @@
 // the Python suite). The parity rule: discrete actions equal; continuous actions max
 // abs error <= 1e-5; every other output |err| <= 1e-5 * max(1, |ref|).
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 
@@ -52,11 +52,10 @@ after(async () => {
       const rows = report.filter((r) => r.case === name && r.sweep === "families");
       if (rows.length) console.log(`  ${name.padEnd(34)} ${rows.map((r) => `${r.kind} ${fmt(r.scaled)}`).join("  ")}`);
     }
-    for (const sweep of ["fixtures", "zoo"]) {
-      const rows = report.filter((r) => r.sweep === sweep);
-      if (!rows.length) continue;
+    const rows = report.filter((r) => r.sweep === "fixtures");
+    if (rows.length) {
       const worst = rows.reduce((a, b) => (b.scaled > a.scaled ? b : a));
-      console.log(`  portable on ${rows.length} ${sweep === "zoo" ? "zoo agents" : "fixtures"}: worst ${fmt(worst.scaled)} (${worst.case})`);
+      console.log(`  portable on ${rows.length} fixtures: worst ${fmt(worst.scaled)} (${worst.case})`);
     }
     const mismatches = report.reduce((a, r) => a + r.mismatches, 0);
     assert.equal(mismatches, 0);
@@ -142,25 +141,5 @@ function sampleFlat(goal, keys) {
   return { shape: [rows, 12], data };
 }
 
-describe("zoo agents (../shared/zoo) through the portable evaluator", () => {
-  const zoo = process.env.SBEXPORTD_ZOO ?? join(FIXTURES, "../../../shared/zoo");
-  const agents = join(zoo, "agents");
-  const files = existsSync(agents) ? readdirSync(agents).flatMap((algo) => readdirSync(join(agents, algo))
-    .filter((f) => /\.(pkl|zip)$/.test(f)).map((f) => join(agents, algo, f))) : [];
-  test(`${files.length} zoo agents`, { skip: files.length === 0 ? `no zoo at ${zoo}` : false }, async () => {
-    const failures = [];
-    for (const file of files) {
-      const name = file.slice(agents.length + 1);
-      try {
-        const model = await client.open(file, { vecnormalize: "auto" });
-        const out = join(tmp.dir, "zoo", name.replace(/[/.]/g, "_"));
-        await model.export({ to: "portable", out });
-        const ex = await loadExport(out, { target: "portable" });
-        await checkExport(ex, model, name, "zoo");
-      } catch (err) {
-        failures.push(`${name}: ${err.message}`);
-      }
-    }
-    assert.deepEqual(failures, []);
-  });
-});
+// The zoo agents (../shared/zoo and zoo-more) run through the portable evaluator against
+// SB2's own goldens in zoo.test.mjs.
