@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+import zoo_reference
 from zoo import KNOWN_FAILURES, agents
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,11 +44,12 @@ def test_node_client():
     failed = re.search(r"^# fail (\d+)", out, re.M)
     assert passed and int(passed.group(1)) >= 60, out[-4000:]
     assert failed and int(failed.group(1)) == 0, out[-4000:]
-    # every zoo agent ran (a missing zoo fails zoo_reference.py, and so zoo.test.mjs)
-    checked = re.search(r"zoo agents checked against SB2: (\d+)", out)
+    # every zoo agent ran, and every auto export (a missing zoo fails zoo_reference.py, and so zoo.test.mjs)
+    checked = re.search(r"zoo agents checked against SB2: (\d+); their auto exports against the reference: (\d+)", out)
+    expected = zoo_reference.checks()
     exported = [a for a in agents() if (a.id, "portable") not in KNOWN_FAILURES]
     assert checked and int(checked.group(1)) == len(exported), out[-4000:]
-
+    assert int(checked.group(1)) + int(checked.group(2)) == len(expected), out[-4000:]
 
 def test_npm_pack_installs_into_a_fresh_project(tmp_path):
     """`npm pack` gives a tarball with the JS and its declarations (and no tests); `npm

@@ -20,18 +20,30 @@ every golden output holds the parity rule plus that bound, discrete actions equa
 tests/zoo.py's `backend_parity` holds the fast backends. Arrays are {"dtype", "shape",
 "data": little-endian bytes}, as make_reference.py writes them.
 
+Where the agent's folder asks for more than the policy (config.yml's VecNormalize
+statistics or `frame_stack`, as `load(path, "auto", frame_stack="auto")` reads them; 17
+agents), that export too goes to OUT/<case>/auto/ the same way, judged as every export is
+against the reference (parity.judge on the same observations: NumPy in TF1's arithmetic,
+its float32 bounds, and `ties`: the discrete actions exact and TF1 arithmetic disagree on,
+where any answer is accepted): SB2's goldens are of the policy's own input, so they cannot
+judge the normalization in front of it. A frame-stacked agent is fed its golden stack a
+frame at a time from a reset (four runs: obs, state, mask), the state chained through
+the reference's.
+
 OUT/index.json lists the agents (and KNOWN_FAILURES' expected portable failures and
 CLIENT_KNOWN_FAILURES); a stamp of the inputs (this script, tests/zoo.py, sbexportd's
 sources, the agent files and goldens) skips the work when nothing changed, and a lock
 lets the Java and Node runs share one generation. A missing or partial zoo is an error.
 
-usage: python tests/zoo_reference.py [OUT_DIR]   (default: build/zoo-reference)
+usage: python tests/zoo_reference.py [OUT_DIR]
+       (default: $SBEXPORTD_ZOO_REFERENCE, else build/zoo-reference)
 """
 from __future__ import annotations
 
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -59,7 +71,8 @@ from zoo import (  # noqa: E402
     missing_zoos,
 )
 
-DEFAULT_OUT = ROOT / "build" / "zoo-reference"
+DEFAULT_OUT = Path(os.environ.get("SBEXPORTD_ZOO_REFERENCE", ROOT / "build" / "zoo-reference"))
+AUTO = " [auto]"   # the clients' name of an agent's check of its "auto" export
 
 
 def arr(a) -> dict:
@@ -130,13 +143,55 @@ def make(agent: Agent, out: Path) -> dict:
     run = {"inputs": {"obs": arr(obs.astype(spec.input_dtype))}, "outputs": outputs, "bound": bound}
     (target / "reference.msgpack").write_bytes(
         msgpack.packb({"case": target.name, "id": agent.id, "runs": [run]}, use_bin_type=True))
-    return {**row, "outputs": sorted(outputs), "bound": bound, "seconds": round(time.perf_counter() - start, 2)}
+    row = {**row, "outputs": sorted(outputs), "bound": bound}
+    auto = sbexportd.load(agent.path, "auto", frame_stack="auto")
+    if auto.spec.vecnormalize or auto.spec.frame_stack:
+        row["auto"] = make_auto(agent, auto, obs, target / "auto")
+    return {**row, "seconds": round(time.perf_counter() - start, 2)}
+
+
+def make_auto(agent: Agent, model, obs: np.ndarray, target: Path) -> dict:
+    """The export a user deploys (the folder's VecNormalize and frame stack in front of the
+    policy) against the reference's judgement on the golden observations."""
+    spec = model.spec
+    target.mkdir(parents=True)
+    (res,) = export(model, "portable", target, force=True)
+    if not res.parity.get("passed"):
+        raise SystemExit(f"zoo_reference: {agent.id} (auto) did not export to portable: {res.parity}")
+    if spec.frame_stack:      # the golden stack, a frame at a time from a reset, oldest first
+        frames = obs.reshape(len(obs), spec.frame_stack, -1)
+        steps = [frames[:, t] for t in range(spec.frame_stack)]
+    else:
+        steps = [obs]
+    runs, state = [], None
+    for t, step in enumerate(steps):
+        feeds = {"obs": step.astype(spec.input_dtype)}
+        if spec.stateful:
+            feeds["state"] = np.zeros((len(step), spec.state_size), np.float32) if state is None else state
+            feeds["mask"] = np.full(len(step), 1.0 if t == 0 else 0.0, np.float32)
+        j = judge(spec, feeds, rename=export_name)
+        state = j.reference.get("state")
+        runs.append({"inputs": {k: arr(v) for k, v in feeds.items()},
+                     "outputs": {k: arr(v) for k, v in j.reference.items()},
+                     "bound": {k: float(np.max(v)) for k, v in j.bound.items()} | dict.fromkeys(j.ties, 0.0),
+                     "ties": {k: arr(np.asarray(v, np.uint8)) for k, v in j.ties.items()}})
+    (target / "reference.msgpack").write_bytes(
+        msgpack.packb({"case": target.name, "id": agent.id, "runs": runs}, use_bin_type=True))
+    return {"case": f"{target.parent.name}/auto", "vecnormalize": bool(spec.vecnormalize),
+            "frame_stack": spec.frame_stack, "outputs": sorted(runs[-1]["outputs"])}
 
 
 def _hidden(spec) -> int:
     """The largest dense layer's width: what 'real size' means here."""
     widths = [int(spec.tensors[n.params["w"]].shape[-1]) for n in spec.nodes if n.op == "dense" and "w" in n.params]
     return max(widths, default=0)
+
+
+def checks(out: Path = DEFAULT_OUT) -> set[str]:
+    """The names of the checks a client runs on OUT's data: each exported agent's id, and
+    '<id> [auto]' for its auto export (what tests/test_client_*.py expect to see pass)."""
+    rows = json.loads((out / "index.json").read_text())["agents"]
+    return {r["id"] for r in rows if "expected_export_failure" not in r} | {r["id"] + AUTO for r in rows if "auto" in r}
 
 
 def main(argv: list[str]) -> int:

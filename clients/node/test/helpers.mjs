@@ -118,10 +118,10 @@ export function compare(name, got, ref, discreteAction) {
 /**
  * The judge of sbexportd.parity.compare with a float32 bound (parity.judge's 2E of the
  * output): discrete actions equal; continuous actions |err| <= 1e-5 + bound; every other
- * output |err| <= 1e-5 * max(1, |ref|) + bound, element by element.
- * Returns {ok, maxAbs, share (worst |err| / allowed), mismatches, why}.
+ * output |err| <= 1e-5 * max(1, |ref|) + bound, element by element; ties (optional) marks
+ * the discrete entries parity.judge accepts any answer on. Returns {ok, maxAbs, share (worst |err| / allowed), mismatches, why}.
  */
-export function judge(name, got, ref, discreteAction, bound) {
+export function judge(name, got, ref, discreteAction, bound, ties) {
   if (!got) return { ok: false, why: `${name}: missing` };
   if (got.shape.join(",") !== ref.shape.join(",")) {
     return { ok: false, why: `${name}: shape [${got.shape}] != [${ref.shape}]` };
@@ -130,8 +130,8 @@ export function judge(name, got, ref, discreteAction, bound) {
   let maxAbs = 0, share = 0, mismatches = 0, ok = true;
   for (let i = 0; i < ref.data.length; i++) {
     const a = Number(got.data[i]), b = Number(ref.data[i]);
-    if (discreteAction) {
-      if (a !== b) mismatches++;
+    if (discreteAction) { // ties: entries where exact and TF1 arithmetic disagree, any answer taken
+      if (a !== b && !(ties && ties.data[i])) mismatches++;
       continue;
     }
     let d = Math.abs(a - b);

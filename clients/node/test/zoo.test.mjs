@@ -4,6 +4,9 @@
 // output the parity rule plus the float32 bound parity.judge computed there. The data is
 // tests/zoo_reference.py's (stamped, shared with the Java client's run); a missing zoo
 // fails it. An agent in tests/zoo.py CLIENT_KNOWN_FAILURES for "node" must fail (strict).
+// The 17 agents whose folder adds VecNormalize statistics or a frame stack are checked a
+// second time through that export ("<id> [auto]"), against the reference's judgement
+// (parity.judge: rule, float32 bound, ties), a frame-stacked one frame by frame.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -27,25 +30,42 @@ before(() => {
 });
 after(() => {
   if (!measured.size) return;
-  console.log("\nportable evaluator on the zoo against SB2's goldens (worst |err| per output, and its share of what the judge allows)");
+  console.log("\nportable evaluator on the zoo against SB2's goldens ([auto]: against the reference); worst |err| per output (its share of what the judge allows there)");
   for (const [id, row] of [...measured].sort()) console.log(`  ${id.padEnd(52)} ${row}`);
 });
 
-/** Run one agent's export (a LoadedExport, or a PortablePolicy's run) on its golden run: the failures. */
-async function check(agent, predict) {
-  const ref = decode(readFileSync(join(DIR, agent.case, "reference.msgpack")));
-  const discrete = agent.action !== "Box";
-  const failures = [], row = [];
-  for (const run of ref.runs) {
-    const got = await predict(decodeWire(run.inputs.obs));
+const AUTO = " [auto]"; // an agent's check of its export with the folder's VecNormalize / frame stack
+
+/**
+ * Run one export (predict(obs, state, mask): a LoadedExport's or a PortablePolicy's) on
+ * every run of a case folder's reference: the failures and the worst errors per output.
+ */
+async function check(caseDir, discrete, predict) {
+  const ref = decode(readFileSync(join(DIR, caseDir, "reference.msgpack")));
+  const failures = [], worst = new Map();
+  for (const [step, run] of ref.runs.entries()) {
+    const input = (k) => run.inputs[k] && decodeWire(run.inputs[k]);
+    const got = await predict(input("obs"), input("state"), input("mask"));
     for (const [name, wire] of Object.entries(run.outputs)) {
-      const c = judge(name, got[name], decodeWire(wire), discrete && name === "action", run.bound[name]);
-      if (!c.ok) failures.push(c.why);
-      row.push(discrete && name === "action" ? `${name}=${c.mismatches ?? "?"} differ`
-        : `${name}=${(c.maxAbs ?? NaN).toExponential(1)} (${(c.share ?? NaN).toFixed(2)})`);
+      const ties = run.ties?.[name] && decodeWire(run.ties[name]);
+      const isAction = discrete && name === "action";
+      const c = judge(name, got[name], decodeWire(wire), isAction, run.bound[name], ties);
+      if (!c.ok) failures.push(c.why + (ref.runs.length > 1 ? ` (step ${step})` : ""));
+      const [a, b] = worst.get(name) ?? [0, 0];
+      worst.set(name, isAction ? [a + (c.mismatches ?? 0), 0] : [Math.max(a, c.maxAbs ?? NaN), Math.max(b, c.share ?? NaN)]);
     }
   }
+  const row = [...worst].map(([name, [a, b]]) => (discrete && name === "action" ? `${name}=${a} differ`
+    : `${name}=${a.toExponential(1)} (${b.toFixed(2)})`));
   return { failures, row: row.join(" ") };
+}
+
+/** Every check of the index: [name, case folder, discrete]: each agent's, and its "auto" export's where it has one. */
+function checks() {
+  return index.agents.filter((a) => !a.expected_export_failure).flatMap((a) => [
+    [a.id, a.case, a.action !== "Box"],
+    ...(a.auto ? [[a.id + AUTO, a.auto.case, a.action !== "Box"]] : []),
+  ]);
 }
 
 describe("zoo agents through the portable evaluator, against SB2's goldens", () => {
@@ -53,28 +73,29 @@ describe("zoo agents through the portable evaluator, against SB2's goldens", () 
     const ids = index.agents.map((a) => a.id);
     assert.ok(ids.length > 0, `no zoo agents in ${DIR}`);
     assert.equal(new Set(ids).size, ids.length);
-    for (const f of index.client_known_failures) assert.ok(ids.includes(f.id), `CLIENT_KNOWN_FAILURES: ${f.id}`);
+    const names = checks().map(([name]) => name);
+    for (const f of index.client_known_failures) assert.ok(names.includes(f.id), `CLIENT_KNOWN_FAILURES: ${f.id}`);
   });
 
   test("every zoo agent's portable export gives SB2's answers (rule + float32 bound)", async () => {
     const expected = new Map(index.client_known_failures.filter((f) => f.client === "node").map((f) => [f.id, f.why]));
     const failures = [];
-    for (const agent of index.agents) {
-      if (agent.expected_export_failure) continue; // tests/zoo.py KNOWN_FAILURES: no export to run
-      const ex = await loadExport(join(DIR, agent.case), { target: "portable" });
+    for (const [name, caseDir, discrete] of checks()) {
+      const ex = await loadExport(join(DIR, caseDir), { target: "portable" });
       let result;
       try {
-        result = await check(agent, (obs) => ex.predict(obs));
+        result = await check(caseDir, discrete, (obs, state, mask) => ex.predict(obs, { state, mask }));
       } finally {
         ex.dispose();
       }
-      measured.set(agent.id, result.row);
-      const why = expected.get(agent.id);
-      if (why === undefined && result.failures.length) failures.push(`${agent.id}: ${result.failures.join("; ")}`);
-      if (why !== undefined && !result.failures.length) failures.push(`${agent.id} passes: remove it from CLIENT_KNOWN_FAILURES (${why})`);
+      measured.set(name, result.row);
+      const why = expected.get(name);
+      if (why === undefined && result.failures.length) failures.push(`${name}: ${result.failures.join("; ")}`);
+      if (why !== undefined && !result.failures.length) failures.push(`${name} passes: remove it from CLIENT_KNOWN_FAILURES (${why})`);
     }
     assert.deepEqual(failures, []);
-    console.log(`zoo agents checked against SB2: ${measured.size}`);
+    const auto = [...measured.keys()].filter((k) => k.endsWith(AUTO)).length;
+    console.log(`zoo agents checked against SB2: ${measured.size - auto}; their auto exports against the reference: ${auto}`);
   });
 
   test(`the other side: ${LARGEST}'s export with one last-layer bias moved by 1e-3 is rejected`, async () => {
@@ -83,13 +104,13 @@ describe("zoo agents through the portable evaluator, against SB2's goldens", () 
     const file = join(DIR, agent.case, "portable", "policy.sbx.msgpack");
     const bytes = readFileSync(file);
     const run = (p) => (obs) => p.run(obs);
-    assert.deepEqual((await check(agent, run(readPortable(bytes)))).failures, []);
+    assert.deepEqual((await check(agent.case, false, run(readPortable(bytes)))).failures, []);
     const doc = decode(bytes);
     const bias = doc.nodes.filter((n) => n.op === "dense").at(-1).params.b;
     const data = doc.tensors[bias].data;
     const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
     view.setFloat32(0, view.getFloat32(0, true) + 1e-3, true);
-    const { failures } = await check(agent, run(readPortable(encode(doc))));
+    const { failures } = await check(agent.case, false, run(readPortable(encode(doc))));
     assert.equal(failures.length, 1, failures.join("; "));
     assert.match(failures[0], /^action: max abs error/);
   });

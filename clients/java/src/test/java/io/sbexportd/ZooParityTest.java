@@ -34,12 +34,16 @@ import com.google.gson.JsonParser;
  * observations, under the judge the Python side uses: discrete actions equal, every
  * other output the parity rule plus the float32 bound parity.judge computed there
  * (tests/zoo_reference.py writes both; build.sh test runs it). An agent listed in
- * tests/zoo.py CLIENT_KNOWN_FAILURES for "java" must fail (strict).
+ * tests/zoo.py CLIENT_KNOWN_FAILURES for "java" must fail (strict). The 17 agents whose folder
+ * adds VecNormalize statistics or a frame stack are checked a second time through that
+ * export ("auto"), against the reference's judgement (parity.judge: rule, float32 bound, ties).
  */
 class ZooParityTest {
     static final Path DIR = Paths.get(System.getProperty("sbexportd.zoodata", "../../build/zoo-reference"));
     /** agent -> output -> worst |err| and the most it was allowed there. */
     private static final Map<String, String> MEASURED = new TreeMap<>();
+    /** The name of an agent's check of its "auto" export (tests/zoo_reference.py). */
+    static final String AUTO = " [auto]";
 
     @TestFactory
     Stream<DynamicTest> everyZooAgentAgreesWithSb2() throws IOException {
@@ -58,62 +62,77 @@ class ZooParityTest {
         List<DynamicTest> tests = new ArrayList<>();
         for (JsonElement e : doc.getAsJsonArray("agents")) {
             JsonObject agent = e.getAsJsonObject();
-            String id = agent.get("id").getAsString();
             if (agent.has("expected_export_failure")) {   // tests/zoo.py KNOWN_FAILURES: no export to run
                 continue;
             }
-            String why = expectedFailures.remove(id);
-            tests.add(DynamicTest.dynamicTest(id, () -> {
-                String failure = check(agent);
-                if (why == null && failure != null) {
-                    fail(id + ": " + failure);
-                }
-                if (why != null) {
-                    assertTrue(failure != null, id + " passes: remove it from tests/zoo.py CLIENT_KNOWN_FAILURES ("
-                            + why + ")");
-                }
-            }));
+            boolean discrete = !agent.get("action").getAsString().equals("Box");
+            String id = agent.get("id").getAsString();
+            tests.add(test(id, agent.get("case").getAsString(), discrete, expectedFailures.remove(id)));
+            if (agent.has("auto")) {   // the export with the folder's VecNormalize / frame stack, against the reference
+                String auto = id + AUTO;
+                tests.add(test(auto, agent.getAsJsonObject("auto").get("case").getAsString(), discrete,
+                        expectedFailures.remove(auto)));
+            }
         }
         assertTrue(expectedFailures.isEmpty(), "CLIENT_KNOWN_FAILURES names no zoo agent: " + expectedFailures);
         assertFalse(tests.isEmpty(), "no zoo agents in " + index);
         return tests.stream();
     }
 
-    private static String check(JsonObject agent) throws IOException {
-        Path folder = DIR.resolve(agent.get("case").getAsString());
-        return check(agent, PortablePolicy.load(folder.resolve("portable").resolve("policy.sbx.msgpack")), true);
+    /** One check; strict where CLIENT_KNOWN_FAILURES expects it to fail (why != null). */
+    private static DynamicTest test(String name, String caseDir, boolean discrete, String why) {
+        return DynamicTest.dynamicTest(name, () -> {
+            Path file = DIR.resolve(caseDir).resolve("portable").resolve("policy.sbx.msgpack");
+            String failure = check(caseDir, discrete, PortablePolicy.load(file), name);
+            if (why == null && failure != null) {
+                fail(name + ": " + failure);
+            }
+            if (why != null) {
+                assertTrue(failure != null, name + " passes: remove it from tests/zoo.py CLIENT_KNOWN_FAILURES ("
+                        + why + ")");
+            }
+        });
     }
 
-    /** null when every golden output holds the judge, else why not. */
+    /**
+     * null when every output of every run holds the judge, else why not. record: the name
+     * its worst errors are tabulated under (null: not tabulated).
+     */
     @SuppressWarnings("unchecked")
-    private static String check(JsonObject agent, PortablePolicy policy, boolean record) throws IOException {
-        Path folder = DIR.resolve(agent.get("case").getAsString());
-        boolean discrete = !agent.get("action").getAsString().equals("Box");
+    private static String check(String caseDir, boolean discrete, PortablePolicy policy, String record)
+            throws IOException {
         Map<String, Object> doc = (Map<String, Object>) Msgpack.decode(
-                Files.readAllBytes(folder.resolve("reference.msgpack")));
+                Files.readAllBytes(DIR.resolve(caseDir).resolve("reference.msgpack")));
         List<String> failures = new ArrayList<>();
-        Map<String, String> worst = new LinkedHashMap<>();
-        for (Object r : (List<Object>) doc.get("runs")) {
-            Map<String, Object> run = (Map<String, Object>) r;
+        Map<String, double[]> worst = new LinkedHashMap<>();
+        List<Object> runs = (List<Object>) doc.get("runs");
+        for (int step = 0; step < runs.size(); step++) {
+            Map<String, Object> run = (Map<String, Object>) runs.get(step);
             Map<String, NdArray> inputs = TestData.arrays((Map<String, Object>) run.get("inputs"));
-            Map<String, NdArray> golden = TestData.arrays((Map<String, Object>) run.get("outputs"));
+            Map<String, NdArray> expected = TestData.arrays((Map<String, Object>) run.get("outputs"));
+            Map<String, NdArray> ties = run.containsKey("ties")
+                    ? TestData.arrays((Map<String, Object>) run.get("ties")) : Map.of();
             Map<String, Object> bound = (Map<String, Object>) run.get("bound");
-            Prediction got = policy.predict(inputs.get("obs"), null, null);
-            for (Map.Entry<String, NdArray> e : golden.entrySet()) {
+            Prediction got = policy.predict(inputs.get("obs"), inputs.get("state"), inputs.get("mask"));
+            for (Map.Entry<String, NdArray> e : expected.entrySet()) {
                 String name = e.getKey();
                 double[] measured = new double[2];
                 String why = TestData.judge(name, got.names().contains(name) ? got.get(name) : null, e.getValue(),
-                        discrete && name.equals("action"), ((Number) bound.get(name)).doubleValue(), measured);
+                        discrete && name.equals("action"), ((Number) bound.get(name)).doubleValue(),
+                        ties.get(name), measured);
                 if (why != null) {
-                    failures.add(why);
+                    failures.add(why + (runs.size() > 1 ? " (step " + step + ")" : ""));
                 }
-                worst.put(name, discrete && name.equals("action") ? String.format("%d differ", (long) measured[0])
-                        : String.format("%.1e (%.2f of allowed)", measured[0], measured[1]));
+                worst.merge(name, measured, (a, b) -> new double[] {Math.max(a[0], b[0]), Math.max(a[1], b[1])});
             }
         }
-        if (record) {
+        if (record != null) {
+            StringBuilder row = new StringBuilder();
+            worst.forEach((name, m) -> row.append(' ').append(name).append('=').append(
+                    discrete && name.equals("action") ? String.format("%d differ", (long) m[0])
+                            : String.format("%.1e (%.2f)", m[0], m[1])));
             synchronized (MEASURED) {
-                MEASURED.put(agent.get("id").getAsString(), worst.toString());
+                MEASURED.put(record, row.toString().trim());
             }
         }
         return failures.isEmpty() ? null : String.join("; ", failures);
@@ -135,9 +154,9 @@ class ZooParityTest {
             }
         }
         assertTrue(agent != null, "zoo-more/td3/HumanoidBulletEnv-v0.pkl not in the zoo reference data");
-        Path file = DIR.resolve(agent.get("case").getAsString()).resolve("portable").resolve("policy.sbx.msgpack");
-        byte[] bytes = Files.readAllBytes(file);
-        assertNull(check(agent, PortablePolicy.load(bytes), false));
+        String caseDir = agent.get("case").getAsString();
+        byte[] bytes = Files.readAllBytes(DIR.resolve(caseDir).resolve("portable").resolve("policy.sbx.msgpack"));
+        assertNull(check(caseDir, false, PortablePolicy.load(bytes), null));
         Map<String, Object> export = (Map<String, Object>) Msgpack.decode(bytes);
         String bias = null;
         for (Object n : (List<Object>) export.get("nodes")) {
@@ -149,7 +168,7 @@ class ZooParityTest {
         Map<String, Object> b = (Map<String, Object>) ((Map<String, Object>) export.get("tensors")).get(bias);
         ByteBuffer data = ByteBuffer.wrap((byte[]) b.get("data")).order(ByteOrder.LITTLE_ENDIAN);
         data.putFloat(0, data.getFloat(0) + 1e-3f);
-        String why = check(agent, PortablePolicy.load(Msgpack.encode(export)), false);
+        String why = check(caseDir, false, PortablePolicy.load(Msgpack.encode(export)), null);
         assertTrue(why != null && why.startsWith("action: max abs error"), String.valueOf(why));
     }
 
@@ -159,7 +178,8 @@ class ZooParityTest {
             return;
         }
         StringBuilder s = new StringBuilder(
-                "\nPortablePolicy on the zoo against SB2's goldens (worst |err| per output, and its share of what the judge allows)\n");
+                "\nPortablePolicy on the zoo against SB2's goldens ([auto]: against the reference); worst |err| per output"
+                + " (its share of what the judge allows there)\n");
         MEASURED.forEach((id, m) -> s.append(String.format("  %-52s %s%n", id, m)));
         System.out.print(s);
         Files.writeString(DIR.resolve("parity-java.txt"), s.toString());
