@@ -41,11 +41,11 @@ def load(path: str | Path, vecnormalize: str | Path | VecNormalizeStats | None =
     takes single observations and carries the previous n - 1 as state; "auto" takes n
     from the zoo's config.yml (`frame_stack`); None or 0: the policy's own input.
 
-    confine(path, what): run on every sidecar file (config.yml, statistics) before it
-    is opened, now and whenever the model reads one later (inspect, exports); it raises
-    PathNotAllowed for one that may not be read (`serve --root`). `path` itself is the
-    caller's to check."""
-    archive = read_model(path)
+    confine(path, what): run on the model file and every sidecar file (config.yml,
+    statistics) before it is opened and on the file actually opened, now and whenever
+    the model reads one later (inspect, exports); it raises PathNotAllowed for one that
+    may not be read (`serve --root`)."""
+    archive = read_model(path, confine=confine)
     stats = _resolve_vecnormalize(archive.path, vecnormalize, confine)
     frames = _resolve_frame_stack(archive.path, frame_stack, confine)
     spec = understand(archive, algo=algo, activation=activation, vecnormalize=stats, frame_stack=frames)

@@ -607,6 +607,44 @@ def test_sidecars_read_after_load_keep_the_confinement(tmp_path):
     assert sbexportd.load(root / "model.zip", confine=Roots([tmp_path]).confine).zoo_config() == free.zoo_config()
 
 
+def test_a_symlink_swapped_between_check_and_open_is_caught(tmp_path):
+    """--root's check and the open are two lookups: a link swapped between them (a
+    process writing inside a root) would lead the read outside. The file actually
+    opened is checked again, for the model and for its sidecars; without a swap the
+    same files are read."""
+    from sbexportd.errors import PathNotAllowed
+    from sbexportd.serve.roots import Roots
+    root, outside = tmp_path / "root", tmp_path / "elsewhere"
+    (root / "model").mkdir(parents=True)
+    outside.mkdir()
+    for folder in (root, outside):
+        shutil.copy(MLP, folder / "real.zip")
+        (folder / "real.yml").write_text("normalize: false\nn_timesteps: 1000\n")
+    (root / "model.zip").symlink_to(root / "real.zip")
+    (root / "model" / "config.yml").symlink_to(root / "real.yml")
+    roots = Roots([root])
+
+    def racing(victim: Path):
+        def confine(path: Path, what: str) -> None:
+            roots.check(path, what)
+            real = victim.resolve()
+            if Path(path) == victim and real.parent == root:  # checked: now swap it
+                victim.unlink()
+                victim.symlink_to(outside / real.name)
+        return confine
+
+    assert sbexportd.load(root / "model.zip", confine=roots.confine).zoo_config()["n_timesteps"] == 1000
+    for victim, read in [(root / "model.zip", lambda c: sbexportd.load(root / "model.zip", confine=c)),
+                         (root / "model" / "config.yml",
+                          lambda c: sbexportd.load(root / "model.zip", confine=c).zoo_config())]:
+        target = victim.resolve()
+        with pytest.raises(PathNotAllowed, match="changed after it was checked") as e:
+            read(racing(victim))
+        assert str(outside) not in str(e.value)  # the path as given, never where it led
+        victim.unlink()
+        victim.symlink_to(target)
+
+
 # -- 8. errors leak nothing ------------------------------------------------------------------------
 def test_errors_tell_no_file_content_and_no_resolved_path(client, tmp_path):
     secret = tmp_path / "shadow"

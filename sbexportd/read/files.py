@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from sbexportd.errors import MemberTooLarge, ModelFileError, ModelFileNotFound
+from sbexportd.errors import MemberTooLarge, ModelFileError, ModelFileNotFound, PathNotAllowed
 
 __all__ = ["open_regular", "read_regular", "is_regular", "kind_of", "Confine"]
 
@@ -46,7 +46,8 @@ def open_regular(path: str | os.PathLike, max_bytes: int, *, what: str = "an SB2
                  named: str = "") -> tuple[BinaryIO, int]:
     """(binary file object, size) of a regular file of at most max_bytes. Raises
     `error` (missing (ModelFileNotFound for a model), not a regular file, unreadable)
-    or MemberTooLarge; PathNotAllowed from `confine(path, named or what)`, before the open."""
+    or MemberTooLarge; PathNotAllowed from `confine(path, named or what)`, before the
+    open, and again on the file actually opened (a symlink swapped in between)."""
     source = str(path)
     if confine is not None:
         confine(Path(path), named or what)
@@ -59,6 +60,8 @@ def open_regular(path: str | os.PathLike, max_bytes: int, *, what: str = "an SB2
         reason = e.strerror if isinstance(e, OSError) and e.strerror else "invalid path"
         raise error(f"cannot open: {reason}; expected {what}", source) from e
     try:
+        if confine is not None:
+            _confine_opened(fd, source, named or what, confine)
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise error(f"is {kind_of(st.st_mode)}, not a regular file; expected {what}", source)
@@ -71,6 +74,21 @@ def open_regular(path: str | os.PathLike, max_bytes: int, *, what: str = "an SB2
     except BaseException:
         os.close(fd)
         raise
+
+
+def _confine_opened(fd: int, source: str, what: str, confine: Confine) -> None:
+    """The check once more, on the file the descriptor refers to (Linux's /proc names
+    it): a path checked and then opened is two lookups, and a symlink swapped between
+    them would lead the read outside. The message shows the path as given."""
+    try:
+        opened = Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:  # no /proc: the check before the open stands alone
+        return
+    try:
+        confine(opened, what)
+    except PathNotAllowed:
+        raise PathNotAllowed(f"{what} {source[:300]!r} led outside what may be read when it was opened (it "
+                             "changed after it was checked)") from None
 
 
 def read_regular(path: str | os.PathLike, max_bytes: int, *, what: str,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sbexportd.errors import MemberTooLarge, ModelFileError, NotAModelFile, SbExportError, TruncatedFile, reason
 from sbexportd.read.archive import Archive
-from sbexportd.read.files import open_regular
+from sbexportd.read.files import Confine, open_regular
 from sbexportd.read.sb2pkl import read_pkl
 from sbexportd.read.sb2zip import Limits, read_zip
 
@@ -28,9 +28,10 @@ def sniff(head: bytes) -> str | None:
 
 def read_model(path: str | os.PathLike, *, limits: Limits | None = None,
                max_member_bytes: int | None = None, max_total_bytes: int | None = None,
-               max_pickle_bytes: int | None = None) -> Archive:
+               max_pickle_bytes: int | None = None, confine: Confine | None = None) -> Archive:
     """Read an SB2 save file (.zip or legacy cloudpickle .pkl) without importing or
-    executing anything from it. Raises only sbexportd.errors.ModelFileError subclasses."""
+    executing anything from it. Raises only sbexportd.errors.ModelFileError subclasses
+    (and PathNotAllowed from `confine`, see sbexportd.read.files)."""
     path = Path(path)
     lim = limits or Limits()
     overrides = {k: v for k, v in (("max_member_bytes", max_member_bytes),
@@ -40,7 +41,7 @@ def read_model(path: str | os.PathLike, *, limits: Limits | None = None,
         lim = Limits(**{**lim.__dict__, **overrides})
     source = str(path)
     try:
-        return _read(path, source, lim)
+        return _read(path, source, lim, confine)
     except SbExportError:
         raise
     except MemoryError as e:
@@ -61,9 +62,9 @@ def _sha256(fp) -> str:
     return h.hexdigest()
 
 
-def _read(path: Path, source: str, lim: Limits) -> Archive:
+def _read(path: Path, source: str, lim: Limits, confine: Confine | None) -> Archive:
     # a zip is read member by member (max_total_bytes inflated at most), a pickle whole
-    fp, size = open_regular(path, max(lim.max_total_bytes, lim.max_pickle_bytes))
+    fp, size = open_regular(path, max(lim.max_total_bytes, lim.max_pickle_bytes), confine=confine)
     with fp:
         head = fp.read(8)
         if not head:
