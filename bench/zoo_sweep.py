@@ -89,8 +89,9 @@ def render(rows, failures, worst, total) -> str:
               "docs/export.md). Each cell: the result and the largest absolute difference over "
               "every output (critic values and Q-values included, whose rule is relative). `portable` and "
               "`params` are read back by sbexportd's own NumPy reader of those files, hence 0; the Java "
-              "and Node readers of the portable format are held to the reference by their own suites "
-              "(clients/java, clients/node)."), "",
+              "and Node evaluators of the portable format run every zoo agent's portable export "
+              "against SB2's goldens in their own suites (clients/java `ZooParityTest`, clients/node "
+              "`test/zoo.test.mjs`, data from tests/zoo_reference.py)."), "",
              (f"{passed} of {len(rows) * len(cols)} agent x (backend | target) checks passed; "
               f"{len(rows)} agents in {total:.0f} s on {platform.machine()} with {os.cpu_count()} CPUs "
               f"(Python {platform.python_version()})."), "",
