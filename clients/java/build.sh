@@ -80,7 +80,7 @@ test)
     java -Dsbexportd.testdata="$BUILD/testdata" -Dsbexportd.zoodata="$ZOOREF" -Dsbexportd.python="$PY" \
         -Dsbexportd.root="$ROOT" \
         -Dsbexportd.classpath="$BUILD/classes:$CP" \
-        -jar "$JUNIT" --disable-banner --disable-ansi-colors --details=tree --fail-if-no-tests \
+        -jar "$JUNIT" --disable-banner --disable-ansi-colors --details=tree --details-theme=ascii --fail-if-no-tests \
         --class-path "$BUILD/classes:$BUILD/test-classes:$CP" \
         ${SBEXPORTD_JAVA_TESTS:---scan-class-path} \
         --reports-dir="$BUILD/test-reports"
