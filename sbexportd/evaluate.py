@@ -25,6 +25,7 @@ import numpy as np
 
 from .environments import EnvWrapper, Published, make, published, successor, wrap
 from .errors import BadObservation, ExportError, ExportFolderError, SbExportError
+from .read.files import Confine
 from .registry import Registry
 
 MAX_EPISODES = 10_000
@@ -154,9 +155,10 @@ class StatefulAgent(Agent):
         return np.asarray(out["action"])[0]
 
 
-def sb2_agent(path: Path, backend: str, vecnormalize, frame_stack, algo: str | None = None) -> Agent:
+def sb2_agent(path: Path, backend: str, vecnormalize, frame_stack, algo: str | None = None,
+              confine: Confine | None = None) -> Agent:
     from .model import load
-    model = load(path, vecnormalize, frame_stack=frame_stack, algo=algo)
+    model = load(path, vecnormalize, frame_stack=frame_stack, algo=algo, confine=confine)
     spec = model.spec
 
     def run(feeds):
@@ -345,17 +347,18 @@ def sb3_folder(folder: Path) -> Path:
 def evaluate(source: str | Path, env: str | None = None, episodes: object = 10, *, seed: int = 0,
              backend: str = "numpy", vecnormalize="auto", frame_stack="auto", algo: str | None = None,
              benchmark: str | Path | None = None, max_steps: int = 100_000,
-             cancelled: Callable[[], bool] | None = None) -> Evaluation:
+             cancelled: Callable[[], bool] | None = None, confine: Confine | None = None) -> Evaluation:
     """Run `episodes` deterministic episodes of `source` (an SB2 .zip/.pkl, or an export
     folder with manifest.json) in gymnasium's `env` (default: the agent file's name, the
-    zoo's convention), mapped to its gymnasium successor. See the module docstring."""
+    zoo's convention), mapped to its gymnasium successor. See the module docstring.
+    confine: sbexportd.load's, for an SB2 file and what is read beside it (serve --root)."""
     source = Path(source)
     if not isinstance(episodes, int) or isinstance(episodes, bool) or not 1 <= episodes <= MAX_EPISODES:
         raise BadObservation(f"episodes must be a number from 1 to {MAX_EPISODES}, got {episodes!r:.40}")
     if source.is_dir():
         agent = export_agent(source)
     else:
-        agent = sb2_agent(source, backend, vecnormalize, frame_stack, algo)
+        agent = sb2_agent(source, backend, vecnormalize, frame_stack, algo, confine)
     trained = env or agent.trained_env
     if not trained:
         raise SbExportError("which environment? pass env (the agent's file name is not an environment id)", source)

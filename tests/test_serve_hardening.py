@@ -584,6 +584,25 @@ def test_root_confines_the_sidecars_found_beside_a_model(client, tmp_path):
         d.stop()
 
 
+def test_root_confines_what_evaluate_reads_beside_a_model(tmp_path):
+    """sbexport/evaluate loads the agent as sbexport/open does: under --root, a config.yml
+    beside it leading out of the root is refused before it is read (its normalize,
+    frame_stack and env_wrapper decide how the agent runs); inside, the episodes run."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    cfg_out = _zoo_layout(root / "cfg-out", outside / "config.yml", root / "store" / "obs_rms.pkl")
+    inside = _zoo_layout(root / "inside", root / "store" / "config.yml", root / "store" / "obs_rms.pkl")
+    d = Daemon("--root", str(root))
+    try:
+        c = d.client()
+        e = error_of(c, "sbexport/evaluate", {"path": str(cfg_out), "episodes": 1})
+        assert (e.code, e.kind) == (-33021, "path_not_allowed") and "config.yml" in e.error["message"], e.error
+        assert str(outside) not in e.error["message"]
+        ran = c.request("sbexport/evaluate", {"path": str(inside), "episodes": 1, "backend": "onnxruntime"})
+        assert len(ran["returns"]) == 1 and any("frames stacked" in n for n in ran["notes"]), ran
+    finally:
+        d.stop()
+
+
 def test_sidecars_read_after_load_keep_the_confinement(tmp_path):
     """The model keeps load's confine for the sidecars read later: inspect's account
     of "auto", and the sb3 / rl-zoo3 exports' reading of config.yml (refused, not

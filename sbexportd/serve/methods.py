@@ -277,7 +277,7 @@ async def evaluate(conn, p: Params, req):
     backend = p.choice("backend", tuple(BACKENDS), "numpy")
     call = functools.partial(run_episodes, path, p.str("env"), episodes, seed=p.int("seed", 0), backend=backend,
                              vecnormalize=vecnormalize, frame_stack=p.frame_stack("frameStack", "auto", minimum=0),
-                             cancelled=req.token.cancelled)
+                             cancelled=req.token.cancelled, confine=conn.daemon.roots.confine)
     result = await conn.daemon.run(conn.daemon.work, call, token=req.token)
     return result.as_dict()
 
